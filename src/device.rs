@@ -1,0 +1,87 @@
+//! Which backend a model runs on: `WGTRAIN_DEVICE` or the same choice in the API.
+
+use crate::backend::Backend;
+use crate::cpu::CpuBackend;
+use crate::error::{Error, Result};
+use crate::gpu::{self, WgpuBackend};
+use std::fmt;
+use std::str::FromStr;
+
+/// The environment variable read by [`Device::from_env`].
+pub const DEVICE_ENV: &str = "WGTRAIN_DEVICE";
+
+/// Where to run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Device {
+    /// The best hardware GPU, else the CPU backend (far faster than a software adapter).
+    #[default]
+    Auto,
+    /// A hardware GPU adapter; an error if there is none.
+    Gpu,
+    /// wgpu's fallback (software) adapter: lavapipe on Linux, WARP on Windows.
+    Fallback,
+    /// The CPU backend.
+    Cpu,
+}
+
+impl Device {
+    /// Reads `WGTRAIN_DEVICE`; unset or empty means [`Device::Auto`].
+    pub fn from_env() -> Result<Device> {
+        match std::env::var(DEVICE_ENV) {
+            Ok(value) if !value.trim().is_empty() => value.trim().parse().map_err(|_| {
+                Error::value(
+                    DEVICE_ENV,
+                    format!("`{value}`, expected one of auto, gpu, fallback, cpu"),
+                )
+            }),
+            _ => Ok(Device::Auto),
+        }
+    }
+
+    /// Opens the backend and logs one line naming it, the adapter, the driver and the wgpu backend.
+    pub fn open(self) -> Result<Box<dyn Backend>> {
+        let backend: Box<dyn Backend> = match self {
+            Device::Cpu => Box::new(CpuBackend::new()),
+            Device::Gpu => Box::new(WgpuBackend::new(gpu::hardware_adapter()?)?),
+            Device::Fallback => Box::new(WgpuBackend::new(gpu::fallback_adapter()?)?),
+            Device::Auto => match gpu::hardware_adapter() {
+                Ok(adapter) => Box::new(WgpuBackend::new(adapter)?),
+                Err(_) => Box::new(CpuBackend::new()),
+            },
+        };
+        log::info!("wgtrain device {self}: {}", backend.info());
+        Ok(backend)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Device::Auto => "auto",
+            Device::Gpu => "gpu",
+            Device::Fallback => "fallback",
+            Device::Cpu => "cpu",
+        }
+    }
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Device {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(Device::Auto),
+            "gpu" => Ok(Device::Gpu),
+            "fallback" => Ok(Device::Fallback),
+            "cpu" => Ok(Device::Cpu),
+            other => Err(Error::value(
+                "device",
+                format!("`{other}`, expected one of auto, gpu, fallback, cpu"),
+            )),
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! Adapter choice and device creation.
+
+use crate::backend::DeviceInfo;
+use crate::error::{Error, Result};
+
+fn instance() -> wgpu::Instance {
+    // Honours WGPU_BACKEND (vulkan, metal, dx12, gl) and the other WGPU_* variables.
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+/// Lower is better: discrete before integrated before virtual GPUs.
+fn hardware_rank(info: &wgpu::AdapterInfo) -> Option<u8> {
+    match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => Some(0),
+        wgpu::DeviceType::IntegratedGpu => Some(1),
+        wgpu::DeviceType::VirtualGpu => Some(2),
+        wgpu::DeviceType::Cpu | wgpu::DeviceType::Other => None,
+    }
+}
+
+/// Prefers the native APIs over GL for the same GPU.
+fn api_rank(backend: wgpu::Backend) -> u8 {
+    match backend {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        _ => 1,
+    }
+}
+
+/// Every adapter wgpu can see, for listings.
+pub fn list_adapters() -> Vec<wgpu::AdapterInfo> {
+    pollster::block_on(instance().enumerate_adapters(wgpu::Backends::all()))
+        .iter()
+        .map(wgpu::Adapter::get_info)
+        .collect()
+}
+
+/// The best hardware (non-software) adapter.
+pub fn hardware_adapter() -> Result<wgpu::Adapter> {
+    pollster::block_on(instance().enumerate_adapters(wgpu::Backends::all()))
+        .into_iter()
+        .filter_map(|adapter| {
+            let info = adapter.get_info();
+            hardware_rank(&info).map(|rank| ((rank, api_rank(info.backend)), adapter))
+        })
+        .min_by_key(|(rank, _)| *rank)
+        .map(|(_, adapter)| adapter)
+        .ok_or_else(|| Error::NoAdapter("hardware GPU".into()))
+}
+
+/// wgpu's fallback adapter (a software rasteriser such as lavapipe or WARP).
+pub fn fallback_adapter() -> Result<wgpu::Adapter> {
+    let options = wgpu::RequestAdapterOptions {
+        force_fallback_adapter: true,
+        ..Default::default()
+    };
+    pollster::block_on(instance().request_adapter(&options))
+        .map_err(|e| Error::NoAdapter(format!("fallback (software) ({e})")))
+}
+
+pub(crate) fn describe(info: &wgpu::AdapterInfo) -> DeviceInfo {
+    let device_type = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => "discrete",
+        wgpu::DeviceType::IntegratedGpu => "integrated",
+        wgpu::DeviceType::VirtualGpu => "virtual",
+        wgpu::DeviceType::Cpu => "cpu",
+        wgpu::DeviceType::Other => "other",
+    };
+    DeviceInfo {
+        backend: "wgpu".into(),
+        adapter: info.name.clone(),
+        driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+        api: info.backend.to_str().to_string(),
+        device_type: device_type.into(),
+    }
+}
+
+/// Opens a device with the adapter's own limits, so large layers are not held to wgpu's defaults.
+pub(crate) fn open_device(adapter: &wgpu::Adapter) -> Result<(wgpu::Device, wgpu::Queue)> {
+    let descriptor = wgpu::DeviceDescriptor {
+        label: Some("wgtrain"),
+        required_features: wgpu::Features::empty(),
+        required_limits: adapter.limits(),
+        experimental_features: wgpu::ExperimentalFeatures::disabled(),
+        memory_hints: wgpu::MemoryHints::Performance,
+        trace: wgpu::Trace::Off,
+    };
+    pollster::block_on(adapter.request_device(&descriptor))
+        .map_err(|e| Error::Gpu(format!("could not open {}: {e}", adapter.get_info().name)))
+}

@@ -1,0 +1,200 @@
+//! WGSL sources, the entry point each [`Op`] runs, its bindings, its shape uniform and its dispatch size.
+
+use crate::activation::Activation;
+use crate::backend::{Op, Region};
+
+/// Every shader file, by stem. Each is standalone WGSL; `tests/shaders.rs` validates them with naga.
+pub const SHADERS: [(&str, &str); 5] = [
+    ("matmul", include_str!("../../shaders/matmul.wgsl")),
+    ("activation", include_str!("../../shaders/activation.wgsl")),
+    ("loss", include_str!("../../shaders/loss.wgsl")),
+    ("reduce", include_str!("../../shaders/reduce.wgsl")),
+    ("optim", include_str!("../../shaders/optim.wgsl")),
+];
+
+/// The shader file holding an entry point.
+pub(crate) fn shader_of(entry: &str) -> &'static str {
+    match entry {
+        "matmul_bias_act" | "matmul_nt" | "matmul_tn" => "matmul",
+        "act_backward" | "softmax_backward" | "softmax" => "activation",
+        "loss_grad" | "loss_sum" => "loss",
+        "bias_grad" => "reduce",
+        _ => "optim",
+    }
+}
+
+/// The `Dims` uniform every shader declares at binding 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct Dims {
+    pub m: u32,
+    pub k: u32,
+    pub n: u32,
+    pub code: u32,
+    pub slope: f32,
+    pub scale: f32,
+    pub _pad: [u32; 2],
+}
+
+/// Invocations per workgroup of the 1-D kernels (`WORKGROUP` in the shaders).
+const WORKGROUP: usize = 64;
+/// Edge of the 2-D matmul workgroups (`@workgroup_size(8, 8)`).
+const MATMUL_TILE: usize = 8;
+/// Most workgroups a dispatch may have in one dimension.
+pub(crate) const MAX_GROUPS_PER_DIM: usize = 65535;
+
+/// What one prepared kernel binds and dispatches.
+pub(crate) struct Launch {
+    pub dims: Dims,
+    pub bindings: Vec<(u32, Region)>,
+    pub groups: [usize; 3],
+}
+
+/// Spreads `groups` 1-D workgroups over x and y so neither passes the per-dimension limit; the shaders
+/// rebuild the flat index as `gid.x + gid.y * num_workgroups.x * WORKGROUP` and skip the overhang.
+fn flat_groups(items: usize) -> [usize; 3] {
+    let groups = items.div_ceil(WORKGROUP).max(1);
+    if groups <= MAX_GROUPS_PER_DIM {
+        [groups, 1, 1]
+    } else {
+        [MAX_GROUPS_PER_DIM, groups.div_ceil(MAX_GROUPS_PER_DIM), 1]
+    }
+}
+
+fn tiles(m: usize, n: usize) -> [usize; 3] {
+    [n.div_ceil(MATMUL_TILE), m.div_ceil(MATMUL_TILE), 1]
+}
+
+fn act_dims(rows: usize, cols: usize, activation: Activation) -> Dims {
+    Dims {
+        m: rows as u32,
+        n: cols as u32,
+        code: activation.code(),
+        slope: activation.slope(),
+        ..Dims::default()
+    }
+}
+
+pub(crate) fn launch(op: &Op) -> Launch {
+    let mnk = |m: usize, k: usize, n: usize| Dims {
+        m: m as u32,
+        k: k as u32,
+        n: n as u32,
+        ..Dims::default()
+    };
+    match *op {
+        Op::MatmulBiasAct {
+            input,
+            weights,
+            bias,
+            output,
+            m,
+            k,
+            n,
+            activation,
+        } => Launch {
+            dims: Dims {
+                code: activation.code(),
+                slope: activation.slope(),
+                ..mnk(m, k, n)
+            },
+            bindings: vec![(1, input), (2, weights), (3, bias), (4, output)],
+            groups: tiles(m, n),
+        },
+        Op::MatmulNt {
+            grad_output,
+            weights,
+            grad_input,
+            m,
+            k,
+            n,
+        } => Launch {
+            dims: mnk(m, k, n),
+            bindings: vec![(1, grad_output), (2, weights), (4, grad_input)],
+            groups: tiles(m, n),
+        },
+        Op::MatmulTn {
+            input,
+            grad_output,
+            grad_weights,
+            m,
+            k,
+            n,
+        } => Launch {
+            dims: mnk(m, k, n),
+            bindings: vec![(1, input), (2, grad_output), (4, grad_weights)],
+            groups: tiles(m, n),
+        },
+        Op::Softmax { values, rows, cols } => Launch {
+            dims: act_dims(rows, cols, Activation::Softmax),
+            bindings: vec![(3, values)],
+            groups: flat_groups(rows),
+        },
+        Op::ActBackward {
+            output,
+            grad,
+            rows,
+            cols,
+            activation,
+        } => Launch {
+            dims: act_dims(rows, cols, activation),
+            bindings: vec![(1, output), (2, grad)],
+            groups: if activation == Activation::Softmax {
+                flat_groups(rows)
+            } else {
+                flat_groups(rows * cols)
+            },
+        },
+        Op::LossGrad {
+            prediction,
+            target,
+            grad,
+            row_loss,
+            rows,
+            cols,
+            loss,
+        } => Launch {
+            dims: Dims {
+                m: rows as u32,
+                n: cols as u32,
+                code: loss.code(),
+                ..Dims::default()
+            },
+            bindings: vec![(1, prediction), (2, target), (3, grad), (4, row_loss)],
+            groups: flat_groups(rows),
+        },
+        Op::LossSum {
+            row_loss,
+            loss_value,
+            rows,
+            scale,
+        } => Launch {
+            dims: Dims {
+                m: rows as u32,
+                scale,
+                ..Dims::default()
+            },
+            bindings: vec![(4, row_loss), (5, loss_value)],
+            groups: [1, 1, 1],
+        },
+        Op::BiasGrad {
+            grad_output,
+            grad_bias,
+            rows,
+            cols,
+        } => Launch {
+            dims: mnk(rows, 0, cols),
+            bindings: vec![(1, grad_output), (2, grad_bias)],
+            groups: [cols.div_ceil(WORKGROUP).max(1), 1, 1],
+        },
+        Op::SgdUpdate {
+            params,
+            grads,
+            learning_rate,
+        } => Launch {
+            dims: mnk(params.len, 0, 0),
+            bindings: vec![(1, params), (2, grads), (3, learning_rate)],
+            groups: flat_groups(params.len),
+        },
+    }
+}

@@ -1,0 +1,386 @@
+//! The wgpu backend: buffers live on the device, every op is a WGSL compute dispatch, and everything enqueued
+//! between two submits goes to the queue as one command buffer with one compute pass.
+
+mod context;
+pub mod kernels;
+
+pub use context::{fallback_adapter, hardware_adapter, list_adapters};
+
+use crate::backend::{check_op, Backend, BufferId, Counters, DeviceInfo, KernelId, Op, Region};
+use crate::error::{Error, Result};
+use kernels::{launch, shader_of, MAX_GROUPS_PER_DIM, SHADERS};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use wgpu::util::DeviceExt;
+
+struct Kernel {
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    groups: [u32; 3],
+    /// Keeps the shape uniform alive as long as the bind group that points at it.
+    _dims: wgpu::Buffer,
+}
+
+/// Runs ops as WGSL compute shaders on one wgpu device.
+pub struct WgpuBackend {
+    info: DeviceInfo,
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    modules: HashMap<&'static str, wgpu::ShaderModule>,
+    pipelines: HashMap<&'static str, wgpu::ComputePipeline>,
+    buffers: Vec<(wgpu::Buffer, usize)>,
+    kernels: Vec<Kernel>,
+    pending: Vec<KernelId>,
+    /// Reused MAP_READ buffer for `read`; grows to the largest read.
+    staging: Option<wgpu::Buffer>,
+    /// The first error wgpu reported outside an error scope (validation, out of memory, device lost).
+    device_error: Arc<Mutex<Option<String>>>,
+    counters: Counters,
+}
+
+fn byte_len(floats: usize) -> u64 {
+    (floats * std::mem::size_of::<f32>()) as u64
+}
+
+impl WgpuBackend {
+    /// Opens a device on `adapter` with the adapter's limits.
+    pub fn new(adapter: wgpu::Adapter) -> Result<Self> {
+        let info = context::describe(&adapter.get_info());
+        let (device, queue) = context::open_device(&adapter)?;
+        let device_error = Arc::new(Mutex::new(None::<String>));
+        let slot = device_error.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            log::error!("wgpu: {e}");
+            slot.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert(e.to_string());
+        }));
+        let slot = device_error.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if reason != wgpu::DeviceLostReason::Destroyed {
+                slot.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert(format!("device lost ({reason:?}): {message}"));
+            }
+        });
+        Ok(WgpuBackend {
+            info,
+            device,
+            queue,
+            modules: HashMap::new(),
+            pipelines: HashMap::new(),
+            buffers: Vec::new(),
+            kernels: Vec::new(),
+            pending: Vec::new(),
+            staging: None,
+            device_error,
+            counters: Counters::default(),
+        })
+    }
+
+    fn check_device(&self) -> Result<()> {
+        match &*self.device_error.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(message) => Err(Error::Gpu(message.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `create` inside validation and out-of-memory error scopes and turns what they catch into errors.
+    fn scoped<T>(&self, what: &str, create: impl FnOnce(&wgpu::Device) -> T) -> Result<T> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let value = create(&self.device);
+        let invalid = pollster::block_on(validation.pop());
+        let out_of_memory = pollster::block_on(oom.pop());
+        match invalid.or(out_of_memory) {
+            Some(e) => Err(Error::Gpu(format!("{what}: {e}"))),
+            None => Ok(value),
+        }
+    }
+
+    /// The pipeline of `entry`, compiled on first use and kept.
+    fn pipeline(&mut self, entry: &'static str) -> Result<wgpu::ComputePipeline> {
+        if let Some(pipeline) = self.pipelines.get(entry) {
+            return Ok(pipeline.clone());
+        }
+        let stem = shader_of(entry);
+        if !self.modules.contains_key(stem) {
+            let (_, source) = SHADERS.iter().find(|(name, _)| *name == stem).expect("known shader");
+            let module = self.scoped(&format!("compiling {stem}.wgsl"), |device| {
+                device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(stem),
+                    source: wgpu::ShaderSource::Wgsl((*source).into()),
+                })
+            })?;
+            self.modules.insert(stem, module);
+        }
+        let module = &self.modules[stem];
+        let pipeline = self.scoped(&format!("building pipeline {entry}"), |device| {
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: None,
+                module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            })
+        })?;
+        self.counters.allocations += 1;
+        self.pipelines.insert(entry, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    fn binding(&self, region: Region) -> wgpu::BufferBinding<'_> {
+        wgpu::BufferBinding {
+            buffer: &self.buffers[region.buffer.0].0,
+            offset: byte_len(region.offset),
+            size: std::num::NonZeroU64::new(byte_len(region.len)),
+        }
+    }
+
+    /// Checks what wgpu would reject with a message the user can act on.
+    fn check_limits(&self, op: &Op, bindings: &[(u32, Region)], groups: [usize; 3]) -> Result<()> {
+        let limits = self.device.limits();
+        let align = limits.min_storage_buffer_offset_alignment as u64;
+        for &(_, region) in bindings {
+            if region.len == 0 {
+                return Err(Error::shape(format!("{} operand", op.name()), "at least 1 float", 0));
+            }
+            if byte_len(region.offset) % align != 0 {
+                return Err(Error::shape(
+                    format!("{} operand offset", op.name()),
+                    format!("a multiple of {align} bytes"),
+                    byte_len(region.offset),
+                ));
+            }
+            let max = u64::from(limits.max_storage_buffer_binding_size);
+            if byte_len(region.len) > max {
+                return Err(Error::shape(
+                    format!("{} operand on {}", op.name(), self.info.adapter),
+                    format!("at most {max} bytes per binding (the adapter's limit)"),
+                    format!("{} bytes", byte_len(region.len)),
+                ));
+            }
+        }
+        if let Some(&too_many) = groups.iter().find(|&&g| g > MAX_GROUPS_PER_DIM) {
+            return Err(Error::shape(
+                format!("{} dispatch", op.name()),
+                format!("at most {MAX_GROUPS_PER_DIM} workgroups per dimension"),
+                too_many,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Submits what is pending, if anything.
+    fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return self.check_device();
+        }
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("wgtrain step"),
+            });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("wgtrain ops"),
+                timestamp_writes: None,
+            });
+            for id in &self.pending {
+                let kernel = &self.kernels[id.0];
+                pass.set_pipeline(&kernel.pipeline);
+                pass.set_bind_group(0, &kernel.bind_group, &[]);
+                let [x, y, z] = kernel.groups;
+                pass.dispatch_workgroups(x, y, z);
+            }
+        }
+        self.queue.submit([encoder.finish()]);
+        self.pending.clear();
+        self.counters.submits += 1;
+        self.check_device()
+    }
+}
+
+impl Backend for WgpuBackend {
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn alloc(&mut self, label: &str, len: usize) -> Result<BufferId> {
+        let size = byte_len(len.max(1));
+        let max = self.device.limits().max_buffer_size;
+        if size > max {
+            return Err(Error::shape(
+                format!("buffer `{label}` on {}", self.info.adapter),
+                format!("at most {max} bytes (the adapter's limit)"),
+                format!("{size} bytes"),
+            ));
+        }
+        let buffer = self.scoped(&format!("allocating `{label}` ({size} bytes)"), |device| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_DST
+                    | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            })
+        })?;
+        self.buffers.push((buffer, len));
+        self.counters.allocations += 1;
+        Ok(BufferId(self.buffers.len() - 1))
+    }
+
+    fn free(&mut self, buffer: BufferId) -> Result<()> {
+        let entry = self
+            .buffers
+            .get_mut(buffer.0)
+            .ok_or_else(|| Error::value("buffer", format!("{buffer:?} does not exist")))?;
+        entry.0.destroy();
+        entry.1 = 0;
+        Ok(())
+    }
+
+    fn write(&mut self, buffer: BufferId, offset: usize, data: &[f32]) -> Result<()> {
+        let &(ref target, len) = self
+            .buffers
+            .get(buffer.0)
+            .ok_or_else(|| Error::value("buffer", format!("{buffer:?} does not exist")))?;
+        if offset + data.len() > len {
+            return Err(Error::shape(
+                "write",
+                format!("at most {len} floats"),
+                format!("{offset}..{}", offset + data.len()),
+            ));
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        let target = target.clone();
+        // queue.write_buffer lands before the next submission: run what is already enqueued first.
+        self.flush()?;
+        self.queue
+            .write_buffer(&target, byte_len(offset), bytemuck::cast_slice(data));
+        Ok(())
+    }
+
+    fn read(&mut self, region: Region) -> Result<Vec<f32>> {
+        let len = self.buffers.get(region.buffer.0).map(|b| b.1);
+        if !matches!(len, Some(len) if region.offset + region.len <= len) {
+            return Err(Error::value("read", format!("{region:?} is outside its buffer")));
+        }
+        if region.len == 0 {
+            return Ok(Vec::new());
+        }
+        self.flush()?;
+        let size = byte_len(region.len);
+        if self.staging.as_ref().is_none_or(|s| s.size() < size) {
+            let staging = self.scoped("allocating the readback buffer", |device| {
+                device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("readback"),
+                    size,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            })?;
+            self.counters.allocations += 1;
+            self.staging = Some(staging);
+        }
+        let staging = self.staging.clone().expect("staging buffer exists");
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("wgtrain readback"),
+            });
+        encoder.copy_buffer_to_buffer(
+            &self.buffers[region.buffer.0].0,
+            byte_len(region.offset),
+            &staging,
+            0,
+            size,
+        );
+        self.queue.submit([encoder.finish()]);
+        self.counters.submits += 1;
+        self.counters.readbacks += 1;
+
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let slice = staging.slice(..size);
+        slice.map_async(wgpu::MapMode::Read, move |result| {
+            let _ = sender.send(result);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for a readback: {e}")))?;
+        self.check_device()?;
+        receiver
+            .recv()
+            .map_err(|_| Error::Gpu("readback was dropped before it completed".into()))?
+            .map_err(|e| Error::Gpu(format!("mapping the readback buffer: {e}")))?;
+        let values = {
+            let view = slice
+                .get_mapped_range()
+                .map_err(|e| Error::Gpu(format!("reading the readback buffer: {e}")))?;
+            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        };
+        staging.unmap();
+        Ok(values)
+    }
+
+    fn prepare(&mut self, op: &Op) -> Result<KernelId> {
+        check_op(op, |id| self.buffers.get(id.0).map(|b| b.1))?;
+        let launch = launch(op);
+        self.check_limits(op, &launch.bindings, launch.groups)?;
+        let pipeline = self.pipeline(op.name())?;
+        let dims = self.scoped("allocating a shape uniform", |device| {
+            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(op.name()),
+                contents: bytemuck::bytes_of(&launch.dims),
+                usage: wgpu::BufferUsages::UNIFORM,
+            })
+        })?;
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: dims.as_entire_binding(),
+        }];
+        for &(binding, region) in &launch.bindings {
+            entries.push(wgpu::BindGroupEntry {
+                binding,
+                resource: wgpu::BindingResource::Buffer(self.binding(region)),
+            });
+        }
+        let layout = pipeline.get_bind_group_layout(0);
+        let bind_group = self.scoped(&format!("binding {}", op.name()), |device| {
+            device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(op.name()),
+                layout: &layout,
+                entries: &entries,
+            })
+        })?;
+        self.counters.allocations += 2;
+        let groups = launch.groups.map(|g| g as u32);
+        self.kernels.push(Kernel {
+            pipeline,
+            bind_group,
+            groups,
+            _dims: dims,
+        });
+        Ok(KernelId(self.kernels.len() - 1))
+    }
+
+    fn enqueue(&mut self, kernel: KernelId) -> Result<()> {
+        if kernel.0 >= self.kernels.len() {
+            return Err(Error::value("kernel", format!("{kernel:?} was not prepared")));
+        }
+        self.pending.push(kernel);
+        Ok(())
+    }
+
+    fn submit(&mut self) -> Result<()> {
+        self.flush()
+    }
+
+    fn counters(&self) -> Counters {
+        self.counters
+    }
+}

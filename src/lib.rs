@@ -1,0 +1,45 @@
+//! # wgtrain
+//!
+//! Train dense neural networks on any GPU through wgpu compute shaders (Vulkan, Metal, DX12, GL, or a
+//! software adapter such as lavapipe), with a CPU backend that every GPU result is tested against.
+//!
+//! A layer computes `output = activation(input · weights + bias)`; training runs the forward pass, the loss
+//! gradient, backpropagation by the chain rule and a gradient-descent update as one submission to the device.
+//!
+//! ```
+//! use wgtrain::{Activation, Device, Loss, Model, Network, TrainConfig};
+//!
+//! // Learn y = 2x − 1 with a single linear unit.
+//! let net = Network::builder(1).dense(1, Activation::Linear).build(Loss::Mse)?;
+//! let mut model = Model::new(net, Device::Cpu, 0)?;
+//! let x = [-1.0, 0.0, 1.0, 2.0];
+//! let y = [-3.0, -1.0, 1.0, 3.0];
+//! model.train(&x, &y, &TrainConfig { iterations: 500, batch_size: None, learning_rate: 0.1 })?;
+//! assert!(model.loss()? < 1e-6);
+//! let prediction = model.predict(&[3.0])?;
+//! assert!((prediction[0] - 5.0).abs() < 1e-3);
+//! # Ok::<(), wgtrain::Error>(())
+//! ```
+//!
+//! Choose the device with [`Device`] or the `WGTRAIN_DEVICE` environment variable (`auto`, `gpu`,
+//! `fallback`, `cpu`).
+
+pub mod activation;
+pub mod backend;
+pub mod cpu;
+pub mod device;
+pub mod error;
+pub mod gpu;
+pub mod loss;
+pub mod model;
+pub mod network;
+
+pub use activation::Activation;
+pub use backend::{Backend, Counters, DeviceInfo};
+pub use cpu::CpuBackend;
+pub use device::Device;
+pub use error::{Error, Result};
+pub use gpu::WgpuBackend;
+pub use loss::Loss;
+pub use model::{Model, TrainConfig};
+pub use network::{Dense, LayerParams, Network};

@@ -1,0 +1,168 @@
+//! Loss functions: the per-row value and gradient on the CPU beside the code the WGSL kernel switches on.
+//!
+//! `bce` and `ce` are fused with their output activation: they read the output layer's logits `z` and return
+//! the gradient with respect to `z` directly (`σ(z) − y` and `softmax(z) − onehot(y)`, scaled), which is both
+//! cheaper and numerically stable. `sse` and `mse` read the activated output `a` and return `∂L/∂a`.
+
+use crate::activation::{sigmoid, Activation};
+use crate::error::{Error, Result};
+use std::fmt;
+use std::str::FromStr;
+
+/// The training objective.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Loss {
+    /// Sum of squared errors over the batch and outputs: `Σ (a − y)²` (the classic XOR tutorial's loss).
+    Sse,
+    /// Mean squared error over all elements: `Σ (a − y)² / (rows · cols)`.
+    Mse,
+    /// Binary cross-entropy of sigmoid outputs, mean over all elements, computed from logits.
+    Bce,
+    /// Softmax cross-entropy against integer class indices, mean over the batch, computed from logits.
+    Ce,
+}
+
+impl Loss {
+    /// The code the WGSL loss kernel switches on (`LOSS_*` in `shaders/loss.wgsl`).
+    pub(crate) fn code(self) -> u32 {
+        match self {
+            Loss::Sse => 0,
+            Loss::Mse => 1,
+            Loss::Bce => 2,
+            Loss::Ce => 3,
+        }
+    }
+
+    /// The name used in summaries, the CLI and `FromStr`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Loss::Sse => "sse",
+            Loss::Mse => "mse",
+            Loss::Bce => "bce",
+            Loss::Ce => "ce",
+        }
+    }
+
+    /// Every loss.
+    pub const ALL: [Loss; 4] = [Loss::Sse, Loss::Mse, Loss::Bce, Loss::Ce];
+
+    /// True when the loss kernel takes logits and returns the gradient w.r.t. them (activation fused in).
+    pub fn is_fused(self) -> bool {
+        matches!(self, Loss::Bce | Loss::Ce)
+    }
+
+    /// Target values per sample: one class index for `ce`, one value per output otherwise.
+    pub fn target_width(self, outputs: usize) -> usize {
+        if self == Loss::Ce {
+            1
+        } else {
+            outputs
+        }
+    }
+
+    /// Checks that the output layer's activation suits this loss.
+    pub(crate) fn check_output(self, output: Activation) -> Result<()> {
+        let required = match self {
+            Loss::Bce => Activation::Sigmoid,
+            Loss::Ce => Activation::Softmax,
+            Loss::Sse | Loss::Mse => return Ok(()),
+        };
+        if output.code() != required.code() {
+            return Err(Error::InvalidNetwork(format!(
+                "loss `{}` needs a {} output layer, got {}",
+                self.name(),
+                required.name(),
+                output.name()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Factor turning the sum of per-row losses into the loss value (1 for a sum, 1/count for a mean).
+    pub fn scale(self, rows: usize, cols: usize) -> f32 {
+        match self {
+            Loss::Sse => 1.0,
+            Loss::Mse | Loss::Bce => 1.0 / (rows * cols) as f32,
+            Loss::Ce => 1.0 / rows as f32,
+        }
+    }
+
+    /// One row of the `loss_grad` op: writes the gradient into `grad` and returns the row's unscaled loss.
+    /// `prediction` holds activated outputs for `sse`/`mse` and logits for `bce`/`ce`; `target` holds one
+    /// value per output, or for `ce` the class index as a float. `rows` is the batch size (for the mean).
+    pub fn row_loss_grad(
+        self,
+        prediction: &[f32],
+        target: &[f32],
+        grad: &mut [f32],
+        rows: usize,
+    ) -> f32 {
+        let cols = prediction.len();
+        let grad_scale = match self {
+            Loss::Sse => 2.0,
+            Loss::Mse => 2.0 / (rows * cols) as f32,
+            Loss::Bce => 1.0 / (rows * cols) as f32,
+            Loss::Ce => 1.0 / rows as f32,
+        };
+        match self {
+            // L = Σ (a − y)²;  ∂L/∂a = 2 (a − y) (divided by rows · cols for the mean)
+            Loss::Sse | Loss::Mse => {
+                let mut sum = 0.0;
+                for ((g, &a), &y) in grad.iter_mut().zip(prediction).zip(target) {
+                    let diff = a - y;
+                    sum += diff * diff;
+                    *g = grad_scale * diff;
+                }
+                sum
+            }
+            // L = max(z, 0) − z·y + ln(1 + e^−|z|);  ∂L/∂z = σ(z) − y
+            Loss::Bce => {
+                let mut sum = 0.0;
+                for ((g, &z), &y) in grad.iter_mut().zip(prediction).zip(target) {
+                    sum += z.max(0.0) - z * y + (-z.abs()).exp().ln_1p();
+                    *g = grad_scale * (sigmoid(z) - y);
+                }
+                sum
+            }
+            // L = logsumexp(z) − z_class;  ∂L/∂z = softmax(z) − onehot(class)
+            Loss::Ce => {
+                // An index outside the classes gives NaN, as the WGSL kernel does; models check targets first.
+                let class = target[0] as usize;
+                let Some(&z_class) = prediction.get(class) else {
+                    grad.fill(f32::NAN);
+                    return f32::NAN;
+                };
+                let max = prediction.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let sum_exp: f32 = prediction.iter().map(|&z| (z - max).exp()).sum();
+                for (j, (g, &z)) in grad.iter_mut().zip(prediction).enumerate() {
+                    let p = (z - max).exp() / sum_exp;
+                    *g = grad_scale * (p - if j == class { 1.0 } else { 0.0 });
+                }
+                max + sum_exp.ln() - z_class
+            }
+        }
+    }
+}
+
+impl fmt::Display for Loss {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Loss {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "sse" => Ok(Loss::Sse),
+            "mse" => Ok(Loss::Mse),
+            "bce" => Ok(Loss::Bce),
+            "ce" => Ok(Loss::Ce),
+            other => Err(Error::value(
+                "loss",
+                format!("`{other}`, expected one of sse, mse, bce, ce"),
+            )),
+        }
+    }
+}

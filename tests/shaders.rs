@@ -1,0 +1,56 @@
+//! Every WGSL file parses and validates with naga on its own, without a GPU, and holds the entry points the
+//! backend dispatches.
+
+use wgtrain::gpu::kernels::SHADERS;
+
+fn validate(name: &str, source: &str) -> naga::Module {
+    let module = naga::front::wgsl::parse_str(source)
+        .unwrap_or_else(|e| panic!("{name}.wgsl does not parse:\n{}", e.emit_to_string(source)));
+    naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::empty(),
+    )
+    .validate(&module)
+    .unwrap_or_else(|e| panic!("{name}.wgsl is invalid:\n{}", e.emit_to_string(source)));
+    module
+}
+
+#[test]
+fn every_shader_validates_standalone() {
+    for (name, source) in SHADERS {
+        validate(name, source);
+    }
+}
+
+#[test]
+fn shader_files_on_disk_are_the_ones_compiled_in() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/shaders");
+    let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+        .expect("shaders/ exists")
+        .map(|e| e.expect("readable entry").file_name().into_string().expect("utf-8 name"))
+        .filter(|n| n.ends_with(".wgsl"))
+        .collect();
+    on_disk.sort();
+    let mut compiled: Vec<String> = SHADERS.iter().map(|(n, _)| format!("{n}.wgsl")).collect();
+    compiled.sort();
+    assert_eq!(on_disk, compiled);
+}
+
+#[test]
+fn every_op_has_its_entry_point() {
+    let expected = [
+        ("matmul", &["matmul_bias_act", "matmul_nt", "matmul_tn"][..]),
+        ("activation", &["act_backward", "softmax_backward", "softmax"][..]),
+        ("loss", &["loss_grad", "loss_sum"][..]),
+        ("reduce", &["bias_grad"][..]),
+        ("optim", &["sgd_update"][..]),
+    ];
+    for (name, entries) in expected {
+        let source = SHADERS.iter().find(|(n, _)| *n == name).expect("shader").1;
+        let module = validate(name, source);
+        let found: Vec<&str> = module.entry_points.iter().map(|e| e.name.as_str()).collect();
+        for entry in entries {
+            assert!(found.contains(entry), "{name}.wgsl lacks `{entry}`, has {found:?}");
+        }
+    }
+}
