@@ -3,7 +3,12 @@
 
 use wgtrain::{Activation, Device, Loss, Model, Network, TrainConfig};
 
-const INPUTS: [[f32; 3]; 4] = [[0.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 1.0]];
+const INPUTS: [[f32; 3]; 4] = [
+    [0.0, 0.0, 1.0],
+    [0.0, 1.0, 1.0],
+    [1.0, 0.0, 1.0],
+    [1.0, 1.0, 1.0],
+];
 const TARGETS: [f32; 4] = [0.0, 1.0, 1.0, 0.0];
 const ITERATIONS: usize = 2500;
 const REPORT_EVERY: usize = 500;
@@ -11,7 +16,8 @@ const LEARNING_RATE: f32 = 1.0;
 const SEED: u64 = 1;
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("wgtrain=info")).init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("wgtrain=info"))
+        .init();
     if let Err(e) = run() {
         eprintln!("error: {e}");
         std::process::exit(2);
@@ -37,7 +43,10 @@ fn run() -> wgtrain::Result<()> {
     let predictions = model.predict(&x)?;
     for ((input, target), prediction) in INPUTS.iter().zip(TARGETS).zip(predictions) {
         let input: Vec<String> = input.iter().map(|v| format!("{v}")).collect();
-        println!("x=[{}] y={target} prediction={prediction:.4}", input.join(", "));
+        println!(
+            "x=[{}] y={target} prediction={prediction:.4}",
+            input.join(", ")
+        );
     }
     Ok(())
 }

@@ -155,7 +155,9 @@ impl FromStr for Activation {
             "softmax" => Ok(Activation::Softmax),
             other => Err(Error::value(
                 "activation",
-                format!("`{other}`, expected one of linear, relu, leaky_relu, sigmoid, tanh, softmax"),
+                format!(
+                    "`{other}`, expected one of linear, relu, leaky_relu, sigmoid, tanh, softmax"
+                ),
             )),
         }
     }

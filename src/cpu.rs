@@ -244,7 +244,10 @@ impl Backend for CpuBackend {
                 self.counters.readbacks += 1;
                 Ok(self.slice(region, region.len).to_vec())
             }
-            _ => Err(Error::value("read", format!("{region:?} is outside its buffer"))),
+            _ => Err(Error::value(
+                "read",
+                format!("{region:?} is outside its buffer"),
+            )),
         }
     }
 

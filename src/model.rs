@@ -25,7 +25,11 @@ pub struct TrainConfig {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Plan {
+    /// Forward, loss, backward and the update.
     Train,
+    /// Forward, loss and backward only: leaves the gradients for [`Model::gradients`].
+    Gradients,
+    /// Forward with the output activated.
     Predict,
 }
 
@@ -66,7 +70,11 @@ impl Model {
     }
 
     /// Uses an already opened backend.
-    pub fn with_backend(network: Network, mut backend: Box<dyn Backend>, seed: u64) -> Result<Model> {
+    pub fn with_backend(
+        network: Network,
+        mut backend: Box<dyn Backend>,
+        seed: u64,
+    ) -> Result<Model> {
         let (slots, param_len) = network.param_slots();
         let params = backend.alloc("parameters", param_len)?;
         let param_grads = backend.alloc("parameter gradients", param_len)?;
@@ -92,6 +100,11 @@ impl Model {
         Ok(model)
     }
 
+    /// Gives the backend back, e.g. to build another model on an already opened device.
+    pub fn into_backend(self) -> Box<dyn Backend> {
+        self.backend
+    }
+
     pub fn network(&self) -> &Network {
         &self.network
     }
@@ -113,7 +126,12 @@ impl Model {
 
     /// The current parameters, one entry per layer (weights `[inputs, units]` row-major).
     pub fn parameters(&mut self) -> Result<Vec<LayerParams>> {
-        let flat = self.backend.read(self.params.region(self.param_len))?;
+        self.read_layers(self.params)
+    }
+
+    /// Splits a flat parameter-shaped buffer into layers.
+    fn read_layers(&mut self, buffer: BufferId) -> Result<Vec<LayerParams>> {
+        let flat = self.backend.read(buffer.region(self.param_len))?;
         Ok(self
             .slots
             .iter()
@@ -141,10 +159,18 @@ impl Model {
         for (i, (layer, slot)) in layers.iter().zip(&self.slots).enumerate() {
             let (w, b) = self.network.layer_parameter_count(i);
             if layer.weights.len() != w {
-                return Err(Error::shape(format!("layer {} weights", i + 1), w, layer.weights.len()));
+                return Err(Error::shape(
+                    format!("layer {} weights", i + 1),
+                    w,
+                    layer.weights.len(),
+                ));
             }
             if layer.bias.len() != b {
-                return Err(Error::shape(format!("layer {} bias", i + 1), b, layer.bias.len()));
+                return Err(Error::shape(
+                    format!("layer {} bias", i + 1),
+                    b,
+                    layer.bias.len(),
+                ));
             }
             flat[slot.weights..slot.weights + w].copy_from_slice(&layer.weights);
             flat[slot.bias..slot.bias + b].copy_from_slice(&layer.bias);
@@ -199,13 +225,37 @@ impl Model {
     }
 
     /// One gradient-descent step on exactly this batch.
-    pub fn train_step(&mut self, inputs: &[f32], targets: &[f32], learning_rate: f32) -> Result<()> {
+    pub fn train_step(
+        &mut self,
+        inputs: &[f32],
+        targets: &[f32],
+        learning_rate: f32,
+    ) -> Result<()> {
         let rows = self.check_data(inputs, Some(targets))?;
         self.set_learning_rate(learning_rate)?;
         self.ensure_capacity(rows)?;
         self.upload(inputs, targets)?;
         let plan = self.plan(Plan::Train, rows)?;
         self.run_step(&plan)
+    }
+
+    /// The loss on this batch and its gradient with respect to every parameter, without updating anything.
+    pub fn gradients(
+        &mut self,
+        inputs: &[f32],
+        targets: &[f32],
+    ) -> Result<(f32, Vec<LayerParams>)> {
+        let rows = self.check_data(inputs, Some(targets))?;
+        self.ensure_capacity(rows)?;
+        self.upload(inputs, targets)?;
+        let plan = self.plan(Plan::Gradients, rows)?;
+        for &kernel in &plan {
+            self.backend.enqueue(kernel)?;
+        }
+        self.backend.submit()?;
+        let loss = self.backend.read(self.loss_value.region(1))?[0];
+        let grads = self.read_layers(self.param_grads)?;
+        Ok((loss, grads))
     }
 
     /// Network outputs for `inputs` (`[rows, inputs]`): probabilities for sigmoid and softmax outputs.
@@ -224,14 +274,18 @@ impl Model {
         self.ensure_capacity(chunk)?;
         let n_in = self.network.inputs();
         let widths: Vec<usize> = self.network.layers().iter().map(|l| l.units).collect();
-        let mut result: Vec<Vec<f32>> = widths.iter().map(|w| Vec::with_capacity(rows * w)).collect();
+        let mut result: Vec<Vec<f32>> = widths
+            .iter()
+            .map(|w| Vec::with_capacity(rows * w))
+            .collect();
         let mut start = 0;
         while start < rows {
             let end = (start + chunk).min(rows);
             let ws = self.workspace.as_ref().expect("capacity ensured");
             let input = ws.input;
             let outputs = ws.outputs.clone();
-            self.backend.write(input, 0, &inputs[start * n_in..end * n_in])?;
+            self.backend
+                .write(input, 0, &inputs[start * n_in..end * n_in])?;
             let plan = self.plan(Plan::Predict, end - start)?;
             for &kernel in &plan {
                 self.backend.enqueue(kernel)?;
@@ -263,7 +317,12 @@ impl Model {
         if let Some(i) = inputs.iter().position(|v| !v.is_finite()) {
             return Err(Error::value(
                 "inputs",
-                format!("row {} column {} is {}", i / n_in + 1, i % n_in + 1, inputs[i]),
+                format!(
+                    "row {} column {} is {}",
+                    i / n_in + 1,
+                    i % n_in + 1,
+                    inputs[i]
+                ),
             ));
         }
         let Some(targets) = targets else {
@@ -307,7 +366,8 @@ impl Model {
             ));
         }
         if self.learning_rate_value != Some(learning_rate) {
-            self.backend.write(self.learning_rate, 0, &[learning_rate])?;
+            self.backend
+                .write(self.learning_rate, 0, &[learning_rate])?;
             self.learning_rate_value = Some(learning_rate);
         }
         Ok(())
@@ -332,7 +392,11 @@ impl Model {
 
     /// Makes sure activation buffers hold `rows` rows; growing them drops the prepared plans.
     fn ensure_capacity(&mut self, rows: usize) -> Result<()> {
-        if self.workspace.as_ref().is_some_and(|ws| ws.capacity >= rows) {
+        if self
+            .workspace
+            .as_ref()
+            .is_some_and(|ws| ws.capacity >= rows)
+        {
             return Ok(());
         }
         if let Some(old) = self.workspace.take() {
@@ -356,8 +420,12 @@ impl Model {
         };
         let outputs = alloc_each("output")?;
         let grads = alloc_each("grad")?;
-        let input = self.backend.alloc("input batch", rows * self.network.inputs())?;
-        let target = self.backend.alloc("target batch", rows * self.target_width())?;
+        let input = self
+            .backend
+            .alloc("input batch", rows * self.network.inputs())?;
+        let target = self
+            .backend
+            .alloc("target batch", rows * self.target_width())?;
         let row_loss = self.backend.alloc("row loss", rows)?;
         self.workspace = Some(Workspace {
             capacity: rows,
@@ -377,6 +445,11 @@ impl Model {
         }
         let ops = match plan {
             Plan::Train => self.train_ops(rows),
+            Plan::Gradients => {
+                let mut ops = self.train_ops(rows);
+                ops.pop(); // the update
+                ops
+            }
             Plan::Predict => self.forward_ops(rows, false),
         };
         let kernels = ops

@@ -77,10 +77,14 @@ impl Network {
 
     fn validate(&self) -> Result<()> {
         if self.inputs == 0 {
-            return Err(Error::InvalidNetwork("input width must be at least 1, got 0".into()));
+            return Err(Error::InvalidNetwork(
+                "input width must be at least 1, got 0".into(),
+            ));
         }
         if self.layers.is_empty() {
-            return Err(Error::InvalidNetwork("a network needs at least one layer".into()));
+            return Err(Error::InvalidNetwork(
+                "a network needs at least one layer".into(),
+            ));
         }
         let last = self.layers.len() - 1;
         for (i, layer) in self.layers.iter().enumerate() {
@@ -205,7 +209,11 @@ impl Network {
                 layer.activation
             );
         }
-        let _ = writeln!(out, "{:<7} {:>13} {:>9} {:>8}", "total", "", total_w, total_b);
+        let _ = writeln!(
+            out,
+            "{:<7} {:>13} {:>9} {:>8}",
+            "total", "", total_w, total_b
+        );
         let _ = writeln!(out, "loss: {}", self.loss);
         let _ = write!(out, "total parameters: {}", total_w + total_b);
         out

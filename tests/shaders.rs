@@ -27,7 +27,12 @@ fn shader_files_on_disk_are_the_ones_compiled_in() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/shaders");
     let mut on_disk: Vec<String> = std::fs::read_dir(dir)
         .expect("shaders/ exists")
-        .map(|e| e.expect("readable entry").file_name().into_string().expect("utf-8 name"))
+        .map(|e| {
+            e.expect("readable entry")
+                .file_name()
+                .into_string()
+                .expect("utf-8 name")
+        })
         .filter(|n| n.ends_with(".wgsl"))
         .collect();
     on_disk.sort();
@@ -40,7 +45,10 @@ fn shader_files_on_disk_are_the_ones_compiled_in() {
 fn every_op_has_its_entry_point() {
     let expected = [
         ("matmul", &["matmul_bias_act", "matmul_nt", "matmul_tn"][..]),
-        ("activation", &["act_backward", "softmax_backward", "softmax"][..]),
+        (
+            "activation",
+            &["act_backward", "softmax_backward", "softmax"][..],
+        ),
         ("loss", &["loss_grad", "loss_sum"][..]),
         ("reduce", &["bias_grad"][..]),
         ("optim", &["sgd_update"][..]),
@@ -48,9 +56,16 @@ fn every_op_has_its_entry_point() {
     for (name, entries) in expected {
         let source = SHADERS.iter().find(|(n, _)| *n == name).expect("shader").1;
         let module = validate(name, source);
-        let found: Vec<&str> = module.entry_points.iter().map(|e| e.name.as_str()).collect();
+        let found: Vec<&str> = module
+            .entry_points
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
         for entry in entries {
-            assert!(found.contains(entry), "{name}.wgsl lacks `{entry}`, has {found:?}");
+            assert!(
+                found.contains(entry),
+                "{name}.wgsl lacks `{entry}`, has {found:?}"
+            );
         }
     }
 }

@@ -3,9 +3,25 @@
 use crate::backend::DeviceInfo;
 use crate::error::{Error, Result};
 
-fn instance() -> wgpu::Instance {
-    // Honours WGPU_BACKEND (vulkan, metal, dx12, gl) and the other WGPU_* variables.
-    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+/// An instance for `backends`, unless `WGPU_BACKEND` names others (it and the other WGPU_* variables win).
+fn instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle();
+    descriptor.backends = backends;
+    wgpu::Instance::new(descriptor.with_env())
+}
+
+/// Vulkan, Metal and DX12 first; GL only where none of them has an adapter. Probing GL on a headless Linux
+/// box wakes EGL's Wayland platform, which prints noise to stderr, so it is not touched when not needed.
+fn adapters() -> Vec<wgpu::Adapter> {
+    let primary = pollster::block_on(
+        instance(wgpu::Backends::PRIMARY).enumerate_adapters(wgpu::Backends::all()),
+    );
+    if !primary.is_empty() {
+        return primary;
+    }
+    pollster::block_on(
+        instance(wgpu::Backends::SECONDARY).enumerate_adapters(wgpu::Backends::all()),
+    )
 }
 
 /// Lower is better: discrete before integrated before virtual GPUs.
@@ -28,15 +44,12 @@ fn api_rank(backend: wgpu::Backend) -> u8 {
 
 /// Every adapter wgpu can see, for listings.
 pub fn list_adapters() -> Vec<wgpu::AdapterInfo> {
-    pollster::block_on(instance().enumerate_adapters(wgpu::Backends::all()))
-        .iter()
-        .map(wgpu::Adapter::get_info)
-        .collect()
+    adapters().iter().map(wgpu::Adapter::get_info).collect()
 }
 
 /// The best hardware (non-software) adapter.
 pub fn hardware_adapter() -> Result<wgpu::Adapter> {
-    pollster::block_on(instance().enumerate_adapters(wgpu::Backends::all()))
+    adapters()
         .into_iter()
         .filter_map(|adapter| {
             let info = adapter.get_info();
@@ -53,7 +66,9 @@ pub fn fallback_adapter() -> Result<wgpu::Adapter> {
         force_fallback_adapter: true,
         ..Default::default()
     };
-    pollster::block_on(instance().request_adapter(&options))
+    let request = |backends| pollster::block_on(instance(backends).request_adapter(&options));
+    request(wgpu::Backends::PRIMARY)
+        .or_else(|_| request(wgpu::Backends::SECONDARY))
         .map_err(|e| Error::NoAdapter(format!("fallback (software) ({e})")))
 }
 
@@ -68,7 +83,9 @@ pub(crate) fn describe(info: &wgpu::AdapterInfo) -> DeviceInfo {
     DeviceInfo {
         backend: "wgpu".into(),
         adapter: info.name.clone(),
-        driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+        driver: format!("{} {}", info.driver, info.driver_info)
+            .trim()
+            .to_string(),
         api: info.backend.to_str().to_string(),
         device_type: device_type.into(),
     }

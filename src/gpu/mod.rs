@@ -105,7 +105,10 @@ impl WgpuBackend {
         }
         let stem = shader_of(entry);
         if !self.modules.contains_key(stem) {
-            let (_, source) = SHADERS.iter().find(|(name, _)| *name == stem).expect("known shader");
+            let (_, source) = SHADERS
+                .iter()
+                .find(|(name, _)| *name == stem)
+                .expect("known shader");
             let module = self.scoped(&format!("compiling {stem}.wgsl"), |device| {
                 device.create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(stem),
@@ -144,7 +147,11 @@ impl WgpuBackend {
         let align = limits.min_storage_buffer_offset_alignment as u64;
         for &(_, region) in bindings {
             if region.len == 0 {
-                return Err(Error::shape(format!("{} operand", op.name()), "at least 1 float", 0));
+                return Err(Error::shape(
+                    format!("{} operand", op.name()),
+                    "at least 1 float",
+                    0,
+                ));
             }
             if byte_len(region.offset) % align != 0 {
                 return Err(Error::shape(
@@ -268,7 +275,10 @@ impl Backend for WgpuBackend {
     fn read(&mut self, region: Region) -> Result<Vec<f32>> {
         let len = self.buffers.get(region.buffer.0).map(|b| b.1);
         if !matches!(len, Some(len) if region.offset + region.len <= len) {
-            return Err(Error::value("read", format!("{region:?} is outside its buffer")));
+            return Err(Error::value(
+                "read",
+                format!("{region:?} is outside its buffer"),
+            ));
         }
         if region.len == 0 {
             return Ok(Vec::new());
@@ -370,7 +380,10 @@ impl Backend for WgpuBackend {
 
     fn enqueue(&mut self, kernel: KernelId) -> Result<()> {
         if kernel.0 >= self.kernels.len() {
-            return Err(Error::value("kernel", format!("{kernel:?} was not prepared")));
+            return Err(Error::value(
+                "kernel",
+                format!("{kernel:?} was not prepared"),
+            ));
         }
         self.pending.push(kernel);
         Ok(())
