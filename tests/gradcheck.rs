@@ -29,7 +29,10 @@ fn targets(loss: Loss, outputs: usize) -> Vec<f32> {
 }
 
 fn flatten(layers: &[LayerParams]) -> Vec<f32> {
-    layers.iter().flat_map(|l| l.weights.iter().chain(&l.bias).copied()).collect()
+    layers
+        .iter()
+        .flat_map(|l| l.weights.iter().chain(&l.bias).copied())
+        .collect()
 }
 
 fn unflatten(flat: &[f32], like: &[LayerParams]) -> Vec<LayerParams> {
@@ -72,10 +75,16 @@ fn check(network: Network, what: &str) {
         numeric[i] = (at(STEP) - at(-STEP)) / (2.0 * STEP);
     }
     let norm: f32 = analytic.iter().map(|g| g * g).sum::<f32>().sqrt();
-    assert!(norm > 1e-3, "{what}: gradient is (nearly) zero, the check would be vacuous");
+    assert!(
+        norm > 1e-3,
+        "{what}: gradient is (nearly) zero, the check would be vacuous"
+    );
     for (i, (&a, &n)) in analytic.iter().zip(&numeric).enumerate() {
         let rel = (a - n).abs() / a.abs().max(n.abs()).max(FLOOR);
-        assert!(rel < REL_TOL, "{what}: parameter {i}: backprop {a}, finite difference {n} (relative error {rel})");
+        assert!(
+            rel < REL_TOL,
+            "{what}: parameter {i}: backprop {a}, finite difference {n} (relative error {rel})"
+        );
     }
 }
 
@@ -92,18 +101,45 @@ fn network(middle: Activation, output: Activation, loss: Loss) -> Network {
 #[test]
 fn every_hidden_activation_in_the_middle() {
     for middle in Activation::ALL.into_iter().filter(|a| a.is_elementwise()) {
-        check(network(middle, Activation::Tanh, Loss::Mse), &format!("middle {middle}"));
+        check(
+            network(middle, Activation::Tanh, Loss::Mse),
+            &format!("middle {middle}"),
+        );
     }
-    check(network(Activation::LeakyRelu(0.3), Activation::Tanh, Loss::Mse), "middle leaky_relu(0.3)");
+    check(
+        network(Activation::LeakyRelu(0.3), Activation::Tanh, Loss::Mse),
+        "middle leaky_relu(0.3)",
+    );
 }
 
 #[test]
 fn every_loss_with_its_output() {
-    check(network(Activation::Sigmoid, Activation::Linear, Loss::Sse), "sse, linear output");
-    check(network(Activation::Sigmoid, Activation::Sigmoid, Loss::Sse), "sse, sigmoid output");
-    check(network(Activation::Relu, Activation::Tanh, Loss::Mse), "mse, tanh output");
-    check(network(Activation::Tanh, Activation::Sigmoid, Loss::Bce), "bce (fused sigmoid)");
-    check(network(Activation::LeakyRelu(0.01), Activation::Softmax, Loss::Ce), "ce (fused softmax)");
-    check(network(Activation::Tanh, Activation::Softmax, Loss::Mse), "mse, softmax output (Jacobian)");
-    check(network(Activation::Tanh, Activation::Softmax, Loss::Sse), "sse, softmax output (Jacobian)");
+    check(
+        network(Activation::Sigmoid, Activation::Linear, Loss::Sse),
+        "sse, linear output",
+    );
+    check(
+        network(Activation::Sigmoid, Activation::Sigmoid, Loss::Sse),
+        "sse, sigmoid output",
+    );
+    check(
+        network(Activation::Relu, Activation::Tanh, Loss::Mse),
+        "mse, tanh output",
+    );
+    check(
+        network(Activation::Tanh, Activation::Sigmoid, Loss::Bce),
+        "bce (fused sigmoid)",
+    );
+    check(
+        network(Activation::LeakyRelu(0.01), Activation::Softmax, Loss::Ce),
+        "ce (fused softmax)",
+    );
+    check(
+        network(Activation::Tanh, Activation::Softmax, Loss::Mse),
+        "mse, softmax output (Jacobian)",
+    );
+    check(
+        network(Activation::Tanh, Activation::Softmax, Loss::Sse),
+        "sse, softmax output (Jacobian)",
+    );
 }

@@ -1,0 +1,393 @@
+//! Network validation, parameter counting and initialisation, the model API's checks, and the execution
+//! model: one submit per training step, no readback and no allocation after the first step.
+
+mod common;
+
+use common::{assert_close, gpu_backend, uniform, TRAINING};
+use wgtrain::{Activation, Backend, Device, Error, LayerParams, Loss, Model, Network, TrainConfig};
+
+fn invalid_network(result: wgtrain::Result<Network>, words: &[&str]) {
+    match result {
+        Err(Error::InvalidNetwork(message)) => {
+            for word in words {
+                assert!(
+                    message.contains(word),
+                    "`{message}` should mention `{word}`"
+                );
+            }
+        }
+        other => panic!("expected InvalidNetwork mentioning {words:?}, got {other:?}"),
+    }
+}
+
+#[test]
+fn invalid_combinations_are_rejected() {
+    let b = || Network::builder(3);
+    invalid_network(
+        b().dense(4, Activation::Softmax)
+            .dense(2, Activation::Softmax)
+            .build(Loss::Ce),
+        &["softmax", "output layer", "layer 1"],
+    );
+    invalid_network(
+        b().dense(2, Activation::Sigmoid).build(Loss::Ce),
+        &["ce", "softmax", "sigmoid"],
+    );
+    invalid_network(
+        b().dense(2, Activation::Softmax).build(Loss::Bce),
+        &["bce", "sigmoid", "softmax"],
+    );
+    invalid_network(
+        b().dense(1, Activation::Linear).build(Loss::Bce),
+        &["bce", "sigmoid", "linear"],
+    );
+    invalid_network(
+        b().dense(0, Activation::Relu)
+            .dense(1, Activation::Linear)
+            .build(Loss::Mse),
+        &["layer 1", "got 0"],
+    );
+    invalid_network(
+        Network::builder(0)
+            .dense(1, Activation::Linear)
+            .build(Loss::Mse),
+        &["input width", "got 0"],
+    );
+    invalid_network(b().build(Loss::Mse), &["at least one layer"]);
+    invalid_network(
+        b().dense(2, Activation::LeakyRelu(-0.5))
+            .dense(1, Activation::Linear)
+            .build(Loss::Sse),
+        &["slope", "-0.5"],
+    );
+    invalid_network(
+        b().dense(2, Activation::LeakyRelu(f32::NAN))
+            .dense(1, Activation::Linear)
+            .build(Loss::Sse),
+        &["slope"],
+    );
+    // The valid pairings build.
+    assert!(b().dense(2, Activation::Softmax).build(Loss::Mse).is_ok());
+    assert!(b().dense(1, Activation::Sigmoid).build(Loss::Sse).is_ok());
+}
+
+#[test]
+fn names_parse_and_unknown_names_are_errors() {
+    for a in Activation::ALL {
+        assert_eq!(a.name().parse::<Activation>().expect("parses"), a);
+    }
+    for l in Loss::ALL {
+        assert_eq!(l.name().parse::<Loss>().expect("parses"), l);
+    }
+    for d in [Device::Auto, Device::Gpu, Device::Fallback, Device::Cpu] {
+        assert_eq!(d.name().parse::<Device>().expect("parses"), d);
+    }
+    let err = "swish".parse::<Activation>().unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidValue { .. }) && err.to_string().contains("swish"),
+        "{err}"
+    );
+    assert!("hinge"
+        .parse::<Loss>()
+        .unwrap_err()
+        .to_string()
+        .contains("hinge"));
+    assert!("tpu"
+        .parse::<Device>()
+        .unwrap_err()
+        .to_string()
+        .contains("expected one of auto, gpu, fallback, cpu"));
+}
+
+#[test]
+fn the_3_5_5_5_2_network_has_92_parameters() {
+    let net = Network::builder(3)
+        .dense(5, Activation::Relu)
+        .dense(5, Activation::Relu)
+        .dense(5, Activation::Relu)
+        .dense(2, Activation::Softmax)
+        .build(Loss::Ce)
+        .expect("valid");
+    let per_layer: Vec<(usize, usize)> = (0..4).map(|i| net.layer_parameter_count(i)).collect();
+    assert_eq!(per_layer, vec![(15, 5), (25, 5), (25, 5), (10, 2)]);
+    assert_eq!(net.parameter_count(), 92);
+    let summary = net.summary();
+    assert!(summary.contains("total parameters: 92"), "{summary}");
+    assert!(
+        summary
+            .lines()
+            .any(|l| l.starts_with("total") && l.contains("75") && l.contains("17")),
+        "{summary}"
+    );
+    assert!(
+        summary
+            .lines()
+            .any(|l| l.contains("5 x 2") && l.contains("softmax")),
+        "{summary}"
+    );
+}
+
+#[test]
+fn initialisation_is_seeded_he_or_glorot_with_zero_bias() {
+    let net = Network::builder(50)
+        .dense(40, Activation::Relu)
+        .dense(30, Activation::Tanh)
+        .dense(1, Activation::Linear)
+        .build(Loss::Mse)
+        .expect("valid");
+    let a = net.init_parameters(3);
+    assert_eq!(a, net.init_parameters(3), "same seed, same parameters");
+    assert_ne!(a, net.init_parameters(4), "another seed, other parameters");
+    let he = (6.0f32 / 50.0).sqrt();
+    let glorot = (6.0f32 / (40.0 + 30.0)).sqrt();
+    let max_abs = |w: &[f32]| w.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    assert!(max_abs(&a[0].weights) <= he && max_abs(&a[0].weights) > 0.9 * he);
+    assert!(max_abs(&a[1].weights) <= glorot && max_abs(&a[1].weights) > 0.9 * glorot);
+    assert!(a.iter().all(|l| l.bias.iter().all(|&b| b == 0.0)));
+}
+
+fn small_model(device: Device) -> Model {
+    let net = Network::builder(3)
+        .dense(4, Activation::Tanh)
+        .dense(3, Activation::Softmax)
+        .build(Loss::Ce)
+        .expect("valid");
+    Model::new(net, device, 0).expect("model")
+}
+
+#[test]
+fn bad_shapes_and_values_are_typed_errors() {
+    let mut model = small_model(Device::Cpu);
+    let config = TrainConfig {
+        iterations: 1,
+        batch_size: None,
+        learning_rate: 0.1,
+    };
+    let shape = |r: wgtrain::Result<()>, words: &[&str]| match r {
+        Err(e @ Error::Shape { .. }) => words
+            .iter()
+            .for_each(|w| assert!(e.to_string().contains(w), "`{e}` lacks `{w}`")),
+        other => panic!("expected a shape error, got {other:?}"),
+    };
+    let value = |r: wgtrain::Result<()>, words: &[&str]| match r {
+        Err(e @ Error::InvalidValue { .. }) => words
+            .iter()
+            .for_each(|w| assert!(e.to_string().contains(w), "`{e}` lacks `{w}`")),
+        other => panic!("expected an invalid-value error, got {other:?}"),
+    };
+    shape(
+        model.train(&[1.0; 7], &[0.0, 1.0], &config),
+        &["inputs", "multiple of 3", "got 7"],
+    );
+    shape(
+        model.train(&[1.0; 6], &[0.0], &config),
+        &["targets", "2 values", "got 1"],
+    );
+    value(
+        model.train(&[1.0; 6], &[0.0, 3.0], &config),
+        &["targets", "row 2", "0..3"],
+    );
+    value(
+        model.train(&[1.0; 6], &[0.0, 1.5], &config),
+        &["targets", "row 2"],
+    );
+    value(
+        model.train(&[1.0, f32::NAN, 1.0, 1.0, 1.0, 1.0], &[0.0, 1.0], &config),
+        &["inputs", "row 1 column 2", "NaN"],
+    );
+    value(
+        model.train(
+            &[1.0; 6],
+            &[0.0, 1.0],
+            &TrainConfig {
+                learning_rate: 0.0,
+                ..config
+            },
+        ),
+        &["learning rate", "> 0"],
+    );
+    value(
+        model.train(
+            &[1.0; 6],
+            &[0.0, 1.0],
+            &TrainConfig {
+                batch_size: Some(0),
+                ..config
+            },
+        ),
+        &["batch size"],
+    );
+    assert!(
+        matches!(model.loss(), Err(Error::InvalidValue { .. })),
+        "no loss before a step"
+    );
+    shape(
+        model.predict(&[1.0; 4]).map(|_| ()),
+        &["inputs", "multiple of 3"],
+    );
+    let wrong = vec![
+        LayerParams {
+            weights: vec![0.0; 12],
+            bias: vec![0.0; 4],
+        },
+        LayerParams {
+            weights: vec![0.0; 11],
+            bias: vec![0.0; 3],
+        },
+    ];
+    shape(
+        model.set_parameters(&wrong),
+        &["layer 2 weights", "12", "got 11"],
+    );
+}
+
+#[test]
+fn parameters_round_trip_on_every_backend() {
+    let mut devices = vec![Device::Cpu];
+    if gpu_backend().is_some() {
+        devices.push(Device::Fallback);
+    }
+    for device in devices {
+        let mut model = small_model(device);
+        let params: Vec<LayerParams> = [(3 * 4, 4), (4 * 3, 3)]
+            .iter()
+            .enumerate()
+            .map(|(i, &(w, b))| LayerParams {
+                weights: uniform(i as u64, w, -1.0, 1.0),
+                bias: uniform(9 + i as u64, b, -1.0, 1.0),
+            })
+            .collect();
+        model.set_parameters(&params).expect("set");
+        assert_eq!(model.parameters().expect("get"), params, "on {device}");
+    }
+}
+
+/// Mini-batches are consecutive rows in order; each step uses its batch's mean loss.
+#[test]
+fn mini_batches_are_consecutive_row_slices() {
+    let net = Network::builder(2)
+        .dense(3, Activation::Tanh)
+        .dense(1, Activation::Linear)
+        .build(Loss::Mse)
+        .expect("valid");
+    let x = uniform(1, 10, -1.0, 1.0);
+    let y = uniform(2, 5, -1.0, 1.0);
+    let mut batched = Model::new(net.clone(), Device::Cpu, 0).expect("model");
+    batched
+        .train(
+            &x,
+            &y,
+            &TrainConfig {
+                iterations: 4,
+                batch_size: Some(2),
+                learning_rate: 0.1,
+            },
+        )
+        .expect("train");
+    let mut manual = Model::new(net, Device::Cpu, 0).expect("model");
+    // 5 rows in batches of 2: rows 0-1, 2-3, the partial batch 4, then wrap to 0-1.
+    for (start, end) in [(0, 2), (2, 4), (4, 5), (0, 2)] {
+        manual
+            .train_step(&x[start * 2..end * 2], &y[start..end], 0.1)
+            .expect("step");
+    }
+    assert_eq!(
+        batched.parameters().expect("params"),
+        manual.parameters().expect("params")
+    );
+    assert_eq!(batched.loss().expect("loss"), manual.loss().expect("loss"));
+}
+
+/// Counts what the backend does: after the first step, each step is exactly one submit, with no readback
+/// and no new buffer, bind group or pipeline, full-batch and mini-batch alike.
+fn one_submit_per_step(backend: Box<dyn Backend>) {
+    let net = Network::builder(5)
+        .dense(8, Activation::Relu)
+        .dense(6, Activation::Sigmoid)
+        .dense(3, Activation::Softmax)
+        .build(Loss::Ce)
+        .expect("valid");
+    let mut model = Model::with_backend(net, backend, 0).expect("model");
+    let x = uniform(3, 10 * 5, -1.0, 1.0);
+    let y: Vec<f32> = (0..10).map(|i| (i % 3) as f32).collect();
+    for batch_size in [None, Some(4)] {
+        let config = TrainConfig {
+            iterations: 3,
+            batch_size,
+            learning_rate: 0.1,
+        };
+        model
+            .train(&x, &y, &config)
+            .expect("warm-up covers every batch size");
+        let before = model.counters();
+        model
+            .train(
+                &x,
+                &y,
+                &TrainConfig {
+                    iterations: 20,
+                    ..config
+                },
+            )
+            .expect("train");
+        let after = model.counters();
+        assert_eq!(
+            after.submits - before.submits,
+            20,
+            "one submit per step ({batch_size:?})"
+        );
+        assert_eq!(
+            after.readbacks, before.readbacks,
+            "no readback inside training ({batch_size:?})"
+        );
+        assert_eq!(
+            after.allocations, before.allocations,
+            "no allocation after warm-up ({batch_size:?})"
+        );
+        let loss = model.loss().expect("loss");
+        assert!(loss.is_finite());
+        assert_eq!(
+            model.counters().readbacks,
+            after.readbacks + 1,
+            "the loss is read only when asked"
+        );
+    }
+}
+
+#[test]
+fn cpu_step_is_one_submit_without_readback() {
+    one_submit_per_step(Box::new(wgtrain::CpuBackend::new()));
+}
+
+#[test]
+fn gpu_step_is_one_submit_without_readback() {
+    let Some(gpu) = gpu_backend() else { return };
+    one_submit_per_step(Box::new(gpu));
+}
+
+#[test]
+fn gradients_do_not_update_and_match_across_backends() {
+    let Some(gpu) = gpu_backend() else { return };
+    let net = Network::builder(3)
+        .dense(5, Activation::LeakyRelu(0.1))
+        .dense(2, Activation::Sigmoid)
+        .build(Loss::Bce)
+        .expect("valid");
+    let x = uniform(4, 7 * 3, -1.0, 1.0);
+    let y: Vec<f32> = (0..14).map(|i| (i % 2) as f32).collect();
+    let mut cpu = Model::new(net.clone(), Device::Cpu, 1).expect("cpu");
+    let mut gpu = Model::with_backend(net, Box::new(gpu), 1).expect("gpu");
+    let before = cpu.parameters().expect("params");
+    let (cpu_loss, cpu_grads) = cpu.gradients(&x, &y).expect("cpu gradients");
+    let (gpu_loss, gpu_grads) = gpu.gradients(&x, &y).expect("gpu gradients");
+    assert_eq!(
+        cpu.parameters().expect("params"),
+        before,
+        "gradients() must not update"
+    );
+    assert_close("loss", &[gpu_loss], &[cpu_loss], TRAINING);
+    for (g, c) in gpu_grads.iter().zip(&cpu_grads) {
+        assert_close("weight gradient", &g.weights, &c.weights, TRAINING);
+        assert_close("bias gradient", &g.bias, &c.bias, TRAINING);
+    }
+}
