@@ -306,7 +306,7 @@ impl Model {
     /// Checks shapes and values; returns the row count.
     fn check_data(&self, inputs: &[f32], targets: Option<&[f32]>) -> Result<usize> {
         let n_in = self.network.inputs();
-        if inputs.is_empty() || inputs.len() % n_in != 0 {
+        if inputs.is_empty() || !inputs.len().is_multiple_of(n_in) {
             return Err(Error::shape(
                 "inputs",
                 format!("a non-empty multiple of {n_in} values (the network's input width)"),

@@ -153,14 +153,14 @@ impl WgpuBackend {
                     0,
                 ));
             }
-            if byte_len(region.offset) % align != 0 {
+            if !byte_len(region.offset).is_multiple_of(align) {
                 return Err(Error::shape(
                     format!("{} operand offset", op.name()),
                     format!("a multiple of {align} bytes"),
                     byte_len(region.offset),
                 ));
             }
-            let max = u64::from(limits.max_storage_buffer_binding_size);
+            let max = limits.max_storage_buffer_binding_size;
             if byte_len(region.len) > max {
                 return Err(Error::shape(
                     format!("{} operand on {}", op.name(), self.info.adapter),

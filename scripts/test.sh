@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs wgtrain's whole test suite on a fresh Debian/Ubuntu machine.
+# When the Vulkan loader or Mesa's lavapipe is missing and we are root with apt-get, installs them first, so
+# the GPU tests run on the software adapter. Extra arguments go to `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+have_vulkan() {
+    ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1' &&
+        ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1
+}
+
+if ! have_vulkan; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing the Vulkan loader and lavapipe (libvulkan1, mesa-vulkan-drivers)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends libvulkan1 mesa-vulkan-drivers >/dev/null
+    else
+        echo "warning: no Vulkan loader or lavapipe, and not root with apt-get: GPU tests will skip" \
+            "(and fail under CI=true). Install them with: apt-get install libvulkan1 mesa-vulkan-drivers" >&2
+    fi
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "error: cargo not found; install a Rust toolchain (https://rustup.rs)" >&2
+    exit 1
+fi
+
+# Mesa's device-select layer probes for a Wayland/X11 display and prints "XDG_RUNTIME_DIR is invalid" on
+# headless machines; there is nothing for it to select here.
+export NODEVICE_SELECT=1
+# Release mode: lavapipe and wgpu's validation are slow in debug builds.
+cargo test --release "$@"
