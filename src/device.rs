@@ -44,9 +44,15 @@ impl Device {
             Device::Cpu => Box::new(CpuBackend::new()),
             Device::Gpu => Box::new(WgpuBackend::new(gpu::hardware_adapter()?)?),
             Device::Fallback => Box::new(WgpuBackend::new(gpu::fallback_adapter()?)?),
-            Device::Auto => match gpu::hardware_adapter() {
-                Ok(adapter) => Box::new(WgpuBackend::new(adapter)?),
-                Err(_) => Box::new(CpuBackend::new()),
+            Device::Auto => match gpu::hardware_adapter().and_then(WgpuBackend::new) {
+                Ok(backend) => Box::new(backend),
+                Err(Error::NoAdapter(_)) => Box::new(CpuBackend::new()),
+                Err(e) => {
+                    log::warn!(
+                        "wgtrain: the hardware GPU could not be opened ({e}); using the CPU"
+                    );
+                    Box::new(CpuBackend::new())
+                }
             },
         };
         log::info!("wgtrain device {self}: {}", backend.info());

@@ -30,6 +30,7 @@ pub mod cpu;
 pub mod device;
 pub mod error;
 pub mod gpu;
+mod graph;
 pub mod loss;
 pub mod model;
 pub mod network;

@@ -9,7 +9,7 @@ pub use context::{fallback_adapter, hardware_adapter, list_adapters};
 use crate::backend::{check_op, Backend, BufferId, Counters, DeviceInfo, KernelId, Op, Region};
 use crate::error::{Error, Result};
 use kernels::{launch, shader_of, MAX_GROUPS_PER_DIM, SHADERS};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
@@ -33,10 +33,16 @@ pub struct WgpuBackend {
     pending: Vec<KernelId>,
     /// Reused MAP_READ buffer for `read`; grows to the largest read.
     staging: Option<wgpu::Buffer>,
+    /// Submissions that may still be running, oldest first; bounded by [`MAX_IN_FLIGHT`].
+    in_flight: VecDeque<wgpu::SubmissionIndex>,
     /// The first error wgpu reported outside an error scope (validation, out of memory, device lost).
     device_error: Arc<Mutex<Option<String>>>,
     counters: Counters,
 }
+
+/// Submissions allowed to queue up before `submit` waits for the oldest. Without a bound the host can race
+/// thousands of steps ahead of the device, holding their command buffers and staged uploads in memory.
+const MAX_IN_FLIGHT: usize = 8;
 
 fn byte_len(floats: usize) -> u64 {
     (floats * std::mem::size_of::<f32>()) as u64
@@ -73,6 +79,7 @@ impl WgpuBackend {
             kernels: Vec::new(),
             pending: Vec::new(),
             staging: None,
+            in_flight: VecDeque::new(),
             device_error,
             counters: Counters::default(),
         })
@@ -202,9 +209,19 @@ impl WgpuBackend {
                 pass.dispatch_workgroups(x, y, z);
             }
         }
-        self.queue.submit([encoder.finish()]);
+        let index = self.queue.submit([encoder.finish()]);
         self.pending.clear();
         self.counters.submits += 1;
+        self.in_flight.push_back(index);
+        if self.in_flight.len() > MAX_IN_FLIGHT {
+            let oldest = self.in_flight.pop_front().expect("non-empty");
+            self.device
+                .poll(wgpu::PollType::Wait {
+                    submission_index: Some(oldest),
+                    timeout: None,
+                })
+                .map_err(|e| Error::Gpu(format!("waiting for an earlier step: {e}")))?;
+        }
         self.check_device()
     }
 }
@@ -322,6 +339,7 @@ impl Backend for WgpuBackend {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::Gpu(format!("waiting for a readback: {e}")))?;
+        self.in_flight.clear();
         self.check_device()?;
         receiver
             .recv()
