@@ -35,6 +35,7 @@ fn run() -> wgtrain::Result<()> {
         iterations: REPORT_EVERY,
         batch_size: None,
         learning_rate: LEARNING_RATE,
+        ..TrainConfig::default()
     };
     for _ in 0..ITERATIONS / REPORT_EVERY {
         model.train(&x, &TARGETS, &config)?;

@@ -7,6 +7,7 @@
 use crate::activation::Activation;
 use crate::error::Result;
 use crate::loss::Loss;
+use crate::optim::hyper::LEN as HYPER_LEN;
 
 /// A backend buffer of f32 values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -82,20 +83,24 @@ pub enum Op {
         cols: usize,
         activation: Activation,
     },
-    /// Per-row loss into `row_loss[rows]` and the gradient into `grad[rows, cols]` (see [`Loss`]).
+    /// Per-row loss into `row_loss[rows]`, per-row correct predictions into `row_hits[rows]`, and the gradient
+    /// into `grad[rows, cols]` (see [`Loss`]).
     LossGrad {
         prediction: Region,
         target: Region,
         grad: Region,
         row_loss: Region,
+        row_hits: Region,
         rows: usize,
         cols: usize,
         loss: Loss,
     },
-    /// `loss_value[0] = scale · Σ row_loss`, summed in a fixed order.
+    /// `stats[0] = scale · Σ row_loss` (the step's loss); `stats[1] += Σ row_loss`; `stats[2] += Σ row_hits`
+    /// (running sums over an epoch). Summed in a fixed order.
     LossSum {
         row_loss: Region,
-        loss_value: Region,
+        row_hits: Region,
+        stats: Region,
         rows: usize,
         scale: f32,
     },
@@ -106,11 +111,28 @@ pub enum Op {
         rows: usize,
         cols: usize,
     },
-    /// `params ← params − learning_rate[0] · grads`.
+    /// Counts a step in `hyper` and refreshes Adam's bias corrections (see [`crate::optim::hyper`]).
+    AdvanceStep { hyper: Region },
+    /// Plain gradient descent with optional weight decay (see [`crate::optim::Optimizer::Sgd`]).
     SgdUpdate {
         params: Region,
         grads: Region,
-        learning_rate: Region,
+        hyper: Region,
+    },
+    /// Heavy-ball momentum (see [`crate::optim::Optimizer::Momentum`]).
+    MomentumUpdate {
+        params: Region,
+        grads: Region,
+        velocity: Region,
+        hyper: Region,
+    },
+    /// Adam (see [`crate::optim::Optimizer::Adam`]).
+    AdamUpdate {
+        params: Region,
+        grads: Region,
+        first_moment: Region,
+        second_moment: Region,
+        hyper: Region,
     },
 }
 
@@ -129,7 +151,10 @@ impl Op {
             Op::LossGrad { .. } => "loss_grad",
             Op::LossSum { .. } => "loss_sum",
             Op::BiasGrad { .. } => "bias_grad",
+            Op::AdvanceStep { .. } => "advance_step",
             Op::SgdUpdate { .. } => "sgd_update",
+            Op::MomentumUpdate { .. } => "momentum_update",
+            Op::AdamUpdate { .. } => "adam_update",
         }
     }
 
@@ -188,6 +213,7 @@ impl Op {
                 target,
                 grad,
                 row_loss,
+                row_hits,
                 rows,
                 cols,
                 loss,
@@ -196,27 +222,58 @@ impl Op {
                 (target, rows * loss.target_width(cols), false),
                 (grad, rows * cols, true),
                 (row_loss, rows, true),
+                (row_hits, rows, true),
             ],
             Op::LossSum {
                 row_loss,
-                loss_value,
+                row_hits,
+                stats,
                 rows,
                 ..
-            } => vec![(row_loss, rows, false), (loss_value, 1, true)],
+            } => vec![
+                (row_loss, rows, false),
+                (row_hits, rows, false),
+                (stats, 3, true),
+            ],
             Op::BiasGrad {
                 grad_output,
                 grad_bias,
                 rows,
                 cols,
             } => vec![(grad_output, rows * cols, false), (grad_bias, cols, true)],
+            Op::AdvanceStep { hyper } => vec![(hyper, HYPER_LEN, true)],
             Op::SgdUpdate {
                 params,
                 grads,
-                learning_rate,
+                hyper,
             } => vec![
                 (params, params.len, true),
                 (grads, params.len, false),
-                (learning_rate, 1, false),
+                (hyper, HYPER_LEN, false),
+            ],
+            Op::MomentumUpdate {
+                params,
+                grads,
+                velocity,
+                hyper,
+            } => vec![
+                (params, params.len, true),
+                (grads, params.len, false),
+                (velocity, params.len, true),
+                (hyper, HYPER_LEN, false),
+            ],
+            Op::AdamUpdate {
+                params,
+                grads,
+                first_moment,
+                second_moment,
+                hyper,
+            } => vec![
+                (params, params.len, true),
+                (grads, params.len, false),
+                (first_moment, params.len, true),
+                (second_moment, params.len, true),
+                (hyper, HYPER_LEN, false),
             ],
         }
     }

@@ -6,6 +6,10 @@ use crate::activation::{softmax_rows, Activation};
 use crate::backend::{check_op, Backend, BufferId, Counters, DeviceInfo, KernelId, Op, Region};
 use crate::error::{Error, Result};
 use crate::loss::Loss;
+use crate::optim::hyper::{
+    BETA1, BETA2, BIAS_CORRECTION1, BIAS_CORRECTION2, EPSILON, LEARNING_RATE, LEN as HYPER_LEN,
+    MOMENTUM, STEP, WEIGHT_DECAY,
+};
 
 /// Runs ops immediately on host memory.
 pub struct CpuBackend {
@@ -142,33 +146,46 @@ impl CpuBackend {
                 target,
                 grad,
                 row_loss,
+                row_hits,
                 rows,
                 cols,
                 loss,
             } => {
                 let mut grad_buf = self.take(grad);
-                let mut row_buf = self.take(row_loss);
+                let mut loss_buf = self.take(row_loss);
+                let mut hits_buf = self.take(row_hits);
                 let grad_range = window(&mut grad_buf, grad, rows * cols);
-                let row_range = window(&mut row_buf, row_loss, rows);
+                let loss_range = window(&mut loss_buf, row_loss, rows);
+                let hits_range = window(&mut hits_buf, row_hits, rows);
                 loss_grad(
                     self.slice(prediction, rows * cols),
                     self.slice(target, rows * loss.target_width(cols)),
                     &mut grad_buf[grad_range],
-                    &mut row_buf[row_range],
+                    &mut loss_buf[loss_range],
+                    &mut hits_buf[hits_range],
                     cols,
                     loss,
                 );
                 self.put(grad, grad_buf);
-                self.put(row_loss, row_buf);
+                self.put(row_loss, loss_buf);
+                self.put(row_hits, hits_buf);
             }
             Op::LossSum {
                 row_loss,
-                loss_value,
+                row_hits,
+                stats,
                 rows,
                 scale,
             } => {
-                let value = loss_sum(self.slice(row_loss, rows), scale);
-                self.buffers[loss_value.buffer.0][loss_value.offset] = value;
+                let mut out = self.take(stats);
+                let range = window(&mut out, stats, 3);
+                loss_sum(
+                    self.slice(row_loss, rows),
+                    self.slice(row_hits, rows),
+                    &mut out[range],
+                    scale,
+                );
+                self.put(stats, out);
             }
             Op::BiasGrad {
                 grad_output,
@@ -181,16 +198,67 @@ impl CpuBackend {
                 bias_grad(self.slice(grad_output, rows * cols), &mut out[range], cols);
                 self.put(grad_bias, out);
             }
+            Op::AdvanceStep { hyper } => {
+                let mut out = self.take(hyper);
+                let range = window(&mut out, hyper, HYPER_LEN);
+                advance_step(&mut out[range]);
+                self.put(hyper, out);
+            }
             Op::SgdUpdate {
                 params,
                 grads,
-                learning_rate,
+                hyper,
             } => {
                 let mut out = self.take(params);
                 let range = window(&mut out, params, params.len);
-                let lr = self.slice(learning_rate, 1)[0];
-                sgd_update(&mut out[range], self.slice(grads, params.len), lr);
+                sgd_update(
+                    &mut out[range],
+                    self.slice(grads, params.len),
+                    self.slice(hyper, HYPER_LEN),
+                );
                 self.put(params, out);
+            }
+            Op::MomentumUpdate {
+                params,
+                grads,
+                velocity,
+                hyper,
+            } => {
+                let mut out = self.take(params);
+                let mut state = self.take(velocity);
+                let range = window(&mut out, params, params.len);
+                let state_range = window(&mut state, velocity, params.len);
+                momentum_update(
+                    &mut out[range],
+                    self.slice(grads, params.len),
+                    &mut state[state_range],
+                    self.slice(hyper, HYPER_LEN),
+                );
+                self.put(params, out);
+                self.put(velocity, state);
+            }
+            Op::AdamUpdate {
+                params,
+                grads,
+                first_moment,
+                second_moment,
+                hyper,
+            } => {
+                let mut out = self.take(params);
+                let mut m = self.take(first_moment);
+                let mut v = self.take(second_moment);
+                let range = window(&mut out, params, params.len);
+                let m_range = window(&mut m, first_moment, params.len);
+                let v_range = window(&mut v, second_moment, params.len);
+                adam_update(
+                    &mut out[range],
+                    self.slice(grads, params.len),
+                    (&mut m[m_range], &mut v[v_range]),
+                    self.slice(hyper, HYPER_LEN),
+                );
+                self.put(params, out);
+                self.put(first_moment, m);
+                self.put(second_moment, v);
             }
         }
     }
@@ -371,30 +439,37 @@ pub fn softmax_backward(output: &[f32], grad: &mut [f32], cols: usize) {
     }
 }
 
-/// Per-row loss and gradient for the whole batch (see [`Loss::row_loss_grad`]).
+/// Per-row loss, hits and gradient for the whole batch (see [`Loss::row_loss_grad`], [`Loss::row_hits`]).
 pub fn loss_grad(
     prediction: &[f32],
     target: &[f32],
     grad: &mut [f32],
     row_loss: &mut [f32],
+    row_hits: &mut [f32],
     cols: usize,
     loss: Loss,
 ) {
     let rows = row_loss.len();
-    let target_width = loss.target_width(cols);
-    for (i, out) in row_loss.iter_mut().enumerate() {
-        *out = loss.row_loss_grad(
-            &prediction[i * cols..(i + 1) * cols],
-            &target[i * target_width..(i + 1) * target_width],
+    let width = loss.target_width(cols);
+    for i in 0..rows {
+        let prediction = &prediction[i * cols..(i + 1) * cols];
+        let target = &target[i * width..(i + 1) * width];
+        row_loss[i] = loss.row_loss_grad(
+            prediction,
+            target,
             &mut grad[i * cols..(i + 1) * cols],
             rows,
         );
+        row_hits[i] = loss.row_hits(prediction, target);
     }
 }
 
-/// `scale · Σ row_loss`, in index order.
-pub fn loss_sum(row_loss: &[f32], scale: f32) -> f32 {
-    scale * row_loss.iter().sum::<f32>()
+/// `stats[0] = scale · Σ row_loss`; `stats[1] += Σ row_loss`; `stats[2] += Σ row_hits`, in index order.
+pub fn loss_sum(row_loss: &[f32], row_hits: &[f32], stats: &mut [f32], scale: f32) {
+    let loss: f32 = row_loss.iter().sum();
+    stats[0] = scale * loss;
+    stats[1] += loss;
+    stats[2] += row_hits.iter().sum::<f32>();
 }
 
 /// Column sums of `grad_output[rows, cols]`, over rows in order.
@@ -407,9 +482,45 @@ pub fn bias_grad(grad_output: &[f32], grad_bias: &mut [f32], cols: usize) {
     }
 }
 
-/// Plain gradient descent: `params −= learning_rate · grads`.
-pub fn sgd_update(params: &mut [f32], grads: &[f32], learning_rate: f32) {
-    for (p, &g) in params.iter_mut().zip(grads) {
-        *p -= learning_rate * g;
+/// `step += 1`, then Adam's bias corrections `1 − β^step`.
+pub fn advance_step(hyper: &mut [f32]) {
+    hyper[STEP] += 1.0;
+    hyper[BIAS_CORRECTION1] = 1.0 - hyper[BETA1].powf(hyper[STEP]);
+    hyper[BIAS_CORRECTION2] = 1.0 - hyper[BETA2].powf(hyper[STEP]);
+}
+
+/// `w −= lr · (g + wd·w)`.
+pub fn sgd_update(params: &mut [f32], grads: &[f32], hyper: &[f32]) {
+    let (lr, wd) = (hyper[LEARNING_RATE], hyper[WEIGHT_DECAY]);
+    for (w, &g) in params.iter_mut().zip(grads) {
+        *w -= lr * (g + wd * *w);
+    }
+}
+
+/// `v = μ·v + (g + wd·w);  w −= lr · v`.
+pub fn momentum_update(params: &mut [f32], grads: &[f32], velocity: &mut [f32], hyper: &[f32]) {
+    let (lr, mu, wd) = (hyper[LEARNING_RATE], hyper[MOMENTUM], hyper[WEIGHT_DECAY]);
+    for ((w, &g), v) in params.iter_mut().zip(grads).zip(velocity) {
+        *v = mu * *v + (g + wd * *w);
+        *w -= lr * *v;
+    }
+}
+
+/// Adam as PyTorch computes it: `w −= (lr / bc1) · m / (√v / √bc2 + ε)`.
+pub fn adam_update(
+    params: &mut [f32],
+    grads: &[f32],
+    (m, v): (&mut [f32], &mut [f32]),
+    hyper: &[f32],
+) {
+    let (lr, wd, eps) = (hyper[LEARNING_RATE], hyper[WEIGHT_DECAY], hyper[EPSILON]);
+    let (beta1, beta2) = (hyper[BETA1], hyper[BETA2]);
+    let step_size = lr / hyper[BIAS_CORRECTION1];
+    let bias_correction2_sqrt = hyper[BIAS_CORRECTION2].sqrt();
+    for (((w, &g), m), v) in params.iter_mut().zip(grads).zip(m).zip(v) {
+        let g = g + wd * *w;
+        *m = beta1 * *m + (1.0 - beta1) * g;
+        *v = beta2 * *v + (1.0 - beta2) * g * g;
+        *w -= step_size * *m / (v.sqrt() / bias_correction2_sqrt + eps);
     }
 }

@@ -4,6 +4,7 @@
 use crate::activation::Activation;
 use crate::backend::{BufferId, Op, Region};
 use crate::network::{LayerSlots, Network};
+use crate::optim::{hyper::LEN as HYPER_LEN, Optimizer};
 
 /// Activations and their gradients for up to `capacity` rows.
 pub(crate) struct Workspace {
@@ -15,6 +16,7 @@ pub(crate) struct Workspace {
     /// Gradient of the loss w.r.t. each layer's pre-activation.
     pub grads: Vec<BufferId>,
     pub row_loss: BufferId,
+    pub row_hits: BufferId,
 }
 
 /// Everything a step reads or writes.
@@ -24,8 +26,9 @@ pub(crate) struct StepBuffers<'a> {
     pub param_len: usize,
     pub params: BufferId,
     pub param_grads: BufferId,
-    pub learning_rate: BufferId,
-    pub loss_value: BufferId,
+    pub hyper: BufferId,
+    pub stats: BufferId,
+    pub optimizer_state: &'a [BufferId],
     pub workspace: &'a Workspace,
 }
 
@@ -84,8 +87,8 @@ impl StepBuffers<'_> {
         ops
     }
 
-    /// Forward, loss value and gradient, backward through every layer (chain rule), then the update.
-    pub(crate) fn train_ops(&self, rows: usize) -> Vec<Op> {
+    /// The forward pass (as in training), then the loss value, its gradient and the running epoch sums.
+    pub(crate) fn loss_ops(&self, rows: usize) -> Vec<Op> {
         let mut ops = self.forward_ops(rows, true);
         let ws = self.workspace;
         let layers = self.network.layers();
@@ -97,16 +100,29 @@ impl StepBuffers<'_> {
             target: ws.target.region(rows * loss.target_width(outputs)),
             grad: ws.grads[last].region(rows * outputs),
             row_loss: ws.row_loss.region(rows),
+            row_hits: ws.row_hits.region(rows),
             rows,
             cols: outputs,
             loss,
         });
         ops.push(Op::LossSum {
             row_loss: ws.row_loss.region(rows),
-            loss_value: self.loss_value.region(1),
+            row_hits: ws.row_hits.region(rows),
+            stats: self.stats.region(3),
             rows,
             scale: loss.scale(rows, outputs),
         });
+        ops
+    }
+
+    /// [`Self::loss_ops`], then backpropagation through every layer by the chain rule into the gradients.
+    pub(crate) fn gradient_ops(&self, rows: usize) -> Vec<Op> {
+        let mut ops = self.loss_ops(rows);
+        let ws = self.workspace;
+        let layers = self.network.layers();
+        let last = layers.len() - 1;
+        let loss = self.network.loss();
+        let outputs = self.network.outputs();
         let output_activation = layers[last].activation;
         if !loss.is_fused() && output_activation != Activation::Linear {
             ops.push(Op::ActBackward {
@@ -160,11 +176,39 @@ impl StepBuffers<'_> {
                 }
             }
         }
-        ops.push(Op::SgdUpdate {
-            params: self.params.region(self.param_len),
-            grads: self.param_grads.region(self.param_len),
-            learning_rate: self.learning_rate.region(1),
-        });
+        ops
+    }
+
+    /// [`Self::gradient_ops`], then the optimizer's update of every parameter.
+    pub(crate) fn train_ops(&self, rows: usize, optimizer: Optimizer) -> Vec<Op> {
+        let mut ops = self.gradient_ops(rows);
+        let params = self.params.region(self.param_len);
+        let grads = self.param_grads.region(self.param_len);
+        let hyper = self.hyper.region(HYPER_LEN);
+        let state = |i: usize| self.optimizer_state[i].region(self.param_len);
+        match optimizer {
+            Optimizer::Sgd => ops.push(Op::SgdUpdate {
+                params,
+                grads,
+                hyper,
+            }),
+            Optimizer::Momentum { .. } => ops.push(Op::MomentumUpdate {
+                params,
+                grads,
+                velocity: state(0),
+                hyper,
+            }),
+            Optimizer::Adam { .. } => {
+                ops.push(Op::AdvanceStep { hyper });
+                ops.push(Op::AdamUpdate {
+                    params,
+                    grads,
+                    first_moment: state(0),
+                    second_moment: state(1),
+                    hyper,
+                });
+            }
+        }
         ops
     }
 }

@@ -14,7 +14,8 @@
 //! let mut model = Model::new(net, Device::Cpu, 0)?;
 //! let x = [-1.0, 0.0, 1.0, 2.0];
 //! let y = [-3.0, -1.0, 1.0, 3.0];
-//! model.train(&x, &y, &TrainConfig { iterations: 500, batch_size: None, learning_rate: 0.1 })?;
+//! let config = TrainConfig { iterations: 500, learning_rate: 0.1, ..TrainConfig::default() };
+//! model.train(&x, &y, &config)?;
 //! assert!(model.loss()? < 1e-6);
 //! let prediction = model.predict(&[3.0])?;
 //! assert!((prediction[0] - 5.0).abs() < 1e-3);
@@ -34,6 +35,7 @@ mod graph;
 pub mod loss;
 pub mod model;
 pub mod network;
+pub mod optim;
 
 pub use activation::Activation;
 pub use backend::{Backend, Counters, DeviceInfo};
@@ -42,5 +44,6 @@ pub use device::Device;
 pub use error::{Error, Result};
 pub use gpu::WgpuBackend;
 pub use loss::Loss;
-pub use model::{Model, TrainConfig};
+pub use model::{EpochStats, Model, TrainConfig};
 pub use network::{Dense, LayerParams, Network};
+pub use optim::Optimizer;

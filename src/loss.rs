@@ -87,6 +87,51 @@ impl Loss {
         }
     }
 
+    /// Divisor turning a sum of per-row losses over `rows` samples into the reported mean loss: per sample
+    /// for `sse` (its per-sample sum of squares) and `ce`, per element for `mse` and `bce`.
+    pub fn mean_divisor(self, rows: usize, cols: usize) -> f32 {
+        match self {
+            Loss::Sse | Loss::Ce => rows as f32,
+            Loss::Mse | Loss::Bce => (rows * cols) as f32,
+        }
+    }
+
+    /// Divisor turning summed hits into an accuracy: `bce` scores each output, the others each row.
+    pub fn hits_divisor(self, rows: usize, cols: usize) -> f32 {
+        match self {
+            Loss::Bce => (rows * cols) as f32,
+            _ => rows as f32,
+        }
+    }
+
+    /// Correct predictions in one row (see `loss_grad` in `shaders/loss.wgsl`, which follows the same rules):
+    /// `ce` compares the first maximum logit with the class; `bce` counts outputs with `z > 0` matching
+    /// `y > 0.5`; `sse`/`mse` do the same at 0.5 for one output and compare first maxima for several.
+    pub fn row_hits(self, prediction: &[f32], target: &[f32]) -> f32 {
+        let first_max = |v: &[f32]| {
+            let mut best = 0;
+            for (j, &x) in v.iter().enumerate() {
+                if x > v[best] {
+                    best = j;
+                }
+            }
+            best
+        };
+        let agree = |a: bool, b: bool| if a == b { 1.0 } else { 0.0 };
+        match self {
+            Loss::Ce => agree(first_max(prediction) == target[0] as usize, true),
+            Loss::Bce => prediction
+                .iter()
+                .zip(target)
+                .map(|(&z, &y)| agree(z > 0.0, y > 0.5))
+                .sum(),
+            Loss::Sse | Loss::Mse if prediction.len() == 1 => {
+                agree(prediction[0] > 0.5, target[0] > 0.5)
+            }
+            Loss::Sse | Loss::Mse => agree(first_max(prediction) == first_max(target), true),
+        }
+    }
+
     /// One row of the `loss_grad` op: writes the gradient into `grad` and returns the row's unscaled loss.
     /// `prediction` holds activated outputs for `sse`/`mse` and logits for `bce`/`ce`; `target` holds one
     /// value per output, or for `ce` the class index as a float. `rows` is the batch size (for the mean).

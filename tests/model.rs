@@ -162,6 +162,7 @@ fn bad_shapes_and_values_are_typed_errors() {
         iterations: 1,
         batch_size: None,
         learning_rate: 0.1,
+        ..TrainConfig::default()
     };
     let shape = |r: wgtrain::Result<()>, words: &[&str]| match r {
         Err(e @ Error::Shape { .. }) => words
@@ -281,6 +282,7 @@ fn mini_batches_are_consecutive_row_slices() {
                 iterations: 4,
                 batch_size: Some(2),
                 learning_rate: 0.1,
+                ..TrainConfig::default()
             },
         )
         .expect("train");
@@ -315,6 +317,7 @@ fn one_submit_per_step(backend: Box<dyn Backend>) {
             iterations: 3,
             batch_size,
             learning_rate: 0.1,
+            ..TrainConfig::default()
         };
         model
             .train(&x, &y, &config)

@@ -51,7 +51,15 @@ fn every_op_has_its_entry_point() {
         ),
         ("loss", &["loss_grad", "loss_sum"][..]),
         ("reduce", &["bias_grad"][..]),
-        ("optim", &["sgd_update"][..]),
+        (
+            "optim",
+            &[
+                "sgd_update",
+                "momentum_update",
+                "adam_update",
+                "advance_step",
+            ][..],
+        ),
     ];
     for (name, entries) in expected {
         let source = SHADERS.iter().find(|(n, _)| *n == name).expect("shader").1;

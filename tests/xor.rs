@@ -20,6 +20,7 @@ fn xor(backend: Box<dyn Backend>) -> Vec<f32> {
         iterations: 2500,
         batch_size: None,
         learning_rate: 1.0,
+        ..TrainConfig::default()
     };
     model.train(&X, &Y, &config).expect("train");
     assert!(

@@ -19,8 +19,14 @@ pub(crate) fn shader_of(entry: &str) -> &'static str {
         "act_backward" | "softmax_backward" | "softmax" => "activation",
         "loss_grad" | "loss_sum" => "loss",
         "bias_grad" => "reduce",
+        // sgd_update, momentum_update, adam_update, advance_step
         _ => "optim",
     }
+}
+
+/// Whether an entry point reads the `Dims` uniform (wgpu's derived layouts drop unused bindings).
+pub(crate) fn reads_dims(entry: &str) -> bool {
+    entry != "advance_step"
 }
 
 /// The `Dims` uniform every shader declares at binding 0.
@@ -150,6 +156,7 @@ pub(crate) fn launch(op: &Op) -> Launch {
             target,
             grad,
             row_loss,
+            row_hits,
             rows,
             cols,
             loss,
@@ -160,12 +167,19 @@ pub(crate) fn launch(op: &Op) -> Launch {
                 code: loss.code(),
                 ..Dims::default()
             },
-            bindings: vec![(1, prediction), (2, target), (3, grad), (4, row_loss)],
+            bindings: vec![
+                (1, prediction),
+                (2, target),
+                (3, grad),
+                (4, row_loss),
+                (6, row_hits),
+            ],
             groups: flat_groups(rows),
         },
         Op::LossSum {
             row_loss,
-            loss_value,
+            row_hits,
+            stats,
             rows,
             scale,
         } => Launch {
@@ -174,7 +188,7 @@ pub(crate) fn launch(op: &Op) -> Launch {
                 scale,
                 ..Dims::default()
             },
-            bindings: vec![(4, row_loss), (5, loss_value)],
+            bindings: vec![(4, row_loss), (6, row_hits), (5, stats)],
             groups: [1, 1, 1],
         },
         Op::BiasGrad {
@@ -187,13 +201,45 @@ pub(crate) fn launch(op: &Op) -> Launch {
             bindings: vec![(1, grad_output), (2, grad_bias)],
             groups: [cols.div_ceil(WORKGROUP).max(1), 1, 1],
         },
+        Op::AdvanceStep { hyper } => Launch {
+            dims: Dims::default(),
+            bindings: vec![(6, hyper)],
+            groups: [1, 1, 1],
+        },
         Op::SgdUpdate {
             params,
             grads,
-            learning_rate,
+            hyper,
         } => Launch {
             dims: mnk(params.len, 0, 0),
-            bindings: vec![(1, params), (2, grads), (3, learning_rate)],
+            bindings: vec![(1, params), (2, grads), (3, hyper)],
+            groups: flat_groups(params.len),
+        },
+        Op::MomentumUpdate {
+            params,
+            grads,
+            velocity,
+            hyper,
+        } => Launch {
+            dims: mnk(params.len, 0, 0),
+            bindings: vec![(1, params), (2, grads), (3, hyper), (4, velocity)],
+            groups: flat_groups(params.len),
+        },
+        Op::AdamUpdate {
+            params,
+            grads,
+            first_moment,
+            second_moment,
+            hyper,
+        } => Launch {
+            dims: mnk(params.len, 0, 0),
+            bindings: vec![
+                (1, params),
+                (2, grads),
+                (3, hyper),
+                (4, first_moment),
+                (5, second_moment),
+            ],
             groups: flat_groups(params.len),
         },
     }

@@ -8,7 +8,7 @@ pub use context::{fallback_adapter, hardware_adapter, list_adapters};
 
 use crate::backend::{check_op, Backend, BufferId, Counters, DeviceInfo, KernelId, Op, Region};
 use crate::error::{Error, Result};
-use kernels::{launch, shader_of, MAX_GROUPS_PER_DIM, SHADERS};
+use kernels::{launch, reads_dims, shader_of, MAX_GROUPS_PER_DIM, SHADERS};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
@@ -367,10 +367,13 @@ impl Backend for WgpuBackend {
                 usage: wgpu::BufferUsages::UNIFORM,
             })
         })?;
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: dims.as_entire_binding(),
-        }];
+        let mut entries = Vec::new();
+        if reads_dims(op.name()) {
+            entries.push(wgpu::BindGroupEntry {
+                binding: 0,
+                resource: dims.as_entire_binding(),
+            });
+        }
         for &(binding, region) in &launch.bindings {
             entries.push(wgpu::BindGroupEntry {
                 binding,

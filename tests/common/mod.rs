@@ -2,7 +2,8 @@
 #![allow(dead_code)]
 
 use rand::{Rng, SeedableRng};
-use wgtrain::{Backend, WgpuBackend};
+use wgtrain::backend::{BufferId, Op};
+use wgtrain::{Backend, CpuBackend, WgpuBackend};
 
 /// `|actual − expected| ≤ abs + rel · |expected|`, elementwise.
 #[derive(Clone, Copy, Debug)]
@@ -97,4 +98,46 @@ fn record_adapter(line: &str) {
         format!("{target}/gpu-tests-adapter.txt"),
         format!("{line}\n"),
     );
+}
+
+/// Allocates `buffers` on `backend`, runs the op built from their ids once, and reads every buffer back.
+pub fn run_op(
+    backend: &mut dyn Backend,
+    buffers: &[Vec<f32>],
+    make: &dyn Fn(&[BufferId]) -> Op,
+) -> Vec<Vec<f32>> {
+    let ids: Vec<BufferId> = buffers
+        .iter()
+        .enumerate()
+        .map(|(i, data)| {
+            let id = backend
+                .alloc(&format!("operand{i}"), data.len())
+                .expect("alloc");
+            backend.write(id, 0, data).expect("write");
+            id
+        })
+        .collect();
+    let kernel = backend.prepare(&make(&ids)).expect("prepare");
+    backend.enqueue(kernel).expect("enqueue");
+    backend.submit().expect("submit");
+    ids.iter()
+        .zip(buffers)
+        .map(|(&id, data)| backend.read(id.region(data.len())).expect("read"))
+        .collect()
+}
+
+/// Runs the op on both backends and compares every buffer; returns the CPU results.
+pub fn parity(
+    gpu: &mut WgpuBackend,
+    what: &str,
+    buffers: &[Vec<f32>],
+    tol: Tolerance,
+    make: &dyn Fn(&[BufferId]) -> Op,
+) -> Vec<Vec<f32>> {
+    let cpu_out = run_op(&mut CpuBackend::new(), buffers, make);
+    let gpu_out = run_op(gpu, buffers, make);
+    for (i, (g, c)) in gpu_out.iter().zip(&cpu_out).enumerate() {
+        assert_close(&format!("{what}, buffer {i}"), g, c, tol);
+    }
+    cpu_out
 }

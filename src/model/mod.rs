@@ -1,5 +1,10 @@
-//! A network bound to a backend: parameters, gradients and activations live in backend buffers allocated once
-//! per (network, batch capacity); a training step is a prepared list of ops enqueued and submitted once.
+//! A network bound to a backend: parameters, gradients, optimizer state and activations live in backend buffers
+//! allocated once per (network, batch capacity); a training step is a prepared list of ops enqueued and
+//! submitted once. `train.rs` beside this file holds the training and inference entry points.
+
+mod train;
+
+pub use train::{EpochStats, TrainConfig};
 
 use crate::backend::{Backend, BufferId, Counters, DeviceInfo, KernelId};
 use crate::device::Device;
@@ -7,28 +12,17 @@ use crate::error::{Error, Result};
 use crate::graph::{StepBuffers, Workspace};
 use crate::loss::Loss;
 use crate::network::{LayerParams, LayerSlots, Network};
+use crate::optim::{hyper, Optimizer};
 use std::collections::HashMap;
-
-/// Rows per forward pass when predicting before any training fixed a batch capacity.
-const PREDICT_CHUNK: usize = 1024;
-
-/// How [`Model::train`] walks the data.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct TrainConfig {
-    /// Gradient-descent steps to take.
-    pub iterations: usize,
-    /// Rows per step; `None` is full-batch. Batches are consecutive rows in order, wrapping around; a partial
-    /// batch at the end of the data is kept as a smaller step.
-    pub batch_size: Option<usize>,
-    pub learning_rate: f32,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Plan {
-    /// Forward, loss, backward and the update.
-    Train,
-    /// Forward, loss and backward only: leaves the gradients for [`Model::gradients`].
+    /// Forward, loss, backward and the update of the named optimizer.
+    Train(&'static str),
+    /// Forward, loss and backward: leaves the gradients for [`Model::gradients`].
     Gradients,
+    /// Forward and loss: the running sums for [`Model::evaluate`].
+    Evaluate,
     /// Forward with the output activated.
     Predict,
 }
@@ -41,14 +35,21 @@ pub struct Model {
     param_len: usize,
     params: BufferId,
     param_grads: BufferId,
-    learning_rate: BufferId,
-    learning_rate_value: Option<f32>,
-    loss_value: BufferId,
+    /// Hyperparameters and Adam's step count (layout in [`crate::optim::hyper`]).
+    hyper: BufferId,
+    /// The host's copy of the host-owned hyperparameters and the optimizer they belong to.
+    hyper_host: Option<(Optimizer, [f32; hyper::HOST_LEN])>,
+    /// Velocity, or Adam's first and second moments, allocated on first use.
+    optimizer_state: Vec<BufferId>,
+    /// `[last step's loss, Σ row losses, Σ hits]` (see the `loss_sum` op).
+    stats: BufferId,
     steps: u64,
     workspace: Option<Workspace>,
     plans: HashMap<(Plan, usize), Vec<KernelId>>,
-    /// Row where the next mini-batch starts, so consecutive `train` calls continue through the data.
+    /// Row where the next mini-batch of [`Model::train`] starts, so consecutive calls continue.
     cursor: usize,
+    /// Reused host buffers for gathering shuffled batches.
+    scratch: (Vec<f32>, Vec<f32>),
 }
 
 impl Model {
@@ -66,8 +67,8 @@ impl Model {
         let (slots, param_len) = network.param_slots();
         let params = backend.alloc("parameters", param_len)?;
         let param_grads = backend.alloc("parameter gradients", param_len)?;
-        let learning_rate = backend.alloc("learning rate", 1)?;
-        let loss_value = backend.alloc("loss", 1)?;
+        let hyper = backend.alloc("hyperparameters", hyper::LEN)?;
+        let stats = backend.alloc("loss statistics", 3)?;
         let mut model = Model {
             network,
             backend,
@@ -75,13 +76,15 @@ impl Model {
             param_len,
             params,
             param_grads,
-            learning_rate,
-            learning_rate_value: None,
-            loss_value,
+            hyper,
+            hyper_host: None,
+            optimizer_state: Vec::new(),
+            stats,
             steps: 0,
             workspace: None,
             plans: HashMap::new(),
             cursor: 0,
+            scratch: (Vec::new(), Vec::new()),
         };
         let initial = model.network.init_parameters(seed);
         model.set_parameters(&initial)?;
@@ -160,6 +163,17 @@ impl Model {
                     layer.bias.len(),
                 ));
             }
+            if let Some(v) = layer
+                .weights
+                .iter()
+                .chain(&layer.bias)
+                .find(|v| !v.is_finite())
+            {
+                return Err(Error::value(
+                    format!("layer {} parameters", i + 1),
+                    format!("hold {v}"),
+                ));
+            }
             flat[slot.weights..slot.weights + w].copy_from_slice(&layer.weights);
             flat[slot.bias..slot.bias + b].copy_from_slice(&layer.bias);
         }
@@ -171,120 +185,7 @@ impl Model {
         if self.steps == 0 {
             return Err(Error::value("loss", "no training step has run yet"));
         }
-        Ok(self.backend.read(self.loss_value.region(1))?[0])
-    }
-
-    /// Runs `config.iterations` gradient-descent steps on `inputs` (`[rows, inputs]` row-major) and `targets`
-    /// (`[rows, outputs]`, or `[rows]` class indices for `ce`).
-    pub fn train(&mut self, inputs: &[f32], targets: &[f32], config: &TrainConfig) -> Result<()> {
-        let rows = self.check_data(inputs, Some(targets))?;
-        let batch = match config.batch_size {
-            Some(0) => return Err(Error::value("batch size", "must be at least 1, got 0")),
-            Some(b) => b.min(rows),
-            None => rows,
-        };
-        self.set_learning_rate(config.learning_rate)?;
-        self.ensure_capacity(batch)?;
-        let (n_in, n_target) = (self.network.inputs(), self.target_width());
-        if batch == rows {
-            // Full batch: the data goes up once and every step reuses it.
-            self.upload(&inputs[..rows * n_in], &targets[..rows * n_target])?;
-            let plan = self.plan(Plan::Train, rows)?;
-            for _ in 0..config.iterations {
-                self.run_step(&plan)?;
-            }
-            return Ok(());
-        }
-        for _ in 0..config.iterations {
-            if self.cursor >= rows {
-                self.cursor = 0;
-            }
-            let start = self.cursor;
-            let end = (start + batch).min(rows);
-            self.upload(
-                &inputs[start * n_in..end * n_in],
-                &targets[start * n_target..end * n_target],
-            )?;
-            let plan = self.plan(Plan::Train, end - start)?;
-            self.run_step(&plan)?;
-            self.cursor = end;
-        }
-        Ok(())
-    }
-
-    /// One gradient-descent step on exactly this batch.
-    pub fn train_step(
-        &mut self,
-        inputs: &[f32],
-        targets: &[f32],
-        learning_rate: f32,
-    ) -> Result<()> {
-        let rows = self.check_data(inputs, Some(targets))?;
-        self.set_learning_rate(learning_rate)?;
-        self.ensure_capacity(rows)?;
-        self.upload(inputs, targets)?;
-        let plan = self.plan(Plan::Train, rows)?;
-        self.run_step(&plan)
-    }
-
-    /// The loss on this batch and its gradient with respect to every parameter, without updating anything.
-    pub fn gradients(
-        &mut self,
-        inputs: &[f32],
-        targets: &[f32],
-    ) -> Result<(f32, Vec<LayerParams>)> {
-        let rows = self.check_data(inputs, Some(targets))?;
-        self.ensure_capacity(rows)?;
-        self.upload(inputs, targets)?;
-        let plan = self.plan(Plan::Gradients, rows)?;
-        for &kernel in &plan {
-            self.backend.enqueue(kernel)?;
-        }
-        self.backend.submit()?;
-        let loss = self.backend.read(self.loss_value.region(1))?[0];
-        let grads = self.read_layers(self.param_grads)?;
-        Ok((loss, grads))
-    }
-
-    /// Network outputs for `inputs` (`[rows, inputs]`): probabilities for sigmoid and softmax outputs.
-    pub fn predict(&mut self, inputs: &[f32]) -> Result<Vec<f32>> {
-        let mut outputs = self.layer_outputs(inputs)?;
-        Ok(outputs.pop().expect("a network has at least one layer"))
-    }
-
-    /// Every layer's output for `inputs`, activations applied, one `[rows, units]` matrix per layer.
-    pub fn layer_outputs(&mut self, inputs: &[f32]) -> Result<Vec<Vec<f32>>> {
-        let rows = self.check_data(inputs, None)?;
-        let chunk = match &self.workspace {
-            Some(ws) => ws.capacity,
-            None => rows.min(PREDICT_CHUNK),
-        };
-        self.ensure_capacity(chunk)?;
-        let n_in = self.network.inputs();
-        let widths: Vec<usize> = self.network.layers().iter().map(|l| l.units).collect();
-        let mut result: Vec<Vec<f32>> = widths
-            .iter()
-            .map(|w| Vec::with_capacity(rows * w))
-            .collect();
-        let mut start = 0;
-        while start < rows {
-            let end = (start + chunk).min(rows);
-            let ws = self.workspace.as_ref().expect("capacity ensured");
-            let input = ws.input;
-            let outputs = ws.outputs.clone();
-            self.backend
-                .write(input, 0, &inputs[start * n_in..end * n_in])?;
-            let plan = self.plan(Plan::Predict, end - start)?;
-            for &kernel in &plan {
-                self.backend.enqueue(kernel)?;
-            }
-            self.backend.submit()?;
-            for ((out, &buffer), &width) in result.iter_mut().zip(&outputs).zip(&widths) {
-                out.extend(self.backend.read(buffer.region((end - start) * width))?);
-            }
-            start = end;
-        }
-        Ok(result)
+        Ok(self.backend.read(self.stats.region(1))?[0])
     }
 
     fn target_width(&self) -> usize {
@@ -303,14 +204,10 @@ impl Model {
         }
         let rows = inputs.len() / n_in;
         if let Some(i) = inputs.iter().position(|v| !v.is_finite()) {
+            let (row, col) = (i / n_in + 1, i % n_in + 1);
             return Err(Error::value(
                 "inputs",
-                format!(
-                    "row {} column {} is {}",
-                    i / n_in + 1,
-                    i % n_in + 1,
-                    inputs[i]
-                ),
+                format!("row {row} column {col} is {}", inputs[i]),
             ));
         }
         let Some(targets) = targets else {
@@ -325,42 +222,63 @@ impl Model {
             ));
         }
         let classes = self.network.outputs();
-        for (i, &y) in targets.iter().enumerate() {
-            let ok = match self.network.loss() {
-                Loss::Ce => y >= 0.0 && y.fract() == 0.0 && (y as usize) < classes,
-                Loss::Bce => (0.0..=1.0).contains(&y),
-                Loss::Sse | Loss::Mse => y.is_finite(),
+        let loss = self.network.loss();
+        let valid = |y: f32| match loss {
+            Loss::Ce => y >= 0.0 && y.fract() == 0.0 && (y as usize) < classes,
+            Loss::Bce => (0.0..=1.0).contains(&y),
+            Loss::Sse | Loss::Mse => y.is_finite(),
+        };
+        if let Some(i) = targets.iter().position(|&y| !valid(y)) {
+            let expected = match loss {
+                Loss::Ce => format!("a class index in 0..{classes}"),
+                Loss::Bce => "a value in [0, 1]".to_string(),
+                Loss::Sse | Loss::Mse => "a finite value".to_string(),
             };
-            if !ok {
-                let expected = match self.network.loss() {
-                    Loss::Ce => format!("a class index in 0..{classes}"),
-                    Loss::Bce => "a value in [0, 1]".to_string(),
-                    _ => "a finite value".to_string(),
-                };
-                return Err(Error::value(
-                    "targets",
-                    format!("row {} holds {y}, expected {expected}", i / width + 1),
-                ));
-            }
+            let row = i / width + 1;
+            return Err(Error::value(
+                "targets",
+                format!("row {row} holds {}, expected {expected}", targets[i]),
+            ));
         }
         Ok(rows)
     }
 
-    fn set_learning_rate(&mut self, learning_rate: f32) -> Result<()> {
-        if !(learning_rate.is_finite() && learning_rate > 0.0) {
-            return Err(Error::value(
-                "learning rate",
-                format!("must be finite and > 0, got {learning_rate}"),
-            ));
+    /// Makes `optimizer` current: state buffers exist (zeroed, with the step count, when the rule changes)
+    /// and the device holds these hyperparameters.
+    fn set_optimizer(
+        &mut self,
+        optimizer: Optimizer,
+        learning_rate: f32,
+        weight_decay: f32,
+    ) -> Result<()> {
+        let values = optimizer.host_hyper(learning_rate, weight_decay)?;
+        let same_rule = self
+            .hyper_host
+            .is_some_and(|(current, _)| current.name() == optimizer.name());
+        if !same_rule {
+            while self.optimizer_state.len() < optimizer.state_buffers() {
+                let label = format!("optimizer state {}", self.optimizer_state.len());
+                let buffer = self.backend.alloc(&label, self.param_len)?;
+                self.optimizer_state.push(buffer);
+            }
+            let zeros = vec![0.0; self.param_len];
+            for &buffer in &self.optimizer_state {
+                self.backend.write(buffer, 0, &zeros)?;
+            }
+            self.backend.write(
+                self.hyper,
+                hyper::HOST_LEN,
+                &[0.0; hyper::LEN - hyper::HOST_LEN],
+            )?;
         }
-        if self.learning_rate_value != Some(learning_rate) {
-            self.backend
-                .write(self.learning_rate, 0, &[learning_rate])?;
-            self.learning_rate_value = Some(learning_rate);
+        if self.hyper_host.map(|(_, v)| v) != Some(values) || !same_rule {
+            self.backend.write(self.hyper, 0, &values)?;
         }
+        self.hyper_host = Some((optimizer, values));
         Ok(())
     }
 
+    /// Uploads one batch into the workspace.
     fn upload(&mut self, inputs: &[f32], targets: &[f32]) -> Result<()> {
         let ws = self.workspace.as_ref().expect("capacity ensured");
         let (input, target) = (ws.input, ws.target);
@@ -368,17 +286,30 @@ impl Model {
         self.backend.write(target, 0, targets)
     }
 
-    /// One step: enqueue the prepared ops and submit them together. Nothing is read back.
-    fn run_step(&mut self, plan: &[KernelId]) -> Result<()> {
+    /// Enqueues a plan's kernels and submits them as one piece of work. Nothing is read back.
+    fn run(&mut self, plan: &[KernelId]) -> Result<()> {
         for &kernel in plan {
             self.backend.enqueue(kernel)?;
         }
-        self.backend.submit()?;
-        self.steps += 1;
-        Ok(())
+        self.backend.submit()
     }
 
-    /// Makes sure activation buffers hold `rows` rows; growing them drops the prepared plans.
+    /// Zeroes the running loss and hit sums.
+    fn reset_stats(&mut self) -> Result<()> {
+        self.backend.write(self.stats, 1, &[0.0, 0.0])
+    }
+
+    /// Reads the running sums over `rows` samples as a mean loss and an accuracy.
+    fn read_stats(&mut self, rows: usize) -> Result<EpochStats> {
+        let stats = self.backend.read(self.stats.region(3))?;
+        let (loss, outputs) = (self.network.loss(), self.network.outputs());
+        Ok(EpochStats {
+            loss: stats[1] / loss.mean_divisor(rows, outputs),
+            accuracy: stats[2] / loss.hits_divisor(rows, outputs),
+        })
+    }
+
+    /// Makes sure activation buffers hold `rows` rows; growing them frees the old ones and the prepared plans.
     fn ensure_capacity(&mut self, rows: usize) -> Result<()> {
         if self
             .workspace
@@ -388,7 +319,7 @@ impl Model {
             return Ok(());
         }
         if let Some(old) = self.workspace.take() {
-            for buffer in [old.input, old.target, old.row_loss]
+            for buffer in [old.input, old.target, old.row_loss, old.row_hits]
                 .into_iter()
                 .chain(old.outputs)
                 .chain(old.grads)
@@ -415,6 +346,7 @@ impl Model {
             .backend
             .alloc("target batch", rows * self.target_width())?;
         let row_loss = self.backend.alloc("row loss", rows)?;
+        let row_hits = self.backend.alloc("row hits", rows)?;
         self.workspace = Some(Workspace {
             capacity: rows,
             input,
@@ -422,11 +354,12 @@ impl Model {
             outputs,
             grads,
             row_loss,
+            row_hits,
         });
         Ok(())
     }
 
-    /// The prepared ops of `plan` for `rows` rows, built on first use.
+    /// The prepared kernels of `plan` for `rows` rows, built on first use.
     fn plan(&mut self, plan: Plan, rows: usize) -> Result<Vec<KernelId>> {
         if let Some(kernels) = self.plans.get(&(plan, rows)) {
             return Ok(kernels.clone());
@@ -437,17 +370,18 @@ impl Model {
             param_len: self.param_len,
             params: self.params,
             param_grads: self.param_grads,
-            learning_rate: self.learning_rate,
-            loss_value: self.loss_value,
+            hyper: self.hyper,
+            stats: self.stats,
+            optimizer_state: &self.optimizer_state,
             workspace: self.workspace.as_ref().expect("capacity ensured"),
         };
         let ops = match plan {
-            Plan::Train => step.train_ops(rows),
-            Plan::Gradients => {
-                let mut ops = step.train_ops(rows);
-                ops.pop(); // the update
-                ops
+            Plan::Train(_) => {
+                let (optimizer, _) = self.hyper_host.expect("optimizer set before training");
+                step.train_ops(rows, optimizer)
             }
+            Plan::Gradients => step.gradient_ops(rows),
+            Plan::Evaluate => step.loss_ops(rows),
             Plan::Predict => step.forward_ops(rows, false),
         };
         let kernels = ops

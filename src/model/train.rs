@@ -1,0 +1,237 @@
+//! Training and inference entry points of [`Model`].
+
+use super::{Model, Plan};
+use crate::error::{Error, Result};
+use crate::network::LayerParams;
+use crate::optim::Optimizer;
+
+/// Rows per forward pass when predicting before any training fixed a batch capacity.
+const PREDICT_CHUNK: usize = 1024;
+
+/// How [`Model::train`] and [`Model::train_epoch`] step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TrainConfig {
+    /// Gradient-descent steps [`Model::train`] takes (ignored by [`Model::train_epoch`]).
+    pub iterations: usize,
+    /// Rows per step; `None` is full-batch. A partial batch at the end of the data is kept as a smaller step.
+    pub batch_size: Option<usize>,
+    pub learning_rate: f32,
+    pub optimizer: Optimizer,
+    /// Coupled L2 penalty: `weight_decay · w` is added to every gradient.
+    pub weight_decay: f32,
+}
+
+impl Default for TrainConfig {
+    /// One full-batch SGD step at learning rate 0.01.
+    fn default() -> Self {
+        TrainConfig {
+            iterations: 1,
+            batch_size: None,
+            learning_rate: 0.01,
+            optimizer: Optimizer::Sgd,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+/// Mean loss per sample (per element for `mse` and `bce`) and the fraction of correct predictions.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EpochStats {
+    pub loss: f32,
+    /// Meaningful for classification; see [`crate::Loss::row_hits`] for what counts as correct.
+    pub accuracy: f32,
+}
+
+impl Model {
+    /// Runs `config.iterations` gradient-descent steps on `inputs` (`[rows, inputs]` row-major) and `targets`
+    /// (`[rows, outputs]`, or `[rows]` class indices for `ce`). Mini-batches are consecutive rows in order,
+    /// wrapping around, and consecutive calls continue where the last one stopped.
+    pub fn train(&mut self, inputs: &[f32], targets: &[f32], config: &TrainConfig) -> Result<()> {
+        let rows = self.check_data(inputs, Some(targets))?;
+        let batch = batch_rows(config, rows)?;
+        self.set_optimizer(config.optimizer, config.learning_rate, config.weight_decay)?;
+        self.ensure_capacity(batch)?;
+        let (n_in, n_target) = (self.network.inputs(), self.target_width());
+        let plan_key = Plan::Train(config.optimizer.name());
+        if batch == rows {
+            // Full batch: the data goes up once and every step reuses it.
+            self.upload(inputs, targets)?;
+            let plan = self.plan(plan_key, rows)?;
+            for _ in 0..config.iterations {
+                self.run(&plan)?;
+                self.steps += 1;
+            }
+            return Ok(());
+        }
+        for _ in 0..config.iterations {
+            if self.cursor >= rows {
+                self.cursor = 0;
+            }
+            let (start, end) = (self.cursor, (self.cursor + batch).min(rows));
+            self.upload(
+                &inputs[start * n_in..end * n_in],
+                &targets[start * n_target..end * n_target],
+            )?;
+            let plan = self.plan(plan_key, end - start)?;
+            self.run(&plan)?;
+            self.steps += 1;
+            self.cursor = end;
+        }
+        Ok(())
+    }
+
+    /// One gradient-descent step on exactly this batch, with plain SGD.
+    pub fn train_step(
+        &mut self,
+        inputs: &[f32],
+        targets: &[f32],
+        learning_rate: f32,
+    ) -> Result<()> {
+        let rows = self.check_data(inputs, Some(targets))?;
+        self.set_optimizer(Optimizer::Sgd, learning_rate, 0.0)?;
+        self.ensure_capacity(rows)?;
+        self.upload(inputs, targets)?;
+        let plan = self.plan(Plan::Train(Optimizer::Sgd.name()), rows)?;
+        self.run(&plan)?;
+        self.steps += 1;
+        Ok(())
+    }
+
+    /// One pass over the data in `order` (row indices; `None` is file order), in batches of
+    /// `config.batch_size`. The loss and hits are summed on the device and read once, at the end.
+    pub fn train_epoch(
+        &mut self,
+        inputs: &[f32],
+        targets: &[f32],
+        order: Option<&[usize]>,
+        config: &TrainConfig,
+    ) -> Result<EpochStats> {
+        let rows = self.check_data(inputs, Some(targets))?;
+        if let Some(order) = order {
+            if order.len() != rows || order.iter().any(|&i| i >= rows) {
+                return Err(Error::shape(
+                    "row order",
+                    format!("{rows} indices below {rows}"),
+                    order.len(),
+                ));
+            }
+        }
+        let batch = batch_rows(config, rows)?;
+        self.set_optimizer(config.optimizer, config.learning_rate, config.weight_decay)?;
+        self.ensure_capacity(batch)?;
+        self.reset_stats()?;
+        let plan_key = Plan::Train(config.optimizer.name());
+        if order.is_none() && batch == rows {
+            self.upload(inputs, targets)?;
+            let plan = self.plan(plan_key, rows)?;
+            self.run(&plan)?;
+            self.steps += 1;
+            return self.read_stats(rows);
+        }
+        let (n_in, n_target) = (self.network.inputs(), self.target_width());
+        let (mut xs, mut ys) = std::mem::take(&mut self.scratch);
+        for start in (0..rows).step_by(batch) {
+            let end = (start + batch).min(rows);
+            xs.clear();
+            ys.clear();
+            for position in start..end {
+                let row = order.map_or(position, |o| o[position]);
+                xs.extend_from_slice(&inputs[row * n_in..(row + 1) * n_in]);
+                ys.extend_from_slice(&targets[row * n_target..(row + 1) * n_target]);
+            }
+            let step = self.upload(&xs, &ys).and_then(|()| {
+                let plan = self.plan(plan_key, end - start)?;
+                self.run(&plan)
+            });
+            if let Err(e) = step {
+                self.scratch = (xs, ys);
+                return Err(e);
+            }
+            self.steps += 1;
+        }
+        self.scratch = (xs, ys);
+        self.read_stats(rows)
+    }
+
+    /// Mean loss and accuracy on `inputs`/`targets` with the current parameters; nothing is updated.
+    pub fn evaluate(&mut self, inputs: &[f32], targets: &[f32]) -> Result<EpochStats> {
+        let rows = self.check_data(inputs, Some(targets))?;
+        let chunk = self.chunk_rows(rows);
+        self.ensure_capacity(chunk)?;
+        self.reset_stats()?;
+        let (n_in, n_target) = (self.network.inputs(), self.target_width());
+        for start in (0..rows).step_by(chunk) {
+            let end = (start + chunk).min(rows);
+            self.upload(
+                &inputs[start * n_in..end * n_in],
+                &targets[start * n_target..end * n_target],
+            )?;
+            let plan = self.plan(Plan::Evaluate, end - start)?;
+            self.run(&plan)?;
+        }
+        self.read_stats(rows)
+    }
+
+    /// The loss on this batch and its gradient with respect to every parameter, without updating anything.
+    pub fn gradients(
+        &mut self,
+        inputs: &[f32],
+        targets: &[f32],
+    ) -> Result<(f32, Vec<LayerParams>)> {
+        let rows = self.check_data(inputs, Some(targets))?;
+        self.ensure_capacity(rows)?;
+        self.upload(inputs, targets)?;
+        let plan = self.plan(Plan::Gradients, rows)?;
+        self.run(&plan)?;
+        let loss = self.backend.read(self.stats.region(1))?[0];
+        Ok((loss, self.read_layers(self.param_grads)?))
+    }
+
+    /// Network outputs for `inputs` (`[rows, inputs]`): probabilities for sigmoid and softmax outputs.
+    pub fn predict(&mut self, inputs: &[f32]) -> Result<Vec<f32>> {
+        let mut outputs = self.layer_outputs(inputs)?;
+        Ok(outputs.pop().expect("a network has at least one layer"))
+    }
+
+    /// Every layer's output for `inputs`, activations applied, one `[rows, units]` matrix per layer.
+    pub fn layer_outputs(&mut self, inputs: &[f32]) -> Result<Vec<Vec<f32>>> {
+        let rows = self.check_data(inputs, None)?;
+        let chunk = self.chunk_rows(rows);
+        self.ensure_capacity(chunk)?;
+        let n_in = self.network.inputs();
+        let widths: Vec<usize> = self.network.layers().iter().map(|l| l.units).collect();
+        let mut result: Vec<Vec<f32>> = widths
+            .iter()
+            .map(|w| Vec::with_capacity(rows * w))
+            .collect();
+        for start in (0..rows).step_by(chunk) {
+            let end = (start + chunk).min(rows);
+            let ws = self.workspace.as_ref().expect("capacity ensured");
+            let (input, outputs) = (ws.input, ws.outputs.clone());
+            self.backend
+                .write(input, 0, &inputs[start * n_in..end * n_in])?;
+            let plan = self.plan(Plan::Predict, end - start)?;
+            self.run(&plan)?;
+            for ((out, &buffer), &width) in result.iter_mut().zip(&outputs).zip(&widths) {
+                out.extend(self.backend.read(buffer.region((end - start) * width))?);
+            }
+        }
+        Ok(result)
+    }
+
+    /// Rows per pass for inference: the training batch capacity, or up to [`PREDICT_CHUNK`] before training.
+    fn chunk_rows(&self, rows: usize) -> usize {
+        match &self.workspace {
+            Some(ws) => ws.capacity,
+            None => rows.min(PREDICT_CHUNK),
+        }
+    }
+}
+
+fn batch_rows(config: &TrainConfig, rows: usize) -> Result<usize> {
+    match config.batch_size {
+        Some(0) => Err(Error::value("batch size", "must be at least 1, got 0")),
+        Some(b) => Ok(b.min(rows)),
+        None => Ok(rows),
+    }
+}

@@ -1,0 +1,149 @@
+//! Optimizers with PyTorch's update rules. The hyperparameters live in one small device buffer (layout in
+//! [`hyper`]) so a step needs no host round trip: the host writes the first [`hyper::HOST_LEN`] entries when
+//! they change, and the `advance_step` op counts steps and refreshes Adam's bias corrections on the device.
+
+use crate::error::{Error, Result};
+use std::fmt;
+use std::str::FromStr;
+
+/// Indices into the hyperparameter buffer (`HYPER_*` in `shaders/optim.wgsl`).
+pub mod hyper {
+    pub const LEARNING_RATE: usize = 0;
+    pub const MOMENTUM: usize = 1;
+    pub const BETA1: usize = 2;
+    pub const BETA2: usize = 3;
+    pub const EPSILON: usize = 4;
+    pub const WEIGHT_DECAY: usize = 5;
+    /// Steps taken, counted on the device by `advance_step`.
+    pub const STEP: usize = 6;
+    /// `1 − β1^step`, written by `advance_step`.
+    pub const BIAS_CORRECTION1: usize = 7;
+    /// `1 − β2^step`, written by `advance_step`.
+    pub const BIAS_CORRECTION2: usize = 8;
+    /// Entries the host owns (the rest belong to the device).
+    pub const HOST_LEN: usize = 6;
+    pub const LEN: usize = 9;
+}
+
+/// PyTorch's default momentum factor for the CLI's `momentum` optimizer.
+pub const DEFAULT_MOMENTUM: f32 = 0.9;
+
+/// How gradients become parameter updates. With weight decay `wd`, every rule first takes
+/// `g ← g + wd · w` (PyTorch's coupled L2 penalty).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Optimizer {
+    /// `w ← w − lr · g`.
+    Sgd,
+    /// `v ← μ · v + g;  w ← w − lr · v` (PyTorch `SGD(momentum=μ)`, no dampening, not Nesterov).
+    Momentum { momentum: f32 },
+    /// `m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²;
+    ///  w ← w − lr/(1−β1^t) · m / (√v / √(1−β2^t) + ε)` (PyTorch `Adam`).
+    Adam {
+        beta1: f32,
+        beta2: f32,
+        epsilon: f32,
+    },
+}
+
+impl Optimizer {
+    /// Adam with PyTorch's defaults: β1 0.9, β2 0.999, ε 1e-8.
+    pub const ADAM: Optimizer = Optimizer::Adam {
+        beta1: 0.9,
+        beta2: 0.999,
+        epsilon: 1e-8,
+    };
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Optimizer::Sgd => "sgd",
+            Optimizer::Momentum { .. } => "momentum",
+            Optimizer::Adam { .. } => "adam",
+        }
+    }
+
+    /// Per-parameter state buffers the rule keeps (velocity; or first and second moments).
+    pub fn state_buffers(self) -> usize {
+        match self {
+            Optimizer::Sgd => 0,
+            Optimizer::Momentum { .. } => 1,
+            Optimizer::Adam { .. } => 2,
+        }
+    }
+
+    /// Checks the constants and returns the host-owned part of the hyperparameter buffer.
+    pub(crate) fn host_hyper(
+        self,
+        learning_rate: f32,
+        weight_decay: f32,
+    ) -> Result<[f32; hyper::HOST_LEN]> {
+        if !(learning_rate.is_finite() && learning_rate > 0.0) {
+            return Err(Error::value(
+                "learning rate",
+                format!("must be finite and > 0, got {learning_rate}"),
+            ));
+        }
+        if !(weight_decay.is_finite() && weight_decay >= 0.0) {
+            return Err(Error::value(
+                "weight decay",
+                format!("must be finite and >= 0, got {weight_decay}"),
+            ));
+        }
+        let unit = |what: &str, v: f32| {
+            if (0.0..1.0).contains(&v) {
+                Ok(v)
+            } else {
+                Err(Error::value(what, format!("must be in [0, 1), got {v}")))
+            }
+        };
+        let mut values = [0.0; hyper::HOST_LEN];
+        values[hyper::LEARNING_RATE] = learning_rate;
+        values[hyper::WEIGHT_DECAY] = weight_decay;
+        match self {
+            Optimizer::Sgd => {}
+            Optimizer::Momentum { momentum } => {
+                values[hyper::MOMENTUM] = unit("momentum", momentum)?
+            }
+            Optimizer::Adam {
+                beta1,
+                beta2,
+                epsilon,
+            } => {
+                values[hyper::BETA1] = unit("beta1", beta1)?;
+                values[hyper::BETA2] = unit("beta2", beta2)?;
+                if !(epsilon.is_finite() && epsilon > 0.0) {
+                    return Err(Error::value(
+                        "epsilon",
+                        format!("must be > 0, got {epsilon}"),
+                    ));
+                }
+                values[hyper::EPSILON] = epsilon;
+            }
+        }
+        Ok(values)
+    }
+}
+
+impl fmt::Display for Optimizer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Optimizer {
+    type Err = Error;
+
+    /// `sgd`, `momentum` (μ 0.9) or `adam` (PyTorch defaults).
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "sgd" => Ok(Optimizer::Sgd),
+            "momentum" => Ok(Optimizer::Momentum {
+                momentum: DEFAULT_MOMENTUM,
+            }),
+            "adam" => Ok(Optimizer::ADAM),
+            other => Err(Error::value(
+                "optimizer",
+                format!("`{other}`, expected one of sgd, momentum, adam"),
+            )),
+        }
+    }
+}

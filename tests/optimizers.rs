@@ -1,0 +1,178 @@
+//! The optimizers follow PyTorch's update rules step for step: the model's parameters after each step are
+//! compared with the rule applied on the host (in f64) to the gradients the model reports.
+
+mod common;
+
+use common::{assert_close, gpu_backend, uniform, Tolerance};
+use wgtrain::{
+    Activation, Backend, CpuBackend, LayerParams, Loss, Model, Network, Optimizer, TrainConfig,
+};
+
+/// f32 device arithmetic against an f64 host rule over a few steps.
+const RULE: Tolerance = Tolerance {
+    abs: 1e-6,
+    rel: 1e-4,
+};
+
+fn flatten(layers: &[LayerParams]) -> Vec<f64> {
+    layers
+        .iter()
+        .flat_map(|l| l.weights.iter().chain(&l.bias))
+        .map(|&v| f64::from(v))
+        .collect()
+}
+
+/// PyTorch's rules on a flat parameter vector; `state` holds velocity or (m, v).
+fn reference_step(
+    optimizer: Optimizer,
+    lr: f64,
+    wd: f64,
+    t: i32,
+    w: &mut [f64],
+    g: &[f64],
+    state: &mut [Vec<f64>],
+) {
+    for i in 0..w.len() {
+        let grad = g[i] + wd * w[i];
+        match optimizer {
+            Optimizer::Sgd => w[i] -= lr * grad,
+            Optimizer::Momentum { momentum } => {
+                state[0][i] = f64::from(momentum) * state[0][i] + grad;
+                w[i] -= lr * state[0][i];
+            }
+            Optimizer::Adam {
+                beta1,
+                beta2,
+                epsilon,
+            } => {
+                let (b1, b2) = (f64::from(beta1), f64::from(beta2));
+                state[0][i] = b1 * state[0][i] + (1.0 - b1) * grad;
+                state[1][i] = b2 * state[1][i] + (1.0 - b2) * grad * grad;
+                let (bc1, bc2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
+                w[i] -=
+                    lr / bc1 * state[0][i] / (state[1][i].sqrt() / bc2.sqrt() + f64::from(epsilon));
+            }
+        }
+    }
+}
+
+fn follows_pytorch(backend: Box<dyn Backend>) {
+    let network = Network::builder(3)
+        .dense(4, Activation::Tanh)
+        .dense(2, Activation::Sigmoid)
+        .build(Loss::Bce)
+        .expect("valid");
+    let x = uniform(1, 6 * 3, -1.0, 1.0);
+    let y: Vec<f32> = (0..12).map(|i| (i % 3 == 0) as u8 as f32).collect();
+    let mut backend = Some(backend);
+    for (optimizer, lr, wd) in [
+        (Optimizer::Sgd, 0.1, 0.0),
+        (Optimizer::Sgd, 0.1, 0.05),
+        (Optimizer::Momentum { momentum: 0.9 }, 0.05, 0.01),
+        (Optimizer::ADAM, 0.01, 0.0),
+        (
+            Optimizer::Adam {
+                beta1: 0.8,
+                beta2: 0.99,
+                epsilon: 1e-6,
+            },
+            0.02,
+            0.1,
+        ),
+    ] {
+        let mut model = Model::with_backend(network.clone(), backend.take().expect("backend"), 2)
+            .expect("model");
+        let config = TrainConfig {
+            learning_rate: lr,
+            optimizer,
+            weight_decay: wd,
+            ..TrainConfig::default()
+        };
+        let mut w = flatten(&model.parameters().expect("params"));
+        let mut state = vec![vec![0.0; w.len()]; 2];
+        for t in 1..=4 {
+            let (_, grads) = model.gradients(&x, &y).expect("gradients");
+            let g = flatten(&grads);
+            reference_step(
+                optimizer,
+                f64::from(lr),
+                f64::from(wd),
+                t,
+                &mut w,
+                &g,
+                &mut state,
+            );
+            model.train(&x, &y, &config).expect("step");
+            let actual: Vec<f32> = flatten(&model.parameters().expect("params"))
+                .iter()
+                .map(|&v| v as f32)
+                .collect();
+            let expected: Vec<f32> = w.iter().map(|&v| v as f32).collect();
+            let what = format!(
+                "{optimizer} lr {lr} wd {wd} step {t} on {}",
+                model.device_info().backend
+            );
+            assert_close(&what, &actual, &expected, RULE);
+            // Carry on from the device's values so rounding differences do not compound.
+            w = actual.iter().map(|&v| f64::from(v)).collect();
+        }
+        backend = Some(model.into_backend());
+    }
+}
+
+#[test]
+fn optimizers_follow_pytorch_on_cpu() {
+    follows_pytorch(Box::new(CpuBackend::new()));
+}
+
+#[test]
+fn optimizers_follow_pytorch_on_gpu() {
+    let Some(gpu) = gpu_backend() else { return };
+    follows_pytorch(Box::new(gpu));
+}
+
+/// Switching optimizers starts the new one from fresh state (zero moments, step 1), as a new PyTorch
+/// optimizer would: Adam's first step moves every parameter by about the learning rate.
+#[test]
+fn switching_optimizer_resets_its_state() {
+    let network = Network::builder(2)
+        .dense(1, Activation::Linear)
+        .build(Loss::Mse)
+        .expect("valid");
+    let mut model = Model::new(network, wgtrain::Device::Cpu, 0).expect("model");
+    let (x, y) = ([1.0, 2.0, -1.0, 0.5], [1.0, -1.0]);
+    let adam = TrainConfig {
+        learning_rate: 0.01,
+        optimizer: Optimizer::ADAM,
+        ..TrainConfig::default()
+    };
+    model
+        .train(
+            &x,
+            &y,
+            &TrainConfig {
+                iterations: 5,
+                ..adam
+            },
+        )
+        .expect("adam");
+    model
+        .train(
+            &x,
+            &y,
+            &TrainConfig {
+                optimizer: Optimizer::Sgd,
+                ..adam
+            },
+        )
+        .expect("sgd");
+    let before = flatten(&model.parameters().expect("params"));
+    model.train(&x, &y, &adam).expect("adam again");
+    let after = flatten(&model.parameters().expect("params"));
+    for (b, a) in before.iter().zip(&after) {
+        assert!(
+            ((b - a).abs() - 0.01).abs() < 1e-4,
+            "first Adam step should move by lr: {b} -> {a}"
+        );
+    }
+}

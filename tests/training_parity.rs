@@ -1,0 +1,199 @@
+//! Whole training runs on the CPU reference and the wgpu backend from the same seed agree.
+
+mod common;
+
+use common::{assert_close, gpu_backend, uniform, TRAINING};
+use wgtrain::{Activation, Backend, Device, Loss, Model, Network, Optimizer, TrainConfig};
+
+/// 50 mini-batch steps of a 3-layer network on each backend from the same seed: the loss after every step
+/// and the final parameters agree within [`TRAINING`] (relative 1e-3).
+#[test]
+fn whole_run_parity() {
+    let Some(gpu) = gpu_backend() else { return };
+    let mut gpu: Option<Box<dyn Backend>> = Some(Box::new(gpu));
+    let cases = [
+        (
+            Activation::Tanh,
+            Activation::Relu,
+            Activation::Softmax,
+            Loss::Ce,
+        ),
+        (
+            Activation::LeakyRelu(0.01),
+            Activation::Sigmoid,
+            Activation::Sigmoid,
+            Loss::Bce,
+        ),
+        (
+            Activation::Relu,
+            Activation::Tanh,
+            Activation::Linear,
+            Loss::Mse,
+        ),
+        (
+            Activation::Sigmoid,
+            Activation::LeakyRelu(0.1),
+            Activation::Sigmoid,
+            Loss::Sse,
+        ),
+        (
+            Activation::Tanh,
+            Activation::Tanh,
+            Activation::Softmax,
+            Loss::Mse,
+        ),
+    ];
+    for (case, &(first, second, output, loss)) in cases.iter().enumerate() {
+        let outputs = if output == Activation::Softmax { 3 } else { 2 };
+        let network = Network::builder(6)
+            .dense(16, first)
+            .dense(12, second)
+            .dense(outputs, output)
+            .build(loss)
+            .expect("valid network");
+        let rows = 100;
+        let x = uniform(1000 + case as u64, rows * 6, -2.0, 2.0);
+        let y: Vec<f32> = match loss {
+            Loss::Ce => (0..rows).map(|i| (i % outputs) as f32).collect(),
+            Loss::Bce => (0..rows * outputs)
+                .map(|i| ((i * 7) % 3 == 0) as u8 as f32)
+                .collect(),
+            _ if output == Activation::Softmax => (0..rows * outputs)
+                .map(|i| ((i % outputs) == (i / outputs) % outputs) as u8 as f32)
+                .collect(),
+            _ => uniform(2000 + case as u64, rows * outputs, -1.0, 1.0),
+        };
+        // Every optimizer, with and without weight decay, across the cases.
+        let (optimizer, learning_rate, weight_decay) = [
+            (Optimizer::Sgd, 0.05, 0.0),
+            (Optimizer::ADAM, 0.005, 0.0),
+            (Optimizer::Momentum { momentum: 0.9 }, 0.02, 1e-3),
+            (Optimizer::ADAM, 0.005, 1e-2),
+            (Optimizer::Sgd, 0.05, 1e-3),
+        ][case];
+        let config = TrainConfig {
+            iterations: 1,
+            batch_size: Some(32),
+            learning_rate,
+            optimizer,
+            weight_decay,
+        };
+        let mut cpu_model = Model::new(network.clone(), Device::Cpu, 7).expect("cpu model");
+        let mut gpu_model =
+            Model::with_backend(network, gpu.take().expect("backend"), 7).expect("gpu model");
+        let (mut cpu_losses, mut gpu_losses) = (Vec::new(), Vec::new());
+        for _ in 0..50 {
+            cpu_model.train(&x, &y, &config).expect("cpu step");
+            gpu_model.train(&x, &y, &config).expect("gpu step");
+            cpu_losses.push(cpu_model.loss().expect("cpu loss"));
+            gpu_losses.push(gpu_model.loss().expect("gpu loss"));
+        }
+        let what = format!("case {case} ({first}, {second}, {output}, {loss}, {optimizer})");
+        assert!(
+            cpu_losses[49] < cpu_losses[0],
+            "{what}: loss did not fall: {cpu_losses:?}"
+        );
+        assert_close(
+            &format!("{what} losses"),
+            &gpu_losses,
+            &cpu_losses,
+            TRAINING,
+        );
+        let cpu_params = cpu_model.parameters().expect("cpu params");
+        let gpu_params = gpu_model.parameters().expect("gpu params");
+        for (i, (g, c)) in gpu_params.iter().zip(&cpu_params).enumerate() {
+            assert_close(
+                &format!("{what} layer {i} weights"),
+                &g.weights,
+                &c.weights,
+                TRAINING,
+            );
+            assert_close(
+                &format!("{what} layer {i} bias"),
+                &g.bias,
+                &c.bias,
+                TRAINING,
+            );
+        }
+        // Hand the device on to the next case instead of opening another one.
+        gpu = Some(gpu_model.into_backend());
+    }
+}
+
+/// Shuffled epochs with Adam, then evaluation: the per-epoch mean loss and accuracy summed on the device agree
+/// between backends, and match a host-side evaluation of the same parameters.
+#[test]
+fn epochs_and_evaluation_parity() {
+    let Some(gpu) = gpu_backend() else { return };
+    let network = Network::builder(5)
+        .dense(12, Activation::Relu)
+        .dense(4, Activation::Softmax)
+        .build(Loss::Ce)
+        .expect("valid network");
+    let rows = 90;
+    let x = uniform(31, rows * 5, -2.0, 2.0);
+    // A learnable rule: the class is the index of the largest of the first four features.
+    let y: Vec<f32> = x
+        .chunks(5)
+        .map(|r| (0..4).fold(0, |best, j| if r[j] > r[best] { j } else { best }) as f32)
+        .collect();
+    let config = TrainConfig {
+        batch_size: Some(16),
+        learning_rate: 0.01,
+        optimizer: Optimizer::ADAM,
+        ..TrainConfig::default()
+    };
+    let mut cpu = Model::new(network.clone(), Device::Cpu, 3).expect("cpu");
+    let mut gpu = Model::with_backend(network, Box::new(gpu), 3).expect("gpu");
+    let mut order: Vec<usize> = (0..rows).collect();
+    let mut cpu_history = Vec::new();
+    for epoch in 0..8 {
+        order.rotate_left(7 * epoch + 1);
+        let c = cpu
+            .train_epoch(&x, &y, Some(&order), &config)
+            .expect("cpu epoch");
+        let g = gpu
+            .train_epoch(&x, &y, Some(&order), &config)
+            .expect("gpu epoch");
+        assert_close(
+            &format!("epoch {epoch} loss"),
+            &[g.loss],
+            &[c.loss],
+            TRAINING,
+        );
+        assert_eq!(g.accuracy, c.accuracy, "epoch {epoch} accuracy");
+        cpu_history.push(c);
+    }
+    assert!(
+        cpu_history[7].loss < cpu_history[0].loss,
+        "loss did not fall: {cpu_history:?}"
+    );
+    let c = cpu.evaluate(&x, &y).expect("cpu evaluate");
+    let g = gpu.evaluate(&x, &y).expect("gpu evaluate");
+    assert_close("evaluate loss", &[g.loss], &[c.loss], TRAINING);
+    // The device-side sums agree with the host computing the same from predictions.
+    let probabilities = cpu.predict(&x).expect("predict");
+    let (mut loss, mut hits) = (0.0f64, 0.0);
+    for (p, &label) in probabilities.chunks(4).zip(&y) {
+        loss -= f64::from(p[label as usize]).ln();
+        let best = (0..4).fold(0, |b, j| if p[j] > p[b] { j } else { b });
+        hits += f64::from(u8::from(best == label as usize));
+    }
+    assert_close(
+        "evaluate loss vs host",
+        &[c.loss],
+        &[(loss / rows as f64) as f32],
+        TRAINING,
+    );
+    assert_close(
+        "evaluate accuracy vs host",
+        &[c.accuracy],
+        &[(hits / rows as f64) as f32],
+        TRAINING,
+    );
+    assert!(
+        c.accuracy > 0.5,
+        "the rule should be learnable: accuracy {}",
+        c.accuracy
+    );
+}
