@@ -86,7 +86,9 @@ fn loss_grad() {
 #[test]
 fn loss_grad_hits_rules() {
     let Some(mut gpu) = gpu_backend() else { return };
-    let cases: [(Loss, usize, Vec<f32>, Vec<f32>, Vec<f32>); 4] = [
+    // (loss, cols, prediction, target, expected hits per row)
+    type Case = (Loss, usize, Vec<f32>, Vec<f32>, Vec<f32>);
+    let cases: [Case; 4] = [
         (
             Loss::Ce,
             3,
