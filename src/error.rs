@@ -19,6 +19,18 @@ pub enum Error {
     #[error("invalid {what}: {message}")]
     InvalidValue { what: String, message: String },
 
+    /// A file that cannot be opened, read or written.
+    #[error("{path}: {message}")]
+    File { path: String, message: String },
+
+    /// A file whose content is not what its format requires (CSV, IDX, gzip, safetensors, metadata).
+    #[error("{path}: {message}")]
+    Format { path: String, message: String },
+
+    /// Training produced a non-finite loss or parameters.
+    #[error("training diverged: {0}")]
+    Diverged(String),
+
     /// No wgpu adapter of the requested kind exists on this machine.
     #[error("no {0} adapter found (see README: install mesa-vulkan-drivers for lavapipe)")]
     NoAdapter(String),
@@ -41,6 +53,20 @@ impl Error {
             what: what.into(),
             expected: expected.to_string(),
             got: got.to_string(),
+        }
+    }
+
+    pub(crate) fn file(path: &std::path::Path, message: impl ToString) -> Self {
+        Error::File {
+            path: path.display().to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    pub(crate) fn format(path: &std::path::Path, message: impl Into<String>) -> Self {
+        Error::Format {
+            path: path.display().to_string(),
+            message: message.into(),
         }
     }
 

@@ -27,15 +27,19 @@
 
 pub mod activation;
 pub mod backend;
+pub mod checkpoint;
 pub mod cpu;
+pub mod data;
 pub mod device;
 pub mod error;
+pub mod fit;
 pub mod gpu;
 mod graph;
 pub mod loss;
 pub mod model;
 pub mod network;
 pub mod optim;
+pub mod plot;
 
 pub use activation::Activation;
 pub use backend::{Backend, Counters, DeviceInfo};

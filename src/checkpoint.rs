@@ -1,0 +1,250 @@
+//! Checkpoints as safetensors files that PyTorch can load: `layers.{i}.weight` `[out, in]` (the layout of
+//! `nn.Linear`) and `layers.{i}.bias` `[out]`, f32; everything else about the model as JSON under the
+//! metadata key `wgtrain`. Writes go to a temporary file that is renamed over the target, so a crash or a
+//! failed write leaves the previous checkpoint whole.
+
+use crate::activation::Activation;
+use crate::data::{Standardizer, Task};
+use crate::error::{Error, Result};
+use crate::loss::Loss;
+use crate::network::{LayerParams, Network};
+use safetensors::{Dtype, SafeTensors};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Version of the metadata layout below.
+pub const FORMAT_VERSION: u32 = 1;
+/// The safetensors metadata key holding [`ModelMeta`] as JSON.
+pub const META_KEY: &str = "wgtrain";
+
+/// One dense layer in the metadata.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayerMeta {
+    pub units: usize,
+    pub activation: String,
+    /// Leaky ReLU's slope.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub slope: Option<f32>,
+}
+
+/// Everything about a trained model besides its tensors.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelMeta {
+    pub format_version: u32,
+    pub inputs: usize,
+    pub layers: Vec<LayerMeta>,
+    pub loss: String,
+    pub task: Task,
+    pub target: String,
+    pub feature_names: Vec<String>,
+    /// Applied to inputs before the network, when the model was trained on standardised data.
+    pub standardizer: Option<Standardizer>,
+    /// Class names in output order (empty for regression).
+    pub class_names: Vec<String>,
+}
+
+impl ModelMeta {
+    /// Describes `network`; the data-related fields are the caller's.
+    pub fn describe(network: &Network) -> ModelMeta {
+        ModelMeta {
+            format_version: FORMAT_VERSION,
+            inputs: network.inputs(),
+            layers: network
+                .layers()
+                .iter()
+                .map(|l| LayerMeta {
+                    units: l.units,
+                    activation: l.activation.name().to_string(),
+                    slope: match l.activation {
+                        Activation::LeakyRelu(s) => Some(s),
+                        _ => None,
+                    },
+                })
+                .collect(),
+            loss: network.loss().name().to_string(),
+            task: Task::Regress,
+            target: String::new(),
+            feature_names: Vec::new(),
+            standardizer: None,
+            class_names: Vec::new(),
+        }
+    }
+
+    /// Rebuilds the network the metadata describes.
+    pub fn network(&self) -> Result<Network> {
+        let mut builder = Network::builder(self.inputs);
+        for layer in &self.layers {
+            let activation = match (layer.activation.parse::<Activation>()?, layer.slope) {
+                (Activation::LeakyRelu(_), Some(slope)) => Activation::LeakyRelu(slope),
+                (activation, _) => activation,
+            };
+            builder = builder.dense(layer.units, activation);
+        }
+        builder.build(self.loss.parse::<Loss>()?)
+    }
+}
+
+/// Writes `params` and `meta` to `path` atomically.
+pub fn save(path: &Path, params: &[LayerParams], meta: &ModelMeta) -> Result<()> {
+    let outputs: Vec<usize> = meta.layers.iter().map(|l| l.units).collect();
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (i, (layer, &units)) in params.iter().zip(&outputs).enumerate() {
+        let inputs = layer.weights.len() / units.max(1);
+        // [in, out] row-major in memory, [out, in] on disk.
+        let mut transposed = vec![0.0f32; layer.weights.len()];
+        for r in 0..inputs {
+            for c in 0..units {
+                transposed[c * inputs + r] = layer.weights[r * units + c];
+            }
+        }
+        tensors.push((
+            format!("layers.{i}.weight"),
+            vec![units, inputs],
+            bytemuck::cast_slice(&transposed).to_vec(),
+        ));
+        tensors.push((
+            format!("layers.{i}.bias"),
+            vec![units],
+            bytemuck::cast_slice(&layer.bias).to_vec(),
+        ));
+    }
+    let views = tensors
+        .iter()
+        .map(|(name, shape, bytes)| {
+            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), bytes)
+                .map(|view| (name.clone(), view))
+                .map_err(|e| Error::format(path, format!("tensor {name}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let json =
+        serde_json::to_string(meta).map_err(|e| Error::format(path, format!("metadata: {e}")))?;
+    let info = HashMap::from([
+        (META_KEY.to_string(), json),
+        ("format".to_string(), "pt".to_string()),
+    ]);
+    let bytes = safetensors::serialize(views, Some(info))
+        .map_err(|e| Error::format(path, e.to_string()))?;
+    write_atomically(path, &bytes)
+}
+
+/// Writes `bytes` to a temporary file beside `path`, syncs it, then renames it over `path`.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, e))?;
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let temp: PathBuf = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    let written = std::fs::File::create(&temp)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&temp, path));
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&temp);
+        Error::file(path, format!("could not write the checkpoint: {e}"))
+    })
+}
+
+/// A checkpoint written by [`save`]: the network, its parameters and the metadata.
+pub fn load(path: &Path) -> Result<(Network, Vec<LayerParams>, ModelMeta)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::file(path, e))?;
+    let (_, metadata) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| Error::format(path, format!("not a safetensors file: {e}")))?;
+    let json = metadata
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(META_KEY))
+        .ok_or_else(|| Error::format(path, format!("no `{META_KEY}` metadata: not a wgtrain model (use --init to load bare tensors)")))?;
+    let meta: ModelMeta = serde_json::from_str(json).map_err(|e| {
+        Error::format(
+            path,
+            format!("`{META_KEY}` metadata is not valid JSON: {e}"),
+        )
+    })?;
+    if meta.format_version > FORMAT_VERSION {
+        return Err(Error::format(
+            path,
+            format!(
+                "format version {} is newer than this wgtrain's {FORMAT_VERSION}",
+                meta.format_version
+            ),
+        ));
+    }
+    let network = meta.network()?;
+    let params = read_tensors(path, &bytes, &network)?;
+    Ok((network, params, meta))
+}
+
+/// Parameters for `network` from any safetensors file with its tensor names and shapes (metadata optional),
+/// such as one saved from PyTorch; used by `--init`.
+pub fn load_parameters(path: &Path, network: &Network) -> Result<Vec<LayerParams>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::file(path, e))?;
+    read_tensors(path, &bytes, network)
+}
+
+fn read_tensors(path: &Path, bytes: &[u8], network: &Network) -> Result<Vec<LayerParams>> {
+    let file = SafeTensors::deserialize(bytes)
+        .map_err(|e| Error::format(path, format!("not a safetensors file: {e}")))?;
+    let layers = network.layers().len();
+    if file
+        .names()
+        .iter()
+        .any(|n| n.strip_prefix(&format!("layers.{layers}.")).is_some())
+    {
+        return Err(Error::format(
+            path,
+            format!("has more than the network's {layers} layers (a different architecture)"),
+        ));
+    }
+    let tensor = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
+        let view = file
+            .tensor(name)
+            .map_err(|_| Error::format(path, format!("missing tensor {name}")))?;
+        if view.dtype() != Dtype::F32 {
+            return Err(Error::format(
+                path,
+                format!("tensor {name} is {:?}, expected F32", view.dtype()),
+            ));
+        }
+        if view.shape() != shape {
+            return Err(Error::format(
+                path,
+                format!(
+                    "tensor {name} has shape {:?}, the network needs {shape:?}",
+                    view.shape()
+                ),
+            ));
+        }
+        Ok(view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
+    };
+    (0..layers)
+        .map(|i| {
+            let (inputs, units) = (network.fan_in(i), network.layers()[i].units);
+            let stored = tensor(&format!("layers.{i}.weight"), &[units, inputs])?;
+            let mut weights = vec![0.0; stored.len()];
+            for c in 0..units {
+                for r in 0..inputs {
+                    weights[r * units + c] = stored[c * inputs + r];
+                }
+            }
+            let bias = tensor(&format!("layers.{i}.bias"), &[units])?;
+            if let Some(v) = weights.iter().chain(&bias).find(|v| !v.is_finite()) {
+                return Err(Error::format(
+                    path,
+                    format!("layer {i} holds a non-finite value ({v})"),
+                ));
+            }
+            Ok(LayerParams { weights, bias })
+        })
+        .collect()
+}

@@ -1,0 +1,232 @@
+//! Datasets on the host: CSV and IDX loaders, z-score standardisation, seeded (stratified) splits, and the
+//! encoding of targets for a network's output layer.
+
+mod csv;
+mod idx;
+
+pub use self::csv::{load_csv, load_csv_features, CsvOptions};
+pub use self::idx::load_idx;
+
+use crate::error::{Error, Result};
+use crate::loss::Loss;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::str::FromStr;
+
+/// Classification when the target is non-numeric, or integer valued with at most this many distinct values.
+pub const MAX_AUTO_CLASSES: usize = 20;
+
+/// What the target column means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    Classify,
+    Regress,
+}
+
+/// The `--task` choice: a fixed task, or [`TaskChoice::Auto`] to decide from the target column.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TaskChoice {
+    #[default]
+    Auto,
+    Classify,
+    Regress,
+}
+
+impl FromStr for TaskChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(TaskChoice::Auto),
+            "classify" => Ok(TaskChoice::Classify),
+            "regress" => Ok(TaskChoice::Regress),
+            other => Err(Error::value(
+                "task",
+                format!("`{other}`, expected one of auto, classify, regress"),
+            )),
+        }
+    }
+}
+
+/// Rows of numeric features with one target each.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset {
+    /// `[rows, feature_names.len()]`, row-major.
+    pub features: Vec<f32>,
+    pub feature_names: Vec<String>,
+    pub target_name: String,
+    /// The class index (classification) or the value (regression) of each row.
+    pub targets: Vec<f32>,
+    pub task: Task,
+    /// Class names in class-index order (empty for regression).
+    pub class_names: Vec<String>,
+}
+
+impl Dataset {
+    pub fn rows(&self) -> usize {
+        self.targets.len()
+    }
+
+    pub fn cols(&self) -> usize {
+        self.feature_names.len()
+    }
+
+    /// The rows at `indices`, in that order.
+    pub fn subset(&self, indices: &[usize]) -> Dataset {
+        let cols = self.cols();
+        Dataset {
+            features: indices
+                .iter()
+                .flat_map(|&i| self.features[i * cols..(i + 1) * cols].iter().copied())
+                .collect(),
+            targets: indices.iter().map(|&i| self.targets[i]).collect(),
+            feature_names: self.feature_names.clone(),
+            target_name: self.target_name.clone(),
+            task: self.task,
+            class_names: self.class_names.clone(),
+        }
+    }
+
+    /// Holds out a seeded random `fraction` of the rows: returns `(rest, held_out)`. For classification
+    /// the draw is stratified (each class gives its share), so sorted files such as iris split fairly.
+    pub fn split(&self, fraction: f32, seed: u64) -> Result<(Dataset, Dataset)> {
+        if !(0.0..1.0).contains(&fraction) {
+            return Err(Error::value(
+                "split fraction",
+                format!("must be in [0, 1), got {fraction}"),
+            ));
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let groups: Vec<Vec<usize>> = match self.task {
+            Task::Classify => (0..self.class_names.len())
+                .map(|c| {
+                    (0..self.rows())
+                        .filter(|&i| self.targets[i] as usize == c)
+                        .collect()
+                })
+                .collect(),
+            Task::Regress => vec![(0..self.rows()).collect()],
+        };
+        let (mut rest, mut held_out) = (Vec::new(), Vec::new());
+        for mut group in groups {
+            group.shuffle(&mut rng);
+            let take = (group.len() as f32 * fraction).round() as usize;
+            held_out.extend_from_slice(&group[..take]);
+            rest.extend_from_slice(&group[take..]);
+        }
+        rest.sort_unstable();
+        held_out.sort_unstable();
+        if fraction > 0.0 && (held_out.is_empty() || rest.is_empty()) {
+            return Err(Error::value(
+                "split fraction",
+                format!("{fraction} of {} rows leaves one side empty", self.rows()),
+            ));
+        }
+        Ok((self.subset(&rest), self.subset(&held_out)))
+    }
+
+    /// Targets as the network's loss wants them: class indices for `ce`; for one output (two classes) 0 or 1;
+    /// one-hot rows for several outputs under `bce`/`sse`/`mse`; the values themselves for regression.
+    pub fn encode_targets(&self, loss: Loss, outputs: usize) -> Vec<f32> {
+        if self.task == Task::Regress || loss == Loss::Ce || outputs == 1 {
+            return self.targets.clone();
+        }
+        let mut encoded = vec![0.0; self.rows() * outputs];
+        for (row, &class) in self.targets.iter().enumerate() {
+            encoded[row * outputs + class as usize] = 1.0;
+        }
+        encoded
+    }
+}
+
+/// Per-feature mean and standard deviation of a training split; applied as `(x − mean) / std`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Standardizer {
+    pub mean: Vec<f32>,
+    /// Population standard deviation; 1 for constant columns, so they stay finite (and become 0).
+    pub std: Vec<f32>,
+}
+
+impl Standardizer {
+    /// Statistics of `data`'s features, accumulated in f64.
+    pub fn fit(data: &Dataset) -> Standardizer {
+        let (rows, cols) = (data.rows().max(1) as f64, data.cols());
+        let mut mean = vec![0.0f64; cols];
+        for row in data.features.chunks_exact(cols) {
+            for (m, &v) in mean.iter_mut().zip(row) {
+                *m += f64::from(v);
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= rows);
+        let mut var = vec![0.0f64; cols];
+        for row in data.features.chunks_exact(cols) {
+            for ((s, &v), m) in var.iter_mut().zip(row).zip(&mean) {
+                *s += (f64::from(v) - m).powi(2);
+            }
+        }
+        let std = var
+            .iter()
+            .map(|s| {
+                let sd = (s / rows).sqrt();
+                if sd > 1e-12 {
+                    sd as f32
+                } else {
+                    1.0
+                }
+            })
+            .collect();
+        Standardizer {
+            mean: mean.iter().map(|&m| m as f32).collect(),
+            std,
+        }
+    }
+
+    /// Standardises `features` (`[rows, mean.len()]`) in place.
+    pub fn apply(&self, features: &mut [f32]) {
+        for row in features.chunks_exact_mut(self.mean.len()) {
+            for ((v, m), s) in row.iter_mut().zip(&self.mean).zip(&self.std) {
+                *v = (*v - m) / s;
+            }
+        }
+    }
+}
+
+/// Loads CSV or IDX by looking at the file: IDX when its name contains `idx` or it starts with an IDX or
+/// gzip magic number, CSV otherwise.
+pub fn load(path: &Path, options: &CsvOptions) -> Result<Dataset> {
+    if is_idx(path)? {
+        load_idx(path, options.classes.as_deref())
+    } else {
+        load_csv(path, options)
+    }
+}
+
+fn is_idx(path: &Path) -> Result<bool> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    if name.contains("idx") {
+        return Ok(true);
+    }
+    if name.ends_with(".csv") {
+        return Ok(false);
+    }
+    use std::io::Read;
+    let mut head = [0u8; 4];
+    let mut file = std::fs::File::open(path).map_err(|e| Error::file(path, e))?;
+    let n = file.read(&mut head).map_err(|e| Error::file(path, e))?;
+    Ok(n >= 2 && (head[..2] == [0x1f, 0x8b] || (n == 4 && head[..3] == [0, 0, 8])))
+}
+
+/// Maps a target string onto known class names: equal text, or equal numbers (`1` matches `1.0`).
+pub(crate) fn class_index(classes: &[String], value: &str) -> Option<usize> {
+    classes.iter().position(|c| c == value).or_else(|| {
+        let v: f64 = value.trim().parse().ok()?;
+        classes
+            .iter()
+            .position(|c| c.trim().parse::<f64>().ok() == Some(v))
+    })
+}

@@ -1,0 +1,181 @@
+//! The epoch loop: shuffled mini-batches, per-epoch metrics, validation, early stopping and a progress bar.
+
+use crate::data::{Dataset, Task};
+use crate::error::{Error, Result};
+use crate::model::{Model, TrainConfig};
+use crate::optim::Optimizer;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+
+/// How [`fit`] trains.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FitConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Visit rows in a fresh seeded order each epoch; otherwise in file order.
+    pub shuffle: bool,
+    pub seed: u64,
+    pub learning_rate: f32,
+    pub optimizer: Optimizer,
+    pub weight_decay: f32,
+    /// Stop after this many epochs without a lower validation loss, and restore the best parameters.
+    pub patience: Option<usize>,
+    /// Draw a progress bar on stderr (never drawn when stderr is not a terminal).
+    pub progress: bool,
+}
+
+impl Default for FitConfig {
+    /// The CLI's defaults: 20 epochs of batch 32, shuffled with seed 0, Adam at 0.001.
+    fn default() -> Self {
+        FitConfig {
+            epochs: 20,
+            batch_size: 32,
+            shuffle: true,
+            seed: 0,
+            learning_rate: 0.001,
+            optimizer: Optimizer::ADAM,
+            weight_decay: 0.0,
+            patience: None,
+            progress: false,
+        }
+    }
+}
+
+/// What one epoch measured. Accuracies are `None` for regression.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EpochRecord {
+    /// 1-based.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's samples, each measured before its batch's update.
+    pub loss: f32,
+    pub accuracy: Option<f32>,
+    pub val_loss: Option<f32>,
+    pub val_accuracy: Option<f32>,
+}
+
+/// Every epoch's record, and where early stopping left the model.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct History {
+    pub epochs: Vec<EpochRecord>,
+    /// The epoch whose parameters the model holds at the end when `patience` is set (lowest validation loss).
+    pub best_epoch: Option<usize>,
+    pub stopped_early: bool,
+}
+
+impl History {
+    pub fn last(&self) -> Option<&EpochRecord> {
+        self.epochs.last()
+    }
+}
+
+/// Trains `model` on `train` for `config.epochs` epochs, evaluating on `validation` after each one.
+/// `on_epoch` sees each record as it is made (the progress bar is paused while it runs).
+pub fn fit(
+    model: &mut Model,
+    train: &Dataset,
+    validation: Option<&Dataset>,
+    config: &FitConfig,
+    mut on_epoch: impl FnMut(&EpochRecord),
+) -> Result<History> {
+    if config.epochs == 0 {
+        return Err(Error::value("epochs", "must be at least 1, got 0"));
+    }
+    if config.batch_size == 0 {
+        return Err(Error::value("batch size", "must be at least 1, got 0"));
+    }
+    if config.patience.is_some() && validation.is_none() {
+        return Err(Error::value(
+            "patience",
+            "early stopping needs validation data (a validation split)",
+        ));
+    }
+    let (loss, outputs) = (model.network().loss(), model.network().outputs());
+    let y = train.encode_targets(loss, outputs);
+    let val_y = validation.map(|v| v.encode_targets(loss, outputs));
+    let classify = train.task == Task::Classify;
+    let step = TrainConfig {
+        iterations: 0,
+        batch_size: Some(config.batch_size),
+        learning_rate: config.learning_rate,
+        optimizer: config.optimizer,
+        weight_decay: config.weight_decay,
+    };
+    let bar = progress_bar(config);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(config.seed);
+    let mut order: Vec<usize> = (0..train.rows()).collect();
+    let mut history = History::default();
+    let mut best: Option<(f32, usize, Vec<crate::LayerParams>)> = None;
+    for epoch in 1..=config.epochs {
+        if config.shuffle {
+            order.shuffle(&mut rng);
+        }
+        let order = config.shuffle.then_some(order.as_slice());
+        let stats = model.train_epoch(&train.features, &y, order, &step)?;
+        if !stats.loss.is_finite() {
+            let message = format!("the loss is {} in epoch {epoch}", stats.loss);
+            return Err(Error::Diverged(message));
+        }
+        let val = match (validation, &val_y) {
+            (Some(v), Some(vy)) => Some(model.evaluate(&v.features, vy)?),
+            _ => None,
+        };
+        let record = EpochRecord {
+            epoch,
+            loss: stats.loss,
+            accuracy: classify.then_some(stats.accuracy),
+            val_loss: val.map(|v| v.loss),
+            val_accuracy: val.filter(|_| classify).map(|v| v.accuracy),
+        };
+        history.epochs.push(record);
+        bar.set_position(epoch as u64);
+        bar.set_message(describe(&record));
+        bar.suspend(|| on_epoch(&record));
+        if let (Some(patience), Some(val_loss)) = (config.patience, record.val_loss) {
+            if best.as_ref().is_none_or(|(b, _, _)| val_loss < *b) {
+                best = Some((val_loss, epoch, model.parameters()?));
+            } else if epoch - best.as_ref().map_or(0, |b| b.1) >= patience {
+                history.stopped_early = true;
+                break;
+            }
+        }
+    }
+    bar.finish_and_clear();
+    if let Some((_, epoch, params)) = best {
+        if epoch != history.epochs.len() {
+            model.set_parameters(&params)?;
+        }
+        history.best_epoch = Some(epoch);
+    }
+    Ok(history)
+}
+
+/// `loss=… acc=… val_loss=… val_acc=…` for the progress bar and logs.
+pub fn describe(record: &EpochRecord) -> String {
+    let mut text = format!("loss={:.4}", record.loss);
+    if let Some(a) = record.accuracy {
+        text += &format!(" accuracy={a:.4}");
+    }
+    if let Some(v) = record.val_loss {
+        text += &format!(" val_loss={v:.4}");
+    }
+    if let Some(a) = record.val_accuracy {
+        text += &format!(" val_accuracy={a:.4}");
+    }
+    text
+}
+
+fn progress_bar(config: &FitConfig) -> ProgressBar {
+    if !config.progress {
+        return ProgressBar::hidden();
+    }
+    // indicatif draws nothing when stderr is not a terminal.
+    let bar =
+        ProgressBar::with_draw_target(Some(config.epochs as u64), ProgressDrawTarget::stderr());
+    let style =
+        ProgressStyle::with_template("epoch {pos}/{len} [{bar:25}] {elapsed_precise} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+    bar.set_style(style);
+    bar
+}

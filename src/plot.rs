@@ -1,0 +1,127 @@
+//! PNG charts with plotters: training curves per epoch, and sampled functions (the activations example).
+//! Text uses the DejaVu Sans font embedded from `assets/`, so no system font library is needed.
+
+use crate::error::{Error, Result};
+use crate::fit::History;
+use plotters::prelude::*;
+use std::path::Path;
+use std::sync::Once;
+
+const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+const SIZE: (u32, u32) = (900, 450);
+const PALETTE: [RGBColor; 4] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+];
+
+fn register_font() -> Result<()> {
+    static REGISTER: Once = Once::new();
+    let mut result = Ok(());
+    REGISTER.call_once(|| {
+        result = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
+            .map_err(|_| Error::value("plot font", "the embedded font could not be read"));
+    });
+    result
+}
+
+/// One named curve of `(x, y)` points.
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f32, f32)>,
+}
+
+fn plot_error(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::file(path, format!("could not draw the plot: {e}"))
+}
+
+/// Draws each group of series in its own panel, side by side, into a PNG at `path`.
+pub fn line_chart(path: &Path, panels: &[(&str, &str, Vec<Series>)]) -> Result<()> {
+    register_font()?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, e))?;
+    }
+    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| plot_error(path, e))?;
+    let areas = root.split_evenly((1, panels.len().max(1)));
+    for ((title, x_label, series), area) in panels.iter().zip(&areas) {
+        let points = || series.iter().flat_map(|s| s.points.iter());
+        let (mut x0, mut x1, mut y0, mut y1) = (f32::MAX, f32::MIN, f32::MAX, f32::MIN);
+        for &(x, y) in points().filter(|(x, y)| x.is_finite() && y.is_finite()) {
+            (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+        }
+        if x0 > x1 {
+            (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+        }
+        let pad = ((y1 - y0) * 0.05).max(1e-3);
+        let mut chart = ChartBuilder::on(area)
+            .caption(*title, ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(56)
+            .build_cartesian_2d(x0..x1.max(x0 + 1e-3), (y0 - pad)..(y1 + pad))
+            .map_err(|e| plot_error(path, e))?;
+        chart
+            .configure_mesh()
+            .x_desc(*x_label)
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(|e| plot_error(path, e))?;
+        for (i, s) in series.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            chart
+                .draw_series(LineSeries::new(
+                    s.points.iter().copied(),
+                    color.stroke_width(2),
+                ))
+                .map_err(|e| plot_error(path, e))?
+                .label(s.name.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()
+            .map_err(|e| plot_error(path, e))?;
+    }
+    root.present().map_err(|e| plot_error(path, e))
+}
+
+/// Loss per epoch (training and validation), and accuracy beside it when the task has one.
+pub fn plot_history(path: &Path, history: &History) -> Result<()> {
+    let curve = |name: &str, value: &dyn Fn(&crate::fit::EpochRecord) -> Option<f32>| {
+        let points: Vec<(f32, f32)> = history
+            .epochs
+            .iter()
+            .filter_map(|r| value(r).map(|v| (r.epoch as f32, v)))
+            .collect();
+        (!points.is_empty()).then(|| Series {
+            name: name.to_string(),
+            points,
+        })
+    };
+    let losses: Vec<Series> = [
+        curve("training", &|r| Some(r.loss)),
+        curve("validation", &|r| r.val_loss),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let accuracies: Vec<Series> = [
+        curve("training", &|r| r.accuracy),
+        curve("validation", &|r| r.val_accuracy),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let mut panels = vec![("loss", "epoch", losses)];
+    if !accuracies.is_empty() {
+        panels.push(("accuracy", "epoch", accuracies));
+    }
+    line_chart(path, &panels)
+}
