@@ -43,6 +43,9 @@ pub struct ModelMeta {
     pub standardizer: Option<Standardizer>,
     /// Class names in output order (empty for regression).
     pub class_names: Vec<String>,
+    /// Epochs the parameters were trained for.
+    #[serde(default)]
+    pub epochs: usize,
 }
 
 impl ModelMeta {
@@ -69,6 +72,7 @@ impl ModelMeta {
             feature_names: Vec::new(),
             standardizer: None,
             class_names: Vec::new(),
+            epochs: 0,
         }
     }
 

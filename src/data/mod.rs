@@ -203,7 +203,8 @@ pub fn load(path: &Path, options: &CsvOptions) -> Result<Dataset> {
     }
 }
 
-fn is_idx(path: &Path) -> Result<bool> {
+/// Whether `path` holds IDX data (see [`load`]).
+pub fn is_idx(path: &Path) -> Result<bool> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_lowercase())

@@ -1,0 +1,165 @@
+//! `wgtrain eval`, `predict`, `summary` and `devices`.
+
+use crate::train::{mse, network_shape, parse_layers};
+use crate::{EvalArgs, PredictArgs, SummaryArgs};
+use std::io::Write;
+use wgtrain::checkpoint::{self, ModelMeta};
+use wgtrain::data::{self, CsvOptions, Dataset, Task, TaskChoice};
+use wgtrain::{Device, Error, Loss, Model, Network, Result};
+
+/// A saved model on the chosen device, with its metadata.
+fn open_model(path: &std::path::Path, device: Device) -> Result<(Model, ModelMeta)> {
+    let (network, params, meta) = checkpoint::load(path)?;
+    let mut model = Model::new(network, device, 0)?;
+    model.set_parameters(&params)?;
+    Ok((model, meta))
+}
+
+/// Loads labelled data the way the model was trained: same target, classes and standardisation.
+fn labelled_data(
+    path: &std::path::Path,
+    target: Option<String>,
+    meta: &ModelMeta,
+) -> Result<Dataset> {
+    let options = CsvOptions {
+        target: target.or_else(|| Some(meta.target.clone()).filter(|t| !t.is_empty())),
+        task: if meta.task == Task::Classify {
+            TaskChoice::Classify
+        } else {
+            TaskChoice::Regress
+        },
+        classes: (meta.task == Task::Classify).then(|| meta.class_names.clone()),
+    };
+    let mut dataset = data::load(path, &options)?;
+    check_columns(path, dataset.cols(), meta)?;
+    if let Some(s) = &meta.standardizer {
+        s.apply(&mut dataset.features);
+    }
+    Ok(dataset)
+}
+
+fn check_columns(path: &std::path::Path, cols: usize, meta: &ModelMeta) -> Result<()> {
+    if cols != meta.inputs {
+        return Err(Error::Shape {
+            what: format!("the model ({} features)", meta.inputs),
+            expected: format!("data with {} feature columns", meta.inputs),
+            got: format!("{cols} in {}", path.display()),
+        });
+    }
+    Ok(())
+}
+
+pub fn eval(args: &EvalArgs) -> Result<()> {
+    let (mut model, meta) = open_model(&args.model, args.device.resolve()?)?;
+    let data = labelled_data(&args.data, args.target.clone(), &meta)?;
+    let (loss, outputs) = (model.network().loss(), model.network().outputs());
+    let stats = model.evaluate(&data.features, &data.encode_targets(loss, outputs))?;
+    let mut report = serde_json::Map::new();
+    report.insert("loss".into(), stats.loss.into());
+    if data.task == Task::Classify {
+        report.insert("accuracy".into(), stats.accuracy.into());
+    } else {
+        report.insert("mse".into(), mse(&mut model, &data)?.into());
+    }
+    report.insert("rows".into(), data.rows().into());
+    report.insert("epochs".into(), meta.epochs.into());
+    report.insert("device".into(), model.device_info().backend.clone().into());
+    report.insert("adapter".into(), model.device_info().adapter.clone().into());
+    if args.json {
+        println!("{}", serde_json::Value::Object(report));
+    } else {
+        for (key, value) in &report {
+            println!("{key}: {value}");
+        }
+    }
+    Ok(())
+}
+
+pub fn predict(args: &PredictArgs) -> Result<()> {
+    let (mut model, meta) = open_model(&args.model, args.device.resolve()?)?;
+    // CSV columns are picked by the model's feature names (or all, when there are exactly that many).
+    let mut features = if data::is_idx(&args.data)? {
+        let images = data::load_idx(&args.data, Some(&meta.class_names))?;
+        check_columns(&args.data, images.cols(), &meta)?;
+        images.features
+    } else {
+        data::load_csv_features(&args.data, &meta.feature_names)?
+    };
+    if let Some(s) = &meta.standardizer {
+        s.apply(&mut features);
+    }
+    let outputs = model.network().outputs();
+    let predictions = model.predict(&features)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let io = |e: std::io::Error| Error::File {
+        path: "stdout".into(),
+        message: e.to_string(),
+    };
+    if meta.task == Task::Regress {
+        writeln!(out, "prediction").map_err(io)?;
+        for p in &predictions {
+            writeln!(out, "{p}").map_err(io)?;
+        }
+        return out.flush().map_err(io);
+    }
+    let header: Vec<String> = meta.class_names.iter().map(|c| format!("p_{c}")).collect();
+    writeln!(out, "prediction,{}", header.join(",")).map_err(io)?;
+    for row in predictions.chunks(outputs) {
+        // One sigmoid output is P(second class); otherwise one score per class.
+        let probabilities: Vec<f32> = if outputs == 1 {
+            vec![1.0 - row[0], row[0]]
+        } else {
+            row.to_vec()
+        };
+        let best = (0..probabilities.len()).fold(0, |b, j| {
+            if probabilities[j] > probabilities[b] {
+                j
+            } else {
+                b
+            }
+        });
+        let cells: Vec<String> = probabilities.iter().map(|p| format!("{p:.6}")).collect();
+        writeln!(out, "{},{}", meta.class_names[best], cells.join(",")).map_err(io)?;
+    }
+    out.flush().map_err(io)
+}
+
+pub fn summary(args: &SummaryArgs) -> Result<()> {
+    let mut builder = Network::builder(args.inputs);
+    for width in parse_layers(&args.layers)? {
+        builder = builder.dense(width, args.activation);
+    }
+    let loss = match args.output {
+        wgtrain::Activation::Softmax => Loss::Ce,
+        wgtrain::Activation::Sigmoid => Loss::Bce,
+        _ => Loss::Mse,
+    };
+    let network = builder.dense(args.outputs, args.output).build(loss)?;
+    println!("network {}", network_shape(&network));
+    println!("{}", network.summary());
+    Ok(())
+}
+
+pub fn devices() -> Result<()> {
+    let adapters = wgtrain::gpu::list_adapters();
+    if adapters.is_empty() {
+        println!("wgpu sees no adapter");
+    }
+    for info in &adapters {
+        println!(
+            "{:<12} {:<8} {} ({} {})",
+            format!("{:?}", info.device_type),
+            info.backend.to_str(),
+            info.name,
+            info.driver,
+            info.driver_info
+        );
+    }
+    let auto = Device::Auto.open()?;
+    println!(
+        "auto picks: {} ({})",
+        auto.info().adapter,
+        auto.info().backend
+    );
+    Ok(())
+}

@@ -1,0 +1,232 @@
+//! The `wgtrain` command line: train, eval, predict, summary, devices. With no command it trains the bundled
+//! MNIST subset. Bad input prints one `error: …` line on stderr and exits with code 2.
+
+mod commands;
+mod train;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use wgtrain::data::TaskChoice;
+use wgtrain::{Activation, Device, Loss, Optimizer};
+
+#[derive(Parser)]
+#[command(
+    name = "wgtrain",
+    version,
+    about = "Train dense neural networks on any GPU through wgpu, or on the CPU"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a network on a CSV or IDX file
+    Train(TrainArgs),
+    /// Evaluate a saved model on labelled data
+    Eval(EvalArgs),
+    /// Write predictions for each row as CSV on stdout
+    Predict(PredictArgs),
+    /// Print a network's layers and parameter counts
+    Summary(SummaryArgs),
+    /// List the adapters wgpu sees and the one `auto` picks
+    Devices,
+}
+
+/// `auto` or a fixed output activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputChoice {
+    Auto,
+    Linear,
+    Sigmoid,
+    Softmax,
+}
+
+/// `auto` (follow the output) or a fixed loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LossChoice {
+    Auto,
+    Sse,
+    Mse,
+    Bce,
+    Ce,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct TrainArgs {
+    /// Training data: a CSV file with a header row, or an IDX images file (optionally .gz)
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Target column of a CSV file [default: the last column]
+    #[arg(long)]
+    pub target: Option<String>,
+    #[arg(long, default_value = "auto", value_parser = parse::<TaskChoice>)]
+    pub task: TaskChoice,
+    /// Held-out data to report test loss and accuracy on after training
+    #[arg(long)]
+    pub test_data: Option<PathBuf>,
+    /// Hidden layer widths, comma separated; "" for none (logistic or linear regression)
+    #[arg(long, default_value = "128", allow_hyphen_values = true)]
+    pub layers: String,
+    /// Hidden layers' activation: relu, leaky_relu, sigmoid, tanh, linear
+    #[arg(long, default_value = "relu", value_parser = parse::<Activation>)]
+    pub activation: Activation,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub output: OutputChoice,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub loss: LossChoice,
+    /// sgd, momentum or adam
+    #[arg(long, default_value = "adam", value_parser = parse::<Optimizer>)]
+    pub optimizer: Optimizer,
+    #[arg(long, default_value_t = 0.001, allow_hyphen_values = true)]
+    pub lr: f32,
+    /// Momentum factor of the momentum optimizer
+    #[arg(long, default_value_t = wgtrain::optim::DEFAULT_MOMENTUM, allow_hyphen_values = true)]
+    pub momentum: f32,
+    /// Coupled L2 penalty added to every gradient (PyTorch's weight_decay)
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    pub weight_decay: f32,
+    #[arg(long, default_value_t = 20)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Visit rows in file order instead of a fresh seeded shuffle each epoch
+    #[arg(long)]
+    pub no_shuffle: bool,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Fraction of the training rows held out for validation (stratified for classification)
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    pub val_split: f32,
+    /// Stop after this many epochs without a lower validation loss, keeping the best weights
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Standardise features (z-score from the training split); the default for CSV
+    #[arg(long, conflicts_with = "no_standardize")]
+    pub standardize: bool,
+    /// Leave features as they are; the default for IDX
+    #[arg(long)]
+    pub no_standardize: bool,
+    #[command(flatten)]
+    pub device: DeviceArg,
+    /// Start from the weights in this safetensors file (layers.{i}.weight [out, in], layers.{i}.bias)
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// Write the trained model here (safetensors)
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Write loss (and accuracy) curves here (PNG)
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// No progress bar and no per-epoch lines
+    #[arg(long)]
+    pub quiet: bool,
+    /// Print one JSON object with the final metrics as the last line
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct DeviceArg {
+    /// auto, gpu, fallback or cpu [default: $WGTRAIN_DEVICE, else auto]
+    #[arg(long, value_parser = parse::<Device>)]
+    pub device: Option<Device>,
+}
+
+impl DeviceArg {
+    pub fn resolve(&self) -> wgtrain::Result<Device> {
+        self.device.map_or_else(Device::from_env, Ok)
+    }
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct EvalArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Target column [default: the one the model was trained on]
+    #[arg(long)]
+    pub target: Option<String>,
+    #[command(flatten)]
+    pub device: DeviceArg,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct PredictArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long)]
+    pub data: PathBuf,
+    #[command(flatten)]
+    pub device: DeviceArg,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct SummaryArgs {
+    #[arg(long)]
+    pub inputs: usize,
+    /// Hidden layer widths, comma separated
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
+    pub layers: String,
+    #[arg(long)]
+    pub outputs: usize,
+    #[arg(long, default_value = "relu", value_parser = parse::<Activation>)]
+    pub activation: Activation,
+    /// Output activation: linear, sigmoid or softmax
+    #[arg(long, default_value = "linear", value_parser = parse::<Activation>)]
+    pub output: Activation,
+}
+
+/// clap value parser from a wgtrain `FromStr`, keeping its message.
+fn parse<T: std::str::FromStr<Err = wgtrain::Error>>(s: &str) -> Result<T, String> {
+    s.parse().map_err(|e: wgtrain::Error| e.to_string())
+}
+
+impl LossChoice {
+    pub fn fixed(self) -> Option<Loss> {
+        match self {
+            LossChoice::Auto => None,
+            LossChoice::Sse => Some(Loss::Sse),
+            LossChoice::Mse => Some(Loss::Mse),
+            LossChoice::Bce => Some(Loss::Bce),
+            LossChoice::Ce => Some(Loss::Ce),
+        }
+    }
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version
+            let _ = e.print();
+            std::process::exit(0);
+        }
+        Err(e) => {
+            let rendered = e.render().to_string();
+            let first = rendered
+                .lines()
+                .next()
+                .unwrap_or("error: invalid arguments");
+            eprintln!("{first}");
+            std::process::exit(2);
+        }
+    };
+    let result = match cli.command {
+        None => train::run(&train::default_job()),
+        Some(Command::Train(args)) => train::run(&args),
+        Some(Command::Eval(args)) => commands::eval(&args),
+        Some(Command::Predict(args)) => commands::predict(&args),
+        Some(Command::Summary(args)) => commands::summary(&args),
+        Some(Command::Devices) => commands::devices(),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
+}

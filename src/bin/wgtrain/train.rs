@@ -1,0 +1,351 @@
+//! `wgtrain train` and the default job (no command): data → network → fit → test → checkpoint and plot.
+
+use crate::{DeviceArg, LossChoice, OutputChoice, TrainArgs};
+use std::path::{Path, PathBuf};
+use wgtrain::checkpoint::{self, ModelMeta};
+use wgtrain::data::{self, CsvOptions, Dataset, Standardizer, Task, TaskChoice};
+use wgtrain::fit::{self, FitConfig};
+use wgtrain::{Activation, Error, Loss, Model, Network, Optimizer, Result};
+
+/// Where the default job writes.
+const DEFAULT_OUT_DIR: &str = "wgtrain-out";
+
+/// A file shipped in the repository: as given when it exists, else under the crate's directory (so the
+/// default job also works when run from elsewhere in a checkout).
+fn bundled(relative: &str) -> PathBuf {
+    let here = PathBuf::from(relative);
+    let in_crate = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
+    if !here.exists() && in_crate.exists() {
+        in_crate
+    } else {
+        here
+    }
+}
+
+/// `cargo run --release` with no arguments: the MNIST 10k subset, 784-128-10, defaults otherwise.
+pub fn default_job() -> TrainArgs {
+    TrainArgs {
+        data: bundled("data/mnist10k-train-images-idx3-ubyte.gz"),
+        target: None,
+        task: TaskChoice::Auto,
+        test_data: Some(bundled("data/mnist10k-test-images-idx3-ubyte.gz")),
+        layers: "128".into(),
+        activation: Activation::Relu,
+        output: OutputChoice::Auto,
+        loss: LossChoice::Auto,
+        optimizer: Optimizer::ADAM,
+        lr: 0.001,
+        momentum: wgtrain::optim::DEFAULT_MOMENTUM,
+        weight_decay: 0.0,
+        epochs: 20,
+        batch_size: 32,
+        no_shuffle: false,
+        seed: 0,
+        val_split: 0.0,
+        patience: None,
+        standardize: false,
+        no_standardize: false,
+        device: DeviceArg { device: None },
+        init: None,
+        out: Some(Path::new(DEFAULT_OUT_DIR).join("model.safetensors")),
+        plot: Some(Path::new(DEFAULT_OUT_DIR).join("loss.png")),
+        quiet: false,
+        json: false,
+    }
+}
+
+fn invalid(what: &str, message: String) -> Error {
+    Error::InvalidValue {
+        what: what.into(),
+        message,
+    }
+}
+
+/// `"64,32"` → `[64, 32]`; `""` → no hidden layer.
+pub fn parse_layers(text: &str) -> Result<Vec<usize>> {
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    text.split(',')
+        .enumerate()
+        .map(|(i, part)| match part.trim().parse::<usize>() {
+            Ok(0) => Err(invalid(
+                "--layers",
+                format!("layer {} width must be at least 1, got 0", i + 1),
+            )),
+            Ok(width) => Ok(width),
+            Err(_) => Err(invalid(
+                "--layers",
+                format!(
+                    "layer {} width must be a whole number, got `{}`",
+                    i + 1,
+                    part.trim()
+                ),
+            )),
+        })
+        .collect()
+}
+
+fn check_args(args: &TrainArgs) -> Result<()> {
+    if !(args.lr.is_finite() && args.lr > 0.0) {
+        return Err(invalid(
+            "--lr",
+            format!("must be a number > 0, got {}", args.lr),
+        ));
+    }
+    if args.epochs == 0 {
+        return Err(invalid("--epochs", "must be at least 1, got 0".into()));
+    }
+    if args.batch_size == 0 {
+        return Err(invalid("--batch-size", "must be at least 1, got 0".into()));
+    }
+    if !(0.0..1.0).contains(&args.val_split) {
+        return Err(invalid(
+            "--val-split",
+            format!("must be in [0, 1), got {}", args.val_split),
+        ));
+    }
+    if args.patience == Some(0) {
+        return Err(invalid("--patience", "must be at least 1, got 0".into()));
+    }
+    if args.patience.is_some() && args.val_split == 0.0 {
+        return Err(invalid(
+            "--patience",
+            "early stopping needs a validation split (--val-split)".into(),
+        ));
+    }
+    if args.activation == Activation::Softmax {
+        return Err(invalid(
+            "--activation",
+            "softmax is only allowed on the output layer (see --output)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Output activation, width and loss from the data and the flags (see the README's CLI section).
+pub fn output_layer(
+    train: &Dataset,
+    output: OutputChoice,
+    loss: LossChoice,
+) -> Result<(Activation, usize, Loss)> {
+    let classes = train.class_names.len();
+    let activation = match (output, train.task) {
+        (OutputChoice::Auto, Task::Regress) | (OutputChoice::Linear, _) => Activation::Linear,
+        (OutputChoice::Auto, Task::Classify) if classes >= 3 => Activation::Softmax,
+        (OutputChoice::Auto, Task::Classify) | (OutputChoice::Sigmoid, _) => Activation::Sigmoid,
+        (OutputChoice::Softmax, _) => Activation::Softmax,
+    };
+    let width = match train.task {
+        Task::Regress => 1,
+        Task::Classify if classes == 2 && activation != Activation::Softmax => 1,
+        Task::Classify => classes,
+    };
+    if train.task == Task::Regress && activation == Activation::Softmax {
+        return Err(invalid(
+            "--output",
+            "softmax needs a classification target".into(),
+        ));
+    }
+    let loss = loss.fixed().unwrap_or(match activation {
+        Activation::Softmax => Loss::Ce,
+        Activation::Sigmoid => Loss::Bce,
+        _ => Loss::Mse,
+    });
+    Ok((activation, width, loss))
+}
+
+/// Mean squared error of `model` on a regression dataset (any loss).
+pub fn mse(model: &mut Model, data: &Dataset) -> Result<f32> {
+    let predictions = model.predict(&data.features)?;
+    let sum: f64 = predictions
+        .iter()
+        .zip(&data.targets)
+        .map(|(p, y)| f64::from(p - y).powi(2))
+        .sum();
+    Ok((sum / data.rows() as f64) as f32)
+}
+
+pub fn run(args: &TrainArgs) -> Result<()> {
+    check_args(args)?;
+    let hidden = parse_layers(&args.layers)?;
+    let device = args.device.resolve()?;
+    let options = CsvOptions {
+        target: args.target.clone(),
+        task: args.task,
+        classes: None,
+    };
+    let mut train = data::load(&args.data, &options)?;
+    let mut test = match &args.test_data {
+        Some(path) => {
+            let known = CsvOptions {
+                target: Some(train.target_name.clone()),
+                task: if train.task == Task::Classify {
+                    TaskChoice::Classify
+                } else {
+                    TaskChoice::Regress
+                },
+                classes: (train.task == Task::Classify).then(|| train.class_names.clone()),
+            };
+            let test = data::load(path, &known)?;
+            if test.cols() != train.cols() {
+                return Err(Error::Shape {
+                    what: format!("test data {}", path.display()),
+                    expected: format!("{} feature columns like the training data", train.cols()),
+                    got: test.cols().to_string(),
+                });
+            }
+            Some(test)
+        }
+        None => None,
+    };
+    let mut validation = None;
+    if args.val_split > 0.0 {
+        let (rest, held_out) = train.split(args.val_split, args.seed)?;
+        train = rest;
+        validation = Some(held_out);
+    }
+    let standardize = args.standardize || (!args.no_standardize && !data::is_idx(&args.data)?);
+    let standardizer = standardize.then(|| Standardizer::fit(&train));
+    if let Some(s) = &standardizer {
+        for set in [Some(&mut train), validation.as_mut(), test.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            s.apply(&mut set.features);
+        }
+    }
+
+    let (output, outputs, loss) = output_layer(&train, args.output, args.loss)?;
+    let mut builder = Network::builder(train.cols());
+    for &width in &hidden {
+        builder = builder.dense(width, args.activation);
+    }
+    let network = builder.dense(outputs, output).build(loss)?;
+    let mut model = Model::new(network.clone(), device, args.seed)?;
+    if let Some(init) = &args.init {
+        let params = checkpoint::load_parameters(init, &network)?;
+        model.set_parameters(&params)?;
+    }
+    let optimizer = match args.optimizer {
+        Optimizer::Momentum { .. } => Optimizer::Momentum {
+            momentum: args.momentum,
+        },
+        other => other,
+    };
+    let config = FitConfig {
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        shuffle: !args.no_shuffle,
+        seed: args.seed,
+        learning_rate: args.lr,
+        optimizer,
+        weight_decay: args.weight_decay,
+        patience: args.patience,
+        progress: !args.quiet && !args.json,
+    };
+    let chatty = !args.quiet && !args.json;
+    if chatty {
+        println!(
+            "training {} rows x {} features on {} ({}), network {}",
+            train.rows(),
+            train.cols(),
+            model.device_info().adapter,
+            model.device_info().backend,
+            network_shape(&network)
+        );
+    }
+    let epochs = args.epochs;
+    let history = fit::fit(&mut model, &train, validation.as_ref(), &config, |record| {
+        if chatty {
+            println!("epoch {}/{epochs} {}", record.epoch, fit::describe(record));
+        }
+    })?;
+
+    let mut report = serde_json::Map::new();
+    let last = history.last().copied().expect("at least one epoch");
+    report.insert("loss".into(), last.loss.into());
+    if let Some(a) = last.accuracy {
+        report.insert("accuracy".into(), a.into());
+    }
+    if train.task == Task::Regress {
+        report.insert("mse".into(), mse(&mut model, &train)?.into());
+    }
+    report.insert("epochs".into(), history.epochs.len().into());
+    if let Some(v) = last.val_loss {
+        report.insert("val_loss".into(), v.into());
+    }
+    if let Some(a) = last.val_accuracy {
+        report.insert("val_accuracy".into(), a.into());
+    }
+    if let Some(best) = history.best_epoch {
+        report.insert("best_epoch".into(), best.into());
+    }
+    if let Some(test) = &test {
+        let y = test.encode_targets(loss, outputs);
+        let stats = model.evaluate(&test.features, &y)?;
+        report.insert("test_loss".into(), stats.loss.into());
+        if test.task == Task::Classify {
+            report.insert("test_accuracy".into(), stats.accuracy.into());
+            if !args.json {
+                println!(
+                    "test accuracy: {:.4} (loss {:.4}, {} rows)",
+                    stats.accuracy,
+                    stats.loss,
+                    test.rows()
+                );
+            }
+        } else {
+            let test_mse = mse(&mut model, test)?;
+            report.insert("test_mse".into(), test_mse.into());
+            if !args.json {
+                println!("test mse: {test_mse:.6} ({} rows)", test.rows());
+            }
+        }
+    }
+    report.insert("device".into(), model.device_info().backend.clone().into());
+    report.insert("adapter".into(), model.device_info().adapter.clone().into());
+
+    if let Some(out) = &args.out {
+        let mut meta = ModelMeta::describe(&network);
+        meta.task = train.task;
+        meta.target = train.target_name.clone();
+        meta.feature_names = train.feature_names.clone();
+        meta.standardizer = standardizer;
+        meta.class_names = train.class_names.clone();
+        meta.epochs = history.epochs.len();
+        checkpoint::save(out, &model.parameters()?, &meta)?;
+        if !args.json {
+            println!("model written to {}", out.display());
+        }
+    }
+    if let Some(plot) = &args.plot {
+        wgtrain::plot::plot_history(plot, &history)?;
+        if !args.json {
+            println!("plot written to {}", plot.display());
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::Value::Object(report));
+    }
+    Ok(())
+}
+
+/// `784-128-10 (relu, softmax, ce)`.
+pub fn network_shape(network: &Network) -> String {
+    let widths: Vec<String> = std::iter::once(network.inputs())
+        .chain(network.layers().iter().map(|l| l.units))
+        .map(|w| w.to_string())
+        .collect();
+    let activations: Vec<String> = network
+        .layers()
+        .iter()
+        .map(|l| l.activation.to_string())
+        .collect();
+    format!(
+        "{} ({}, {})",
+        widths.join("-"),
+        activations.join(", "),
+        network.loss()
+    )
+}
