@@ -62,9 +62,18 @@ pub fn line_chart(path: &Path, panels: &[(&str, &str, Vec<Series>)]) -> Result<(
             .y_label_area_size(56)
             .build_cartesian_2d(x0..x1.max(x0 + 1e-3), (y0 - pad)..(y1 + pad))
             .map_err(|e| plot_error(path, e))?;
+        let whole_x = points().all(|(x, _)| x.fract() == 0.0);
+        let x_format = move |x: &f32| {
+            if whole_x {
+                format!("{x:.0}")
+            } else {
+                format!("{x}")
+            }
+        };
         chart
             .configure_mesh()
             .x_desc(*x_label)
+            .x_label_formatter(&x_format)
             .label_style(("sans-serif", 14))
             .draw()
             .map_err(|e| plot_error(path, e))?;
