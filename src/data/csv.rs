@@ -14,8 +14,11 @@ pub struct CsvOptions {
     pub classes: Option<Vec<String>>,
 }
 
-/// The header and the data records of a CSV file, each record with its line number.
-fn read_records(path: &Path) -> Result<(Vec<String>, Vec<(u64, csv::StringRecord)>)> {
+/// A data record and the file line it came from.
+type Record = (u64, csv::StringRecord);
+
+/// The header and the data records of a CSV file.
+fn read_records(path: &Path) -> Result<(Vec<String>, Vec<Record>)> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .trim(csv::Trim::All)
