@@ -1,0 +1,250 @@
+//! The `wgtrain` binary, driven as a user would: every command, the JSON report, checkpoints that other
+//! tools read, `--init`, devices agreeing, and bad input giving one `error:` line with exit code 2.
+
+mod common;
+
+use common::{assert_close, gpu_backend, TRAINING};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data");
+
+/// A fresh scratch directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wgtrain-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+fn wgtrain(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+        .args(args)
+        .env("NODEVICE_SELECT", "1")
+        .env_remove("WGTRAIN_DEVICE")
+        .output()
+        .expect("run wgtrain")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).to_string()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).to_string()
+}
+
+/// Runs a command that must succeed and returns its stdout.
+fn ok(args: &[&str]) -> String {
+    let output = wgtrain(args);
+    assert!(output.status.success(), "wgtrain {args:?} failed: {}", stderr(&output));
+    stdout(&output)
+}
+
+/// The JSON object on the last stdout line.
+fn report(args: &[&str]) -> serde_json::Value {
+    let out = ok(args);
+    let last = out.lines().last().expect("some output");
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {last}"))
+}
+
+fn number(report: &serde_json::Value, key: &str) -> f32 {
+    report[key].as_f64().unwrap_or_else(|| panic!("no `{key}` in {report}")) as f32
+}
+
+/// Exit code 2 and exactly one stderr line, starting `error:` and containing `words`.
+fn fails(args: &[&str], words: &[&str]) {
+    let output = wgtrain(args);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "wgtrain {args:?}: expected exit 2, stderr: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "wgtrain {args:?}: expected one stderr line, got {lines:?}");
+    assert!(lines[0].starts_with("error:"), "{}", lines[0]);
+    for word in words {
+        assert!(lines[0].contains(word), "`{}` lacks `{word}`", lines[0]);
+    }
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+fn iris() -> String {
+    format!("{DATA}/iris.csv")
+}
+
+#[test]
+fn train_reports_json_with_validation_and_test_metrics() {
+    let dir = scratch("json");
+    let (train, test) = split_csv(&dir, &iris(), 5);
+    let r = report(&[
+        "train", "--data", &train, "--test-data", &test, "--val-split", "0.2", "--epochs", "40", "--lr", "0.01",
+        "--device", "cpu", "--json",
+    ]);
+    for key in ["loss", "accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy"] {
+        let v = number(&r, key);
+        assert!(v.is_finite() && v >= 0.0, "{key} = {v}");
+    }
+    assert_eq!(r["epochs"], 40);
+    assert_eq!(r["device"], "cpu");
+    assert!(number(&r, "test_accuracy") >= 0.9, "{r}");
+}
+
+/// Writes every `every`-th row of `path` to test.csv and the rest to train.csv.
+fn split_csv(dir: &Path, path: &str, every: usize) -> (String, String) {
+    let text = std::fs::read_to_string(path).expect("read csv");
+    let mut lines = text.lines();
+    let header = lines.next().expect("header");
+    let (mut train, mut test) = (vec![header], vec![header]);
+    for (i, line) in lines.enumerate() {
+        if i % every == 0 {
+            test.push(line);
+        } else {
+            train.push(line);
+        }
+    }
+    let (a, b) = (dir.join("train.csv"), dir.join("test.csv"));
+    std::fs::write(&a, train.join("\n")).expect("write");
+    std::fs::write(&b, test.join("\n")).expect("write");
+    (a.display().to_string(), b.display().to_string())
+}
+
+#[test]
+fn regression_reports_mse() {
+    let dir = scratch("regress");
+    let mut csv = String::from("a,b,y\n");
+    for i in 0..200 {
+        let (a, b) = ((i % 17) as f32 / 17.0, (i % 11) as f32 / 11.0);
+        csv += &format!("{a},{b},{}\n", 2.0 * a - b + 0.25);
+    }
+    let path = dir.join("line.csv");
+    std::fs::write(&path, csv).expect("write");
+    let r = report(&["train", "--data", path.to_str().unwrap(), "--layers", "", "--epochs", "60", "--lr", "0.05", "--json"]);
+    assert!(r.get("accuracy").is_none(), "regression has no accuracy: {r}");
+    assert!(number(&r, "mse") < 1e-3, "{r}");
+}
+
+#[test]
+fn checkpoint_eval_predict_and_init() {
+    let dir = scratch("checkpoint");
+    let model = dir.join("iris.safetensors");
+    let plot = dir.join("curves.png");
+    let m = model.to_str().unwrap();
+    let r = report(&[
+        "train", "--data", &iris(), "--layers", "8", "--epochs", "30", "--lr", "0.01", "--out", m, "--plot",
+        plot.to_str().unwrap(), "--json",
+    ]);
+    // The checkpoint: PyTorch nn.Linear names and [out, in] shapes, metadata as JSON.
+    let bytes = std::fs::read(&model).expect("checkpoint written");
+    let file = safetensors::SafeTensors::deserialize(&bytes).expect("valid safetensors");
+    let shapes: Vec<(String, Vec<usize>)> = ["layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias"]
+        .iter()
+        .map(|n| (n.to_string(), file.tensor(n).expect("tensor").shape().to_vec()))
+        .collect();
+    assert_eq!(shapes[0].1, vec![8, 4]);
+    assert_eq!(shapes[1].1, vec![8]);
+    assert_eq!(shapes[2].1, vec![3, 8]);
+    assert_eq!(shapes[3].1, vec![3]);
+    let (_, meta) = wgtrain::checkpoint::load(&model).map(|(n, _, m)| (n, m)).expect("loads");
+    assert_eq!(meta.class_names, ["setosa", "versicolor", "virginica"]);
+    assert_eq!(meta.feature_names.len(), 4);
+    assert!(meta.standardizer.is_some());
+    assert_eq!(std::fs::read(&plot).expect("plot written")[..8], *b"\x89PNG\r\n\x1a\n");
+
+    // eval on the training data gives back the final training accuracy's neighbourhood.
+    let e = report(&["eval", "--model", m, "--data", &iris(), "--json"]);
+    assert!(number(&e, "accuracy") > 0.8, "{e}");
+    assert_eq!(e["epochs"], 30);
+    assert!((number(&e, "loss") - number(&r, "loss")).abs() < 0.2);
+
+    // predict: one CSV row per input row, a class name, then the three probabilities summing to 1.
+    let out = ok(&["predict", "--model", m, "--data", &iris()]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "prediction,p_setosa,p_versicolor,p_virginica");
+    assert_eq!(lines.len(), 151);
+    let first: Vec<&str> = lines[1].split(',').collect();
+    assert_eq!(first[0], "setosa");
+    let total: f32 = first[1..].iter().map(|p| p.parse::<f32>().expect("number")).sum();
+    assert!((total - 1.0).abs() < 1e-4);
+
+    // --init continues from the checkpoint: its first epoch starts where the saved model ended.
+    let fresh = report(&["train", "--data", &iris(), "--layers", "8", "--epochs", "1", "--lr", "0.01", "--json"]);
+    let resumed = report(&["train", "--data", &iris(), "--layers", "8", "--epochs", "1", "--lr", "0.01", "--init", m, "--json"]);
+    assert!(number(&resumed, "loss") < number(&fresh, "loss") * 0.8, "resumed {resumed} vs fresh {fresh}");
+
+    // --init with another architecture names the tensor and both shapes.
+    fails(
+        &["train", "--data", &iris(), "--layers", "16", "--epochs", "1", "--init", m],
+        &["layers.0.weight", "[8, 4]", "[16, 4]"],
+    );
+}
+
+/// The same seed on the CPU and on the fallback adapter trains to the same parameters, within tolerance.
+#[test]
+fn cpu_and_fallback_train_the_same_model() {
+    if gpu_backend().is_none() {
+        return;
+    }
+    let dir = scratch("devices");
+    let mut params = Vec::new();
+    for device in ["cpu", "fallback"] {
+        let out = dir.join(format!("{device}.safetensors"));
+        let r = report(&[
+            "train", "--data", &iris(), "--epochs", "5", "--layers", "8", "--device", device, "--out",
+            out.to_str().unwrap(), "--json",
+        ]);
+        assert_eq!(r["device"], if device == "cpu" { "cpu" } else { "wgpu" });
+        let (_, layers, _) = wgtrain::checkpoint::load(&out).expect("loads");
+        params.push(layers);
+    }
+    for (g, c) in params[1].iter().zip(&params[0]) {
+        assert_close("weights", &g.weights, &c.weights, TRAINING);
+        assert_close("bias", &g.bias, &c.bias, TRAINING);
+    }
+}
+
+#[test]
+fn logistic_regression_with_no_hidden_layer() {
+    let r = report(&[
+        "train", "--data", &format!("{DATA}/breast_cancer.csv"), "--layers", "", "--epochs", "30", "--lr", "0.01",
+        "--val-split", "0.2", "--json",
+    ]);
+    assert!(number(&r, "val_accuracy") > 0.93, "{r}");
+}
+
+#[test]
+fn summary_and_devices() {
+    let out = ok(&["summary", "--inputs", "3", "--layers", "5,5,5", "--outputs", "2"]);
+    assert!(out.contains("total parameters: 92"), "{out}");
+    let out = ok(&["devices"]);
+    assert!(out.contains("auto picks:"), "{out}");
+}
+
+#[test]
+fn progress_bar_stays_off_a_pipe() {
+    let output = wgtrain(&["train", "--data", &iris(), "--epochs", "3"]);
+    assert!(output.status.success());
+    assert!(stdout(&output).contains("epoch 3/3 loss="), "{}", stdout(&output));
+    assert!(stderr(&output).is_empty(), "stderr is not a terminal, yet got: {}", stderr(&output));
+    let quiet = wgtrain(&["train", "--data", &iris(), "--epochs", "3", "--quiet"]);
+    assert!(!stdout(&quiet).contains("epoch"), "{}", stdout(&quiet));
+}
+
+#[test]
+fn bad_input_is_one_error_line_and_exit_2() {
+    let dir = scratch("errors");
+    let bad = dir.join("bad.csv");
+    std::fs::write(&bad, "a,b,y\n1,2,x\n3,oops,y\n").expect("write");
+    let b = bad.to_str().unwrap();
+    fails(&["train", "--data", "/nonexistent/data.csv"], &["/nonexistent/data.csv"]);
+    fails(&["train", "--data", &iris(), "--target", "colour"], &["colour", "species"]);
+    fails(&["train", "--data", b], &["line 3", "`b`", "oops"]);
+    fails(&["train", "--data", &iris(), "--lr", "0"], &["--lr", "> 0"]);
+    fails(&["train", "--data", &iris(), "--lr", "-1"], &["--lr"]);
+    fails(&["train", "--data", &iris(), "--epochs", "0"], &["--epochs"]);
+    fails(&["train", "--data", &iris(), "--batch-size", "0"], &["--batch-size"]);
+    fails(&["train", "--data", &iris(), "--val-split", "1"], &["--val-split", "[0, 1)"]);
+    fails(&["train", "--data", &iris(), "--layers", "8,0"], &["layer 2", "got 0"]);
+    fails(&["train", "--data", &iris(), "--activation", "swish"], &["swish"]);
+    fails(&["train", "--data", &iris(), "--optimizer", "rmsprop"], &["rmsprop"]);
+    fails(&["train", "--data", &iris(), "--device", "tpu"], &["tpu"]);
+    fails(&["train", "--data", &iris(), "--bogus"], &["--bogus"]);
+    fails(&["eval", "--model", b, "--data", &iris()], &["safetensors"]);
+}
