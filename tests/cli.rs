@@ -37,7 +37,11 @@ fn stderr(output: &Output) -> String {
 /// Runs a command that must succeed and returns its stdout.
 fn ok(args: &[&str]) -> String {
     let output = wgtrain(args);
-    assert!(output.status.success(), "wgtrain {args:?} failed: {}", stderr(&output));
+    assert!(
+        output.status.success(),
+        "wgtrain {args:?} failed: {}",
+        stderr(&output)
+    );
     stdout(&output)
 }
 
@@ -49,16 +53,26 @@ fn report(args: &[&str]) -> serde_json::Value {
 }
 
 fn number(report: &serde_json::Value, key: &str) -> f32 {
-    report[key].as_f64().unwrap_or_else(|| panic!("no `{key}` in {report}")) as f32
+    report[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no `{key}` in {report}")) as f32
 }
 
 /// Exit code 2 and exactly one stderr line, starting `error:` and containing `words`.
 fn fails(args: &[&str], words: &[&str]) {
     let output = wgtrain(args);
     let err = stderr(&output);
-    assert_eq!(output.status.code(), Some(2), "wgtrain {args:?}: expected exit 2, stderr: {err}");
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "wgtrain {args:?}: expected exit 2, stderr: {err}"
+    );
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "wgtrain {args:?}: expected one stderr line, got {lines:?}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "wgtrain {args:?}: expected one stderr line, got {lines:?}"
+    );
     assert!(lines[0].starts_with("error:"), "{}", lines[0]);
     for word in words {
         assert!(lines[0].contains(word), "`{}` lacks `{word}`", lines[0]);
@@ -75,10 +89,29 @@ fn train_reports_json_with_validation_and_test_metrics() {
     let dir = scratch("json");
     let (train, test) = split_csv(&dir, &iris(), 5);
     let r = report(&[
-        "train", "--data", &train, "--test-data", &test, "--val-split", "0.2", "--epochs", "40", "--lr", "0.01",
-        "--device", "cpu", "--json",
+        "train",
+        "--data",
+        &train,
+        "--test-data",
+        &test,
+        "--val-split",
+        "0.2",
+        "--epochs",
+        "40",
+        "--lr",
+        "0.01",
+        "--device",
+        "cpu",
+        "--json",
     ]);
-    for key in ["loss", "accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy"] {
+    for key in [
+        "loss",
+        "accuracy",
+        "val_loss",
+        "val_accuracy",
+        "test_loss",
+        "test_accuracy",
+    ] {
         let v = number(&r, key);
         assert!(v.is_finite() && v >= 0.0, "{key} = {v}");
     }
@@ -116,8 +149,22 @@ fn regression_reports_mse() {
     }
     let path = dir.join("line.csv");
     std::fs::write(&path, csv).expect("write");
-    let r = report(&["train", "--data", path.to_str().unwrap(), "--layers", "", "--epochs", "60", "--lr", "0.05", "--json"]);
-    assert!(r.get("accuracy").is_none(), "regression has no accuracy: {r}");
+    let r = report(&[
+        "train",
+        "--data",
+        path.to_str().unwrap(),
+        "--layers",
+        "",
+        "--epochs",
+        "60",
+        "--lr",
+        "0.05",
+        "--json",
+    ]);
+    assert!(
+        r.get("accuracy").is_none(),
+        "regression has no accuracy: {r}"
+    );
     assert!(number(&r, "mse") < 1e-3, "{r}");
 }
 
@@ -128,25 +175,52 @@ fn checkpoint_eval_predict_and_init() {
     let plot = dir.join("curves.png");
     let m = model.to_str().unwrap();
     let r = report(&[
-        "train", "--data", &iris(), "--layers", "8", "--epochs", "30", "--lr", "0.01", "--out", m, "--plot",
-        plot.to_str().unwrap(), "--json",
+        "train",
+        "--data",
+        &iris(),
+        "--layers",
+        "8",
+        "--epochs",
+        "30",
+        "--lr",
+        "0.01",
+        "--out",
+        m,
+        "--plot",
+        plot.to_str().unwrap(),
+        "--json",
     ]);
     // The checkpoint: PyTorch nn.Linear names and [out, in] shapes, metadata as JSON.
     let bytes = std::fs::read(&model).expect("checkpoint written");
     let file = safetensors::SafeTensors::deserialize(&bytes).expect("valid safetensors");
-    let shapes: Vec<(String, Vec<usize>)> = ["layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias"]
-        .iter()
-        .map(|n| (n.to_string(), file.tensor(n).expect("tensor").shape().to_vec()))
-        .collect();
+    let shapes: Vec<(String, Vec<usize>)> = [
+        "layers.0.weight",
+        "layers.0.bias",
+        "layers.1.weight",
+        "layers.1.bias",
+    ]
+    .iter()
+    .map(|n| {
+        (
+            n.to_string(),
+            file.tensor(n).expect("tensor").shape().to_vec(),
+        )
+    })
+    .collect();
     assert_eq!(shapes[0].1, vec![8, 4]);
     assert_eq!(shapes[1].1, vec![8]);
     assert_eq!(shapes[2].1, vec![3, 8]);
     assert_eq!(shapes[3].1, vec![3]);
-    let (_, meta) = wgtrain::checkpoint::load(&model).map(|(n, _, m)| (n, m)).expect("loads");
+    let (_, meta) = wgtrain::checkpoint::load(&model)
+        .map(|(n, _, m)| (n, m))
+        .expect("loads");
     assert_eq!(meta.class_names, ["setosa", "versicolor", "virginica"]);
     assert_eq!(meta.feature_names.len(), 4);
     assert!(meta.standardizer.is_some());
-    assert_eq!(std::fs::read(&plot).expect("plot written")[..8], *b"\x89PNG\r\n\x1a\n");
+    assert_eq!(
+        std::fs::read(&plot).expect("plot written")[..8],
+        *b"\x89PNG\r\n\x1a\n"
+    );
 
     // eval on the training data gives back the final training accuracy's neighbourhood.
     let e = report(&["eval", "--model", m, "--data", &iris(), "--json"]);
@@ -161,17 +235,57 @@ fn checkpoint_eval_predict_and_init() {
     assert_eq!(lines.len(), 151);
     let first: Vec<&str> = lines[1].split(',').collect();
     assert_eq!(first[0], "setosa");
-    let total: f32 = first[1..].iter().map(|p| p.parse::<f32>().expect("number")).sum();
+    let total: f32 = first[1..]
+        .iter()
+        .map(|p| p.parse::<f32>().expect("number"))
+        .sum();
     assert!((total - 1.0).abs() < 1e-4);
 
     // --init continues from the checkpoint: its first epoch starts where the saved model ended.
-    let fresh = report(&["train", "--data", &iris(), "--layers", "8", "--epochs", "1", "--lr", "0.01", "--json"]);
-    let resumed = report(&["train", "--data", &iris(), "--layers", "8", "--epochs", "1", "--lr", "0.01", "--init", m, "--json"]);
-    assert!(number(&resumed, "loss") < number(&fresh, "loss") * 0.8, "resumed {resumed} vs fresh {fresh}");
+    let fresh = report(&[
+        "train",
+        "--data",
+        &iris(),
+        "--layers",
+        "8",
+        "--epochs",
+        "1",
+        "--lr",
+        "0.01",
+        "--json",
+    ]);
+    let resumed = report(&[
+        "train",
+        "--data",
+        &iris(),
+        "--layers",
+        "8",
+        "--epochs",
+        "1",
+        "--lr",
+        "0.01",
+        "--init",
+        m,
+        "--json",
+    ]);
+    assert!(
+        number(&resumed, "loss") < number(&fresh, "loss") * 0.8,
+        "resumed {resumed} vs fresh {fresh}"
+    );
 
     // --init with another architecture names the tensor and both shapes.
     fails(
-        &["train", "--data", &iris(), "--layers", "16", "--epochs", "1", "--init", m],
+        &[
+            "train",
+            "--data",
+            &iris(),
+            "--layers",
+            "16",
+            "--epochs",
+            "1",
+            "--init",
+            m,
+        ],
         &["layers.0.weight", "[8, 4]", "[16, 4]"],
     );
 }
@@ -187,8 +301,18 @@ fn cpu_and_fallback_train_the_same_model() {
     for device in ["cpu", "fallback"] {
         let out = dir.join(format!("{device}.safetensors"));
         let r = report(&[
-            "train", "--data", &iris(), "--epochs", "5", "--layers", "8", "--device", device, "--out",
-            out.to_str().unwrap(), "--json",
+            "train",
+            "--data",
+            &iris(),
+            "--epochs",
+            "5",
+            "--layers",
+            "8",
+            "--device",
+            device,
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
         ]);
         assert_eq!(r["device"], if device == "cpu" { "cpu" } else { "wgpu" });
         let (_, layers, _) = wgtrain::checkpoint::load(&out).expect("loads");
@@ -203,15 +327,33 @@ fn cpu_and_fallback_train_the_same_model() {
 #[test]
 fn logistic_regression_with_no_hidden_layer() {
     let r = report(&[
-        "train", "--data", &format!("{DATA}/breast_cancer.csv"), "--layers", "", "--epochs", "30", "--lr", "0.01",
-        "--val-split", "0.2", "--json",
+        "train",
+        "--data",
+        &format!("{DATA}/breast_cancer.csv"),
+        "--layers",
+        "",
+        "--epochs",
+        "30",
+        "--lr",
+        "0.01",
+        "--val-split",
+        "0.2",
+        "--json",
     ]);
     assert!(number(&r, "val_accuracy") > 0.93, "{r}");
 }
 
 #[test]
 fn summary_and_devices() {
-    let out = ok(&["summary", "--inputs", "3", "--layers", "5,5,5", "--outputs", "2"]);
+    let out = ok(&[
+        "summary",
+        "--inputs",
+        "3",
+        "--layers",
+        "5,5,5",
+        "--outputs",
+        "2",
+    ]);
     assert!(out.contains("total parameters: 92"), "{out}");
     let out = ok(&["devices"]);
     assert!(out.contains("auto picks:"), "{out}");
@@ -221,8 +363,16 @@ fn summary_and_devices() {
 fn progress_bar_stays_off_a_pipe() {
     let output = wgtrain(&["train", "--data", &iris(), "--epochs", "3"]);
     assert!(output.status.success());
-    assert!(stdout(&output).contains("epoch 3/3 loss="), "{}", stdout(&output));
-    assert!(stderr(&output).is_empty(), "stderr is not a terminal, yet got: {}", stderr(&output));
+    assert!(
+        stdout(&output).contains("epoch 3/3 loss="),
+        "{}",
+        stdout(&output)
+    );
+    assert!(
+        stderr(&output).is_empty(),
+        "stderr is not a terminal, yet got: {}",
+        stderr(&output)
+    );
     let quiet = wgtrain(&["train", "--data", &iris(), "--epochs", "3", "--quiet"]);
     assert!(!stdout(&quiet).contains("epoch"), "{}", stdout(&quiet));
 }
@@ -233,17 +383,41 @@ fn bad_input_is_one_error_line_and_exit_2() {
     let bad = dir.join("bad.csv");
     std::fs::write(&bad, "a,b,y\n1,2,x\n3,oops,y\n").expect("write");
     let b = bad.to_str().unwrap();
-    fails(&["train", "--data", "/nonexistent/data.csv"], &["/nonexistent/data.csv"]);
-    fails(&["train", "--data", &iris(), "--target", "colour"], &["colour", "species"]);
+    fails(
+        &["train", "--data", "/nonexistent/data.csv"],
+        &["/nonexistent/data.csv"],
+    );
+    fails(
+        &["train", "--data", &iris(), "--target", "colour"],
+        &["colour", "species"],
+    );
     fails(&["train", "--data", b], &["line 3", "`b`", "oops"]);
     fails(&["train", "--data", &iris(), "--lr", "0"], &["--lr", "> 0"]);
     fails(&["train", "--data", &iris(), "--lr", "-1"], &["--lr"]);
-    fails(&["train", "--data", &iris(), "--epochs", "0"], &["--epochs"]);
-    fails(&["train", "--data", &iris(), "--batch-size", "0"], &["--batch-size"]);
-    fails(&["train", "--data", &iris(), "--val-split", "1"], &["--val-split", "[0, 1)"]);
-    fails(&["train", "--data", &iris(), "--layers", "8,0"], &["layer 2", "got 0"]);
-    fails(&["train", "--data", &iris(), "--activation", "swish"], &["swish"]);
-    fails(&["train", "--data", &iris(), "--optimizer", "rmsprop"], &["rmsprop"]);
+    fails(
+        &["train", "--data", &iris(), "--epochs", "0"],
+        &["--epochs"],
+    );
+    fails(
+        &["train", "--data", &iris(), "--batch-size", "0"],
+        &["--batch-size"],
+    );
+    fails(
+        &["train", "--data", &iris(), "--val-split", "1"],
+        &["--val-split", "[0, 1)"],
+    );
+    fails(
+        &["train", "--data", &iris(), "--layers", "8,0"],
+        &["layer 2", "got 0"],
+    );
+    fails(
+        &["train", "--data", &iris(), "--activation", "swish"],
+        &["swish"],
+    );
+    fails(
+        &["train", "--data", &iris(), "--optimizer", "rmsprop"],
+        &["rmsprop"],
+    );
     fails(&["train", "--data", &iris(), "--device", "tpu"], &["tpu"]);
     fails(&["train", "--data", &iris(), "--bogus"], &["--bogus"]);
     fails(&["eval", "--model", b, "--data", &iris()], &["safetensors"]);

@@ -26,13 +26,21 @@ fn devices() -> Vec<Device> {
 
 fn at_least(what: &str, device: Device, accuracy: f32, target: f32) {
     println!("{what} on {device}: {accuracy:.4}");
-    assert!(accuracy >= target, "{what} on {device}: test accuracy {accuracy:.4} < {target}");
+    assert!(
+        accuracy >= target,
+        "{what} on {device}: test accuracy {accuracy:.4} < {target}"
+    );
 }
 
 #[test]
 fn iris_reaches_0_95() {
     for device in devices() {
-        at_least("iris", device, iris::run(device, false).expect("iris"), 0.95);
+        at_least(
+            "iris",
+            device,
+            iris::run(device, false).expect("iris"),
+            0.95,
+        );
     }
 }
 
@@ -49,7 +57,12 @@ fn breast_cancer_reaches_0_95_as_logistic_regression_and_mlp() {
 #[test]
 fn digits_reaches_0_96() {
     for device in devices() {
-        at_least("digits", device, digits::run(device, false).expect("digits"), 0.96);
+        at_least(
+            "digits",
+            device,
+            digits::run(device, false).expect("digits"),
+            0.96,
+        );
     }
 }
 
@@ -57,6 +70,11 @@ fn digits_reaches_0_96() {
 fn mnist_subset_reaches_0_94() {
     let (train, test) = mnist::bundled();
     for device in devices() {
-        at_least("mnist10k", device, mnist::run(device, &train, &test, false).expect("mnist"), 0.94);
+        at_least(
+            "mnist10k",
+            device,
+            mnist::run(device, &train, &test, false).expect("mnist"),
+            0.94,
+        );
     }
 }

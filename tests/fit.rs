@@ -1,0 +1,173 @@
+//! The epoch loop: what one epoch means, shuffling, early stopping, and the recorded history.
+
+use wgtrain::data::{Dataset, Task};
+use wgtrain::fit::{fit, FitConfig};
+use wgtrain::{Activation, Device, Loss, Model, Network, Optimizer};
+
+fn dataset(rows: usize) -> Dataset {
+    let features: Vec<f32> = (0..rows * 2)
+        .map(|i| ((i * 37 % 23) as f32 / 23.0) - 0.5)
+        .collect();
+    let targets = features
+        .chunks(2)
+        .map(|r| f32::from(u8::from(r[0] + r[1] > 0.0)))
+        .collect();
+    Dataset {
+        features,
+        feature_names: vec!["a".into(), "b".into()],
+        target_name: "y".into(),
+        targets,
+        task: Task::Classify,
+        class_names: vec!["0".into(), "1".into()],
+    }
+}
+
+fn network() -> Network {
+    Network::builder(2)
+        .dense(4, Activation::Tanh)
+        .dense(1, Activation::Sigmoid)
+        .build(Loss::Bce)
+        .expect("valid")
+}
+
+/// With no shuffling, one epoch of batch size B is ⌈n/B⌉ steps over consecutive rows in file order, each on
+/// its batch's mean loss, the last batch partial.
+#[test]
+fn an_unshuffled_epoch_is_consecutive_batches_in_file_order() {
+    let data = dataset(10);
+    let config = FitConfig {
+        epochs: 1,
+        batch_size: 4,
+        shuffle: false,
+        optimizer: Optimizer::Sgd,
+        learning_rate: 0.5,
+        ..FitConfig::default()
+    };
+    let mut fitted = Model::new(network(), Device::Cpu, 1).expect("model");
+    fit(&mut fitted, &data, None, &config, |_| {}).expect("fit");
+    assert_eq!(fitted.steps(), 3, "⌈10/4⌉ steps");
+    let mut manual = Model::new(network(), Device::Cpu, 1).expect("model");
+    for (start, end) in [(0, 4), (4, 8), (8, 10)] {
+        manual
+            .train_step(
+                &data.features[start * 2..end * 2],
+                &data.targets[start..end],
+                0.5,
+            )
+            .expect("step");
+    }
+    assert_eq!(
+        fitted.parameters().expect("params"),
+        manual.parameters().expect("params")
+    );
+}
+
+#[test]
+fn shuffling_is_seeded() {
+    let data = dataset(40);
+    let run = |seed| {
+        let mut model = Model::new(network(), Device::Cpu, 1).expect("model");
+        let config = FitConfig {
+            epochs: 3,
+            batch_size: 8,
+            seed,
+            ..FitConfig::default()
+        };
+        fit(&mut model, &data, None, &config, |_| {}).expect("fit");
+        model.parameters().expect("params")
+    };
+    assert_eq!(run(5), run(5));
+    assert_ne!(run(5), run(6));
+}
+
+#[test]
+fn history_records_every_epoch_and_the_callback_sees_them() {
+    let data = dataset(60);
+    let (train, val) = data.split(0.25, 0).expect("split");
+    let mut model = Model::new(network(), Device::Cpu, 1).expect("model");
+    let mut seen = Vec::new();
+    let config = FitConfig {
+        epochs: 5,
+        batch_size: 8,
+        learning_rate: 0.02,
+        ..FitConfig::default()
+    };
+    let history = fit(&mut model, &train, Some(&val), &config, |r| {
+        seen.push(r.epoch)
+    })
+    .expect("fit");
+    assert_eq!(seen, [1, 2, 3, 4, 5]);
+    assert_eq!(history.epochs.len(), 5);
+    let last = history.last().expect("epochs");
+    assert!(last.accuracy.is_some() && last.val_loss.is_some() && last.val_accuracy.is_some());
+    assert!(history.epochs[4].loss < history.epochs[0].loss);
+    // The reported validation numbers are those of the final parameters.
+    let y = val.encode_targets(Loss::Bce, 1);
+    let stats = model.evaluate(&val.features, &y).expect("evaluate");
+    assert_eq!(Some(stats.loss), last.val_loss);
+}
+
+/// With patience, training stops once the validation loss has not improved for that many epochs, and the
+/// model is left with the parameters of the best epoch.
+#[test]
+fn early_stopping_restores_the_best_epoch() {
+    let data = dataset(60);
+    let (train, val) = data.split(0.25, 0).expect("split");
+    // A learning rate this high makes the validation loss bounce, so it stops improving early.
+    let config = FitConfig {
+        epochs: 200,
+        batch_size: 4,
+        learning_rate: 0.5,
+        patience: Some(3),
+        ..FitConfig::default()
+    };
+    let mut model = Model::new(network(), Device::Cpu, 1).expect("model");
+    let history = fit(&mut model, &train, Some(&val), &config, |_| {}).expect("fit");
+    assert!(
+        history.stopped_early,
+        "expected an early stop in {} epochs",
+        history.epochs.len()
+    );
+    let best = history.best_epoch.expect("best epoch");
+    assert_eq!(history.epochs.len(), best + 3);
+    let best_loss = history.epochs[best - 1].val_loss.expect("val loss");
+    assert!(history
+        .epochs
+        .iter()
+        .all(|r| r.val_loss.expect("val") >= best_loss));
+    let y = val.encode_targets(Loss::Bce, 1);
+    assert_eq!(
+        model.evaluate(&val.features, &y).expect("evaluate").loss,
+        best_loss,
+        "best parameters restored"
+    );
+}
+
+#[test]
+fn fit_rejects_bad_settings() {
+    let data = dataset(10);
+    let mut model = Model::new(network(), Device::Cpu, 1).expect("model");
+    for config in [
+        FitConfig {
+            epochs: 0,
+            ..FitConfig::default()
+        },
+        FitConfig {
+            batch_size: 0,
+            ..FitConfig::default()
+        },
+        FitConfig {
+            patience: Some(2),
+            ..FitConfig::default()
+        },
+        FitConfig {
+            learning_rate: f32::NAN,
+            ..FitConfig::default()
+        },
+    ] {
+        assert!(
+            fit(&mut model, &data, None, &config, |_| {}).is_err(),
+            "{config:?}"
+        );
+    }
+}
