@@ -158,7 +158,12 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 /// A checkpoint written by [`save`]: the network, its parameters and the metadata.
 pub fn load(path: &Path) -> Result<(Network, Vec<LayerParams>, ModelMeta)> {
     let bytes = std::fs::read(path).map_err(|e| Error::file(path, e))?;
-    let (_, metadata) = SafeTensors::read_metadata(&bytes)
+    parse(path, &bytes)
+}
+
+/// [`load`] on bytes in memory; `path` names them in messages.
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<(Network, Vec<LayerParams>, ModelMeta)> {
+    let (_, metadata) = SafeTensors::read_metadata(bytes)
         .map_err(|e| Error::format(path, format!("not a safetensors file: {e}")))?;
     let json = metadata
         .metadata()
@@ -181,7 +186,36 @@ pub fn load(path: &Path) -> Result<(Network, Vec<LayerParams>, ModelMeta)> {
         ));
     }
     let network = meta.network()?;
-    let params = read_tensors(path, &bytes, &network)?;
+    if meta.feature_names.len() != meta.inputs && !meta.feature_names.is_empty() {
+        return Err(Error::format(
+            path,
+            format!(
+                "{} feature names for {} inputs",
+                meta.feature_names.len(),
+                meta.inputs
+            ),
+        ));
+    }
+    if let Some(s) = &meta.standardizer {
+        if s.mean.len() != meta.inputs
+            || s.std.len() != meta.inputs
+            || s.std.iter().any(|v| !(v.is_finite() && *v > 0.0))
+        {
+            return Err(Error::format(
+                path,
+                "standardisation statistics do not fit the inputs",
+            ));
+        }
+    }
+    let classes = meta.class_names.len();
+    let outputs = network.outputs();
+    if meta.task == Task::Classify && !(classes == outputs || (classes == 2 && outputs == 1)) {
+        return Err(Error::format(
+            path,
+            format!("{classes} class names for {outputs} outputs"),
+        ));
+    }
+    let params = read_tensors(path, bytes, &network)?;
     Ok((network, params, meta))
 }
 

@@ -19,11 +19,16 @@ type Record = (u64, csv::StringRecord);
 
 /// The header and the data records of a CSV file.
 fn read_records(path: &Path) -> Result<(Vec<String>, Vec<Record>)> {
+    let file = std::fs::File::open(path).map_err(|e| Error::file(path, e))?;
+    read_records_from(path, std::io::BufReader::new(file))
+}
+
+/// The header and the data records from any reader; `path` only names the source in messages.
+fn read_records_from(path: &Path, input: impl std::io::Read) -> Result<(Vec<String>, Vec<Record>)> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .trim(csv::Trim::All)
-        .from_path(path)
-        .map_err(|e| Error::file(path, csv_message(&e)))?;
+        .from_reader(input);
     let header: Vec<String> = reader
         .headers()
         .map_err(|e| Error::format(path, csv_message(&e)))?
@@ -89,6 +94,22 @@ fn parse_feature(path: &Path, line: u64, column: &str, cell: &str) -> Result<f32
 /// Loads features and target; decides the task and numbers the classes (see [`CsvOptions`]).
 pub fn load_csv(path: &Path, options: &CsvOptions) -> Result<Dataset> {
     let (header, records) = read_records(path)?;
+    dataset_from_records(path, header, &records, options)
+}
+
+/// [`load_csv`] on bytes in memory; `name` stands for the file in messages.
+pub fn parse_csv(name: &str, bytes: &[u8], options: &CsvOptions) -> Result<Dataset> {
+    let path = Path::new(name);
+    let (header, records) = read_records_from(path, bytes)?;
+    dataset_from_records(path, header, &records, options)
+}
+
+fn dataset_from_records(
+    path: &Path,
+    header: Vec<String>,
+    records: &[Record],
+    options: &CsvOptions,
+) -> Result<Dataset> {
     let target = match &options.target {
         Some(name) => header.iter().position(|h| h == name).ok_or_else(|| {
             Error::value(
@@ -116,7 +137,7 @@ pub fn load_csv(path: &Path, options: &CsvOptions) -> Result<Dataset> {
     }
     let mut features = Vec::with_capacity(records.len() * feature_names.len());
     let mut raw_targets = Vec::with_capacity(records.len());
-    for (line, record) in &records {
+    for (line, record) in records {
         for (i, cell) in record.iter().enumerate() {
             if i == target {
                 raw_targets.push(cell.to_string());

@@ -9,9 +9,8 @@ use std::path::{Path, PathBuf};
 const IMAGES_MAGIC: u32 = 0x0000_0803;
 const LABELS_MAGIC: u32 = 0x0000_0801;
 
-/// The file's bytes, gunzipped when they start with the gzip magic number.
-fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| Error::file(path, e))?;
+/// The bytes, gunzipped when they start with the gzip magic number; `path` names them in messages.
+fn gunzip_if_needed(path: &Path, raw: Vec<u8>) -> Result<Vec<u8>> {
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(raw.as_slice())
@@ -54,7 +53,10 @@ fn parse<'a>(
     let shape: Vec<usize> = (0..dims)
         .map(|d| be_u32(bytes, 4 + 4 * d) as usize)
         .collect();
-    let expected: usize = shape.iter().product();
+    let expected = shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| Error::format(path, format!("IDX dimensions {shape:?} are too large")))?;
     let payload = &bytes[header..];
     if payload.len() < expected {
         return Err(Error::format(
@@ -87,8 +89,20 @@ pub fn labels_path(images: &Path) -> Result<PathBuf> {
 /// `classes` is given, those names (a label must be one of them).
 pub fn load_idx(images_path: &Path, classes: Option<&[String]>) -> Result<Dataset> {
     let labels_path = labels_path(images_path)?;
-    let image_bytes = read_maybe_gzip(images_path)?;
-    let label_bytes = read_maybe_gzip(&labels_path)?;
+    let images = std::fs::read(images_path).map_err(|e| Error::file(images_path, e))?;
+    let labels = std::fs::read(&labels_path).map_err(|e| Error::file(&labels_path, e))?;
+    parse_idx((images_path, images), (&labels_path, labels), classes)
+}
+
+/// [`load_idx`] on the two files' bytes (each optionally gzipped); the paths name them in messages.
+pub fn parse_idx(
+    (images_path, images): (&Path, Vec<u8>),
+    (labels_path, labels): (&Path, Vec<u8>),
+    classes: Option<&[String]>,
+) -> Result<Dataset> {
+    let labels_path = labels_path.to_path_buf();
+    let image_bytes = gunzip_if_needed(images_path, images)?;
+    let label_bytes = gunzip_if_needed(&labels_path, labels)?;
     let (shape, pixels) = parse(images_path, &image_bytes, IMAGES_MAGIC, 3)?;
     let (label_shape, labels) = parse(&labels_path, &label_bytes, LABELS_MAGIC, 1)?;
     if shape[0] != label_shape[0] {
@@ -102,7 +116,7 @@ pub fn load_idx(images_path: &Path, classes: Option<&[String]>) -> Result<Datase
             ),
         ));
     }
-    if shape[0] == 0 || shape[1] * shape[2] == 0 {
+    if shape[0] == 0 || shape[1].saturating_mul(shape[2]) == 0 {
         return Err(Error::format(images_path, "no images"));
     }
     let class_names: Vec<String> = match classes {

@@ -4,8 +4,8 @@
 mod csv;
 mod idx;
 
-pub use self::csv::{load_csv, load_csv_features, CsvOptions};
-pub use self::idx::load_idx;
+pub use self::csv::{load_csv, load_csv_features, parse_csv, CsvOptions};
+pub use self::idx::{labels_path, load_idx, parse_idx};
 
 use crate::error::{Error, Result};
 use crate::loss::Loss;

@@ -141,6 +141,15 @@ pub fn output_layer(
         Task::Classify if classes == 2 && activation != Activation::Softmax => 1,
         Task::Classify => classes,
     };
+    if train.task == Task::Classify && activation == Activation::Sigmoid && classes > 2 {
+        return Err(invalid(
+            "--output",
+            format!(
+                "sigmoid is one unit for two classes, but target `{}` has {classes} classes (use --output softmax)",
+                train.target_name
+            ),
+        ));
+    }
     if train.task == Task::Regress && activation == Activation::Softmax {
         return Err(invalid(
             "--output",
