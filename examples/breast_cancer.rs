@@ -35,7 +35,7 @@ pub fn run(device: Device, hidden: &[usize], verbose: bool) -> wgtrain::Result<f
         progress: verbose,
         ..FitConfig::default()
     };
-    fit(&mut model, &train, None, &config, |_| {})?;
+    fit(&mut model, &train, None, &config, |_, _| Ok(()))?;
     let accuracy = model
         .evaluate(&test.features, &test.encode_targets(Loss::Bce, 1))?
         .accuracy;

@@ -29,7 +29,7 @@ pub fn run(device: Device, verbose: bool) -> wgtrain::Result<f32> {
         progress: verbose,
         ..FitConfig::default()
     };
-    fit(&mut model, &train, None, &config, |_| {})?;
+    fit(&mut model, &train, None, &config, |_, _| Ok(()))?;
     let accuracy = model
         .evaluate(&test.features, &test.encode_targets(Loss::Ce, classes))?
         .accuracy;

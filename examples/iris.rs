@@ -28,7 +28,7 @@ pub fn run(device: Device, verbose: bool) -> wgtrain::Result<f32> {
         progress: verbose,
         ..FitConfig::default()
     };
-    fit(&mut model, &train, None, &config, |_| {})?;
+    fit(&mut model, &train, None, &config, |_, _| Ok(()))?;
     let test_y = test.encode_targets(Loss::Ce, train.class_names.len());
     let accuracy = model.evaluate(&test.features, &test_y)?.accuracy;
     if verbose {

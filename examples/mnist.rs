@@ -28,10 +28,11 @@ pub fn run(
         progress: verbose,
         ..FitConfig::default()
     };
-    fit(&mut model, &train, None, &config, |record| {
+    fit(&mut model, &train, None, &config, |record, _| {
         if verbose {
             println!("epoch {:>2} {}", record.epoch, describe(record));
         }
+        Ok(())
     })?;
     let accuracy = model
         .evaluate(&test.features, &test.encode_targets(Loss::Ce, classes))?

@@ -8,10 +8,14 @@ struct Dims {
     k: u32,
     n: u32,
     code: u32,  // activation (ACT_*)
-    slope: f32, // leaky ReLU negative-side slope
+    slope: f32,  // leaky ReLU negative-side slope
     scale: f32,
+    begin: u32,
+    stride: u32,
+    flags: u32,
     _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
 }
 
 const ACT_LINEAR: u32 = 0u;

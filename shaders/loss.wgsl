@@ -4,21 +4,30 @@
 //     bce:      prediction is the logit z;  L = max(z, 0) − z·y + ln(1 + e^−|z|),  ∂L/∂z = (σ(z) − y) / (m·n)
 //     ce:       prediction is the logit row z, target the class index;
 //               L = logsumexp(z) − z_class,  ∂L/∂z = (softmax(z) − onehot) / m
+//   Rows wider than the host's window (sse, mse, bce only) run as several dispatches over column windows
+//   [begin, begin + n) of rows `stride` wide, each continuing the row's sums (FLAG_ACCUMULATE), because
+//   llvmpipe ends an invocation after 65535 loop iterations.
 //   loss_grad also writes row_hits[row], the row's correct predictions (same rules as Loss::row_hits):
 //     ce: first maximum logit == class;  bce: outputs with (z > 0) == (y > 0.5);
-//     sse, mse: (a > 0.5) == (y > 0.5) for one output, first maximum of a == first maximum of y otherwise.
+//     sse, mse: (a > 0.5) == (y > 0.5) for one output, first maximum of a == first maximum of y for several
+//     (rows of up to one window, 16384 outputs; wider rows count none).
 //   loss_sum: one workgroup sums row_loss and row_hits in a fixed order; stats[0] = scale · Σ row_loss (the
-//     step's loss), stats[1] += Σ row_loss and stats[2] += Σ row_hits (running sums over an epoch).
+//     step's loss); running sums over an epoch: stats[1] += Σ row_loss, stats[2] += Σ row_hits,
+//     stats[3] += 1 (steps); stats[4], while 0, becomes the step count of the first non-finite step loss.
 
 struct Dims {
     m: u32,
     k: u32,
-    n: u32,
-    code: u32, // loss (LOSS_*)
+    n: u32,  // columns in this window
+    code: u32,  // loss (LOSS_*)
     slope: f32,
-    scale: f32, // loss_sum: 1 for a sum, 1 / count for a mean
+    scale: f32,  // loss_sum: 1 for a sum, 1 / count for a mean
+    begin: u32,  // first index of this window along the summed dimension
+    stride: u32,  // full length of the summed dimension
+    flags: u32,  // FLAG_*
     _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
 }
 
 const LOSS_SSE: u32 = 0u;
@@ -27,6 +36,7 @@ const LOSS_BCE: u32 = 2u;
 const LOSS_CE: u32 = 3u;
 const WORKGROUP: u32 = 64u;
 const SUM_WORKGROUP: u32 = 256u;
+const FLAG_ACCUMULATE: u32 = 1u;
 
 @group(0) @binding(0) var<uniform> dims: Dims;
 @group(0) @binding(1) var<storage, read> prediction: array<f32>;
@@ -39,6 +49,11 @@ const SUM_WORKGROUP: u32 = 256u;
 var<workgroup> partial_losses: array<f32, SUM_WORKGROUP>;
 var<workgroup> partial_hits: array<f32, SUM_WORKGROUP>;
 
+// Exponent bits all ones means infinity or NaN (WGSL has no isnan, and `x != x` may be folded away).
+fn is_finite(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
+}
+
 fn sigmoid(x: f32) -> f32 {
     if x >= 0.0 {
         return 1.0 / (1.0 + exp(-x));
@@ -47,30 +62,35 @@ fn sigmoid(x: f32) -> f32 {
     return e / (1.0 + e);
 }
 
-fn squared_error_row(base: u32, grad_scale: f32) -> f32 {
-    var sum = 0.0;
-    for (var j = 0u; j < dims.n; j++) {
-        let diff = prediction[base + j] - targets[base + j];
+// The window of columns [begin, begin + n) of row `row` (rows are `stride` wide), its running loss `sum`.
+fn squared_error_window(row: u32, grad_scale: f32, sum_so_far: f32) -> f32 {
+    var sum = sum_so_far;
+    for (var j = dims.begin; j < dims.begin + dims.n; j++) {
+        let i = row * dims.stride + j;
+        let diff = prediction[i] - targets[i];
         sum += diff * diff;
-        grad[base + j] = grad_scale * diff;
+        grad[i] = grad_scale * diff;
     }
     return sum;
 }
 
-fn binary_cross_entropy_row(base: u32, grad_scale: f32) -> f32 {
-    var sum = 0.0;
-    for (var j = 0u; j < dims.n; j++) {
-        let z = prediction[base + j];
-        let y = targets[base + j];
+fn binary_cross_entropy_window(row: u32, grad_scale: f32, sum_so_far: f32) -> f32 {
+    var sum = sum_so_far;
+    for (var j = dims.begin; j < dims.begin + dims.n; j++) {
+        let i = row * dims.stride + j;
+        let z = prediction[i];
+        let y = targets[i];
         sum += max(z, 0.0) - z * y + log(1.0 + exp(-abs(z)));
-        grad[base + j] = grad_scale * (sigmoid(z) - y);
+        grad[i] = grad_scale * (sigmoid(z) - y);
     }
     return sum;
 }
 
-fn cross_entropy_row(row: u32, base: u32, grad_scale: f32) -> f32 {
+// Needs the whole row in one window (the host checks it fits the adapter's loop budget).
+fn cross_entropy_row(row: u32, grad_scale: f32) -> f32 {
     // Negative indices saturate to 0 as in Rust's `as usize`; an index past the classes yields NaN.
     let label = u32(targets[row]);
+    let base = row * dims.stride;
     var max_z = prediction[base];
     for (var j = 1u; j < dims.n; j++) {
         max_z = max(max_z, prediction[base + j]);
@@ -89,8 +109,7 @@ fn cross_entropy_row(row: u32, base: u32, grad_scale: f32) -> f32 {
     return max_z + log(sum_exp) - prediction[base + label];
 }
 
-// Index of the first maximum of `values[base .. base + n]`, where `values` is prediction (from_target false)
-// or targets (true).
+// Index of the first maximum of a whole row of prediction (from_target false) or targets (true).
 fn first_max(base: u32, from_target: bool) -> u32 {
     var best = 0u;
     var best_value = select(prediction[base], targets[base], from_target);
@@ -104,21 +123,28 @@ fn first_max(base: u32, from_target: bool) -> u32 {
     return best;
 }
 
-fn hits(row: u32, base: u32) -> f32 {
+// Correct predictions in this window. Comparing first maxima needs the whole row: a row split into
+// windows (wider than the host's window) counts no such hits.
+fn hits(row: u32) -> f32 {
+    let base = row * dims.stride;
+    let whole_row = dims.begin == 0u && dims.n == dims.stride;
     switch dims.code {
         case LOSS_CE: {
             return select(0.0, 1.0, first_max(base, false) == u32(targets[row]));
         }
         case LOSS_BCE: {
             var count = 0.0;
-            for (var j = 0u; j < dims.n; j++) {
+            for (var j = dims.begin; j < dims.begin + dims.n; j++) {
                 count += select(0.0, 1.0, (prediction[base + j] > 0.0) == (targets[base + j] > 0.5));
             }
             return count;
         }
         default: {
-            if dims.n == 1u {
+            if dims.stride == 1u {
                 return select(0.0, 1.0, (prediction[base] > 0.5) == (targets[base] > 0.5));
+            }
+            if !whole_row {
+                return 0.0;
             }
             return select(0.0, 1.0, first_max(base, false) == first_max(base, true));
         }
@@ -131,26 +157,28 @@ fn loss_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     if row >= dims.m {
         return;
     }
-    let base = row * dims.n;
-    let count = f32(dims.m * dims.n);
+    let accumulate = (dims.flags & FLAG_ACCUMULATE) != 0u;
+    let loss_so_far = select(0.0, row_loss[row], accumulate);
+    let hits_so_far = select(0.0, row_hits[row], accumulate);
+    let count = f32(dims.m * dims.stride);
     var value = 0.0;
     switch dims.code {
         case LOSS_SSE: {
-            value = squared_error_row(base, 2.0);
+            value = squared_error_window(row, 2.0, loss_so_far);
         }
         case LOSS_MSE: {
-            value = squared_error_row(base, 2.0 / count);
+            value = squared_error_window(row, 2.0 / count, loss_so_far);
         }
         case LOSS_BCE: {
-            value = binary_cross_entropy_row(base, 1.0 / count);
+            value = binary_cross_entropy_window(row, 1.0 / count, loss_so_far);
         }
         case LOSS_CE: {
-            value = cross_entropy_row(row, base, 1.0 / f32(dims.m));
+            value = cross_entropy_row(row, 1.0 / f32(dims.m));
         }
         default: {}
     }
     row_loss[row] = value;
-    row_hits[row] = hits(row, base);
+    row_hits[row] = hits_so_far + hits(row);
 }
 
 @compute @workgroup_size(256)
@@ -172,8 +200,13 @@ fn loss_sum(@builtin(local_invocation_index) t: u32) {
         workgroupBarrier();
     }
     if t == 0u {
-        stats[0] = dims.scale * partial_losses[0];
+        let step_loss = dims.scale * partial_losses[0];
+        stats[0] = step_loss;
         stats[1] += partial_losses[0];
         stats[2] += partial_hits[0];
+        stats[3] += 1.0;
+        if stats[4] == 0.0 && !is_finite(step_loss) {
+            stats[4] = stats[3];
+        }
     }
 }

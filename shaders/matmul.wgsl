@@ -3,16 +3,25 @@
 //   matmul_nt:       product[m, n] = lhs[m, k] · rhs[n, k]ᵀ                 (dX = dY · Wᵀ)
 //   matmul_tn:       product[m, n] = lhs[k, m]ᵀ · rhs[k, n]                 (dW = Xᵀ · dY)
 // One invocation computes one output element; shapes come in `dims`, so one pipeline serves every layer.
+// Columns past 65535 workgroups spill into the z dimension: col = gid.x + gid.z · (workgroups in x) · 8.
+// Long sums run as several dispatches, each over a window [begin, begin + k) of the summed dimension (full
+// length `stride`): llvmpipe ends an invocation after 65535 loop iterations. A window with FLAG_ACCUMULATE
+// continues the sum already in `product` (so the order is that of one long sum); FLAG_LAST applies the
+// epilogue (bias and activation) and is set on the last window.
 
 struct Dims {
     m: u32,
-    k: u32,
+    k: u32,  // length of this window of the summed dimension
     n: u32,
     code: u32,  // activation (ACT_*) for matmul_bias_act
-    slope: f32, // leaky ReLU negative-side slope
+    slope: f32,  // leaky ReLU negative-side slope
     scale: f32,
+    begin: u32,  // first index of this window along the summed dimension
+    stride: u32,  // full length of the summed dimension
+    flags: u32,  // FLAG_*
     _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
 }
 
 const ACT_LINEAR: u32 = 0u;
@@ -22,12 +31,24 @@ const ACT_SIGMOID: u32 = 3u;
 const ACT_TANH: u32 = 4u;
 // tanh(9.1) already rounds to 1.0 in f32; the clamp keeps exp-based tanh implementations away from inf / inf.
 const TANH_CLAMP: f32 = 15.0;
+const TILE: u32 = 8u; // @workgroup_size(8, 8)
+const FLAG_ACCUMULATE: u32 = 1u;
+const FLAG_LAST: u32 = 2u;
 
 @group(0) @binding(0) var<uniform> dims: Dims;
 @group(0) @binding(1) var<storage, read> lhs: array<f32>;
 @group(0) @binding(2) var<storage, read> rhs: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> product: array<f32>;
+
+fn column(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
+    return gid.x + gid.z * groups.x * TILE;
+}
+
+// The sum so far: what earlier windows left in `product`, or 0 for the first.
+fn start_sum(i: u32) -> f32 {
+    return select(0.0, product[i], (dims.flags & FLAG_ACCUMULATE) != 0u);
+}
 
 // The same formulas, and the same `x > 0` test at the ReLU kink, as Activation::apply in src/activation.rs.
 fn activate(x: f32) -> f32 {
@@ -55,43 +76,50 @@ fn activate(x: f32) -> f32 {
 }
 
 @compute @workgroup_size(8, 8)
-fn matmul_bias_act(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn matmul_bias_act(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let row = gid.y;
-    let col = gid.x;
+    let col = column(gid, groups);
     if row >= dims.m || col >= dims.n {
         return;
     }
-    var sum = 0.0;
-    for (var p = 0u; p < dims.k; p++) {
-        sum += lhs[row * dims.k + p] * rhs[p * dims.n + col];
+    let i = row * dims.n + col;
+    var sum = start_sum(i);
+    for (var p = dims.begin; p < dims.begin + dims.k; p++) {
+        sum += lhs[row * dims.stride + p] * rhs[p * dims.n + col];
     }
-    product[row * dims.n + col] = activate(sum + bias[col]);
+    if (dims.flags & FLAG_LAST) != 0u {
+        product[i] = activate(sum + bias[col]);
+    } else {
+        product[i] = sum;
+    }
 }
 
 @compute @workgroup_size(8, 8)
-fn matmul_nt(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn matmul_nt(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let row = gid.y;
-    let col = gid.x;
+    let col = column(gid, groups);
     if row >= dims.m || col >= dims.n {
         return;
     }
-    var sum = 0.0;
-    for (var p = 0u; p < dims.k; p++) {
-        sum += lhs[row * dims.k + p] * rhs[col * dims.k + p];
+    let i = row * dims.n + col;
+    var sum = start_sum(i);
+    for (var p = dims.begin; p < dims.begin + dims.k; p++) {
+        sum += lhs[row * dims.stride + p] * rhs[col * dims.stride + p];
     }
-    product[row * dims.n + col] = sum;
+    product[i] = sum;
 }
 
 @compute @workgroup_size(8, 8)
-fn matmul_tn(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn matmul_tn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let row = gid.y;
-    let col = gid.x;
+    let col = column(gid, groups);
     if row >= dims.m || col >= dims.n {
         return;
     }
-    var sum = 0.0;
-    for (var p = 0u; p < dims.k; p++) {
+    let i = row * dims.n + col;
+    var sum = start_sum(i);
+    for (var p = dims.begin; p < dims.begin + dims.k; p++) {
         sum += lhs[p * dims.m + row] * rhs[p * dims.n + col];
     }
-    product[row * dims.n + col] = sum;
+    product[i] = sum;
 }

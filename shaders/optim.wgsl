@@ -8,14 +8,18 @@
 // change the learning rate without rebuilding anything and Adam's step count never leaves the device.
 
 struct Dims {
-    m: u32, // element count
+    m: u32,  // element count
     k: u32,
     n: u32,
     code: u32,
     slope: f32,
     scale: f32,
+    begin: u32,
+    stride: u32,
+    flags: u32,
     _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
 }
 
 const HYPER_LEARNING_RATE: u32 = 0u;

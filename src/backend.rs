@@ -95,8 +95,9 @@ pub enum Op {
         cols: usize,
         loss: Loss,
     },
-    /// `stats[0] = scale · Σ row_loss` (the step's loss); `stats[1] += Σ row_loss`; `stats[2] += Σ row_hits`
-    /// (running sums over an epoch). Summed in a fixed order.
+    /// `stats[0] = scale · Σ row_loss` (the step's loss); running sums over an epoch: `stats[1] += Σ row_loss`,
+    /// `stats[2] += Σ row_hits`, `stats[3] += 1` (steps); and `stats[4]`, when still 0, becomes the step
+    /// count of the first step whose loss is not finite. Summed in a fixed order. See [`STATS_LEN`].
     LossSum {
         row_loss: Region,
         row_hits: Region,
@@ -233,7 +234,7 @@ impl Op {
             } => vec![
                 (row_loss, rows, false),
                 (row_hits, rows, false),
-                (stats, 3, true),
+                (stats, STATS_LEN, true),
             ],
             Op::BiasGrad {
                 grad_output,
@@ -278,6 +279,14 @@ impl Op {
         }
     }
 }
+
+/// The longest sum one GPU invocation runs: longer sums (matmul inner dimensions, bias-gradient rows, loss
+/// rows) run as several dispatches over windows of this length, each continuing the last one's sums.
+/// llvmpipe ends an invocation after 65535 loop iterations in total, which a 4-loop loss row must fit.
+pub const REDUCTION_WINDOW: usize = 16384;
+
+/// Floats in the `stats` operand of [`Op::LossSum`].
+pub const STATS_LEN: usize = 5;
 
 /// What the engine counted, for tests and benchmarks: a training step must add one submit and nothing else.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -135,6 +135,14 @@ pub fn save(path: &Path, params: &[LayerParams], meta: &ModelMeta) -> Result<()>
 
 /// Writes `bytes` to a temporary file beside `path`, syncs it, then renames it over `path`.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomically_with(path, |file| file.write_all(bytes))
+}
+
+/// [`write_atomically`] with the writing step given, so tests can make it fail part-way.
+fn write_atomically_with(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, e))?;
     }
@@ -145,7 +153,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let temp: PathBuf = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
     let written = std::fs::File::create(&temp)
         .and_then(|mut file| {
-            file.write_all(bytes)?;
+            write(&mut file)?;
             file.sync_all()
         })
         .and_then(|()| std::fs::rename(&temp, path));
@@ -285,4 +293,67 @@ fn read_tensors(path: &Path, bytes: &[u8], network: &Network) -> Result<Vec<Laye
             Ok(LayerParams { weights, bias })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model_file(dir: &Path) -> (PathBuf, Vec<LayerParams>, ModelMeta) {
+        let network = Network::builder(3)
+            .dense(2, Activation::Tanh)
+            .dense(1, Activation::Linear)
+            .build(Loss::Mse)
+            .expect("valid");
+        let params = network.init_parameters(4);
+        let meta = ModelMeta::describe(&network);
+        let path = dir.join("model.safetensors");
+        save(&path, &params, &meta).expect("first save");
+        (path, params, meta)
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("wgtrain-ckpt-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        dir
+    }
+
+    /// A write that fails half-way (a full disk, say) leaves the previous checkpoint whole and loadable, and
+    /// no temporary file behind.
+    #[test]
+    fn a_save_that_fails_part_way_leaves_the_previous_file() {
+        let dir = scratch("partial");
+        let (path, params, _) = model_file(&dir);
+        let before = std::fs::read(&path).expect("read");
+        let result = write_atomically_with(&path, |file| {
+            file.write_all(&before[..before.len() / 2])?;
+            Err(std::io::Error::other("no space left on device"))
+        });
+        let err = result.expect_err("the write failed");
+        assert!(
+            matches!(err, Error::File { .. }) && err.to_string().contains("no space left"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&path).expect("read"), before);
+        assert_eq!(load(&path).expect("still loads").1, params);
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            ["model.safetensors"],
+            "the temporary file is removed"
+        );
+    }
+
+    #[test]
+    fn save_then_load_round_trips() {
+        let dir = scratch("round");
+        let (path, params, meta) = model_file(&dir);
+        let (network, loaded, loaded_meta) = load(&path).expect("load");
+        assert_eq!((loaded, loaded_meta), (params, meta));
+        assert_eq!(network.parameter_count(), 3 * 2 + 2 + 2 + 1);
+    }
 }

@@ -3,7 +3,9 @@
 //! [`Op`] and carries the name of its WGSL entry point.
 
 use crate::activation::{softmax_rows, Activation};
-use crate::backend::{check_op, Backend, BufferId, Counters, DeviceInfo, KernelId, Op, Region};
+use crate::backend::{
+    check_op, Backend, BufferId, Counters, DeviceInfo, KernelId, Op, Region, STATS_LEN,
+};
 use crate::error::{Error, Result};
 use crate::loss::Loss;
 use crate::optim::hyper::{
@@ -178,7 +180,7 @@ impl CpuBackend {
                 scale,
             } => {
                 let mut out = self.take(stats);
-                let range = window(&mut out, stats, 3);
+                let range = window(&mut out, stats, STATS_LEN);
                 loss_sum(
                     self.slice(row_loss, rows),
                     self.slice(row_hits, rows),
@@ -464,12 +466,17 @@ pub fn loss_grad(
     }
 }
 
-/// `stats[0] = scale · Σ row_loss`; `stats[1] += Σ row_loss`; `stats[2] += Σ row_hits`, in index order.
+/// `stats[0] = scale · Σ row_loss`; `stats[1] += Σ row_loss`; `stats[2] += Σ row_hits`; `stats[3] += 1`;
+/// `stats[4]` records the first step with a non-finite loss. Sums in index order.
 pub fn loss_sum(row_loss: &[f32], row_hits: &[f32], stats: &mut [f32], scale: f32) {
     let loss: f32 = row_loss.iter().sum();
     stats[0] = scale * loss;
     stats[1] += loss;
     stats[2] += row_hits.iter().sum::<f32>();
+    stats[3] += 1.0;
+    if stats[4] == 0.0 && !stats[0].is_finite() {
+        stats[4] = stats[3];
+    }
 }
 
 /// Column sums of `grad_output[rows, cols]`, over rows in order.

@@ -70,13 +70,15 @@ impl History {
 }
 
 /// Trains `model` on `train` for `config.epochs` epochs, evaluating on `validation` after each one.
-/// `on_epoch` sees each record as it is made (the progress bar is paused while it runs).
+/// `on_epoch` sees each record and the model as they are after the epoch (the progress bar is paused while
+/// it runs); an error from it ends training. Training that produces a non-finite loss or non-finite
+/// parameters stops with [`Error::Diverged`] naming the epoch and step, before `on_epoch` sees that epoch.
 pub fn fit(
     model: &mut Model,
     train: &Dataset,
     validation: Option<&Dataset>,
     config: &FitConfig,
-    mut on_epoch: impl FnMut(&EpochRecord),
+    mut on_epoch: impl FnMut(&EpochRecord, &mut Model) -> Result<()>,
 ) -> Result<History> {
     if config.epochs == 0 {
         return Err(Error::value("epochs", "must be at least 1, got 0"));
@@ -112,9 +114,11 @@ pub fn fit(
         }
         let order = config.shuffle.then_some(order.as_slice());
         let stats = model.train_epoch(&train.features, &y, order, &step)?;
-        if !stats.loss.is_finite() {
-            let message = format!("the loss is {} in epoch {epoch}", stats.loss);
-            return Err(Error::Diverged(message));
+        if let Some(bad) = stats.first_bad_step {
+            bar.finish_and_clear();
+            return Err(Error::Diverged(format!(
+                "the loss became NaN or infinite in epoch {epoch}, step {bad}"
+            )));
         }
         let val = match (validation, &val_y) {
             (Some(v), Some(vy)) => Some(model.evaluate(&v.features, vy)?),
@@ -130,7 +134,7 @@ pub fn fit(
         history.epochs.push(record);
         bar.set_position(epoch as u64);
         bar.set_message(describe(&record));
-        bar.suspend(|| on_epoch(&record));
+        bar.suspend(|| on_epoch(&record, model))?;
         if let (Some(patience), Some(val_loss)) = (config.patience, record.val_loss) {
             if best.as_ref().is_none_or(|(b, _, _)| val_loss < *b) {
                 best = Some((val_loss, epoch, model.parameters()?));
@@ -141,6 +145,17 @@ pub fn fit(
         }
     }
     bar.finish_and_clear();
+    // The last update can leave non-finite parameters without any loss showing it yet.
+    if model
+        .parameters()?
+        .iter()
+        .any(|l| l.weights.iter().chain(&l.bias).any(|v| !v.is_finite()))
+    {
+        let epoch = history.epochs.len();
+        return Err(Error::Diverged(format!(
+            "the parameters are NaN or infinite after epoch {epoch}, its last step"
+        )));
+    }
     if let Some((_, epoch, params)) = best {
         if epoch != history.epochs.len() {
             model.set_parameters(&params)?;

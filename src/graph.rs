@@ -2,7 +2,7 @@
 //! Backend-free: the same list runs on the CPU and on the GPU.
 
 use crate::activation::Activation;
-use crate::backend::{BufferId, Op, Region};
+use crate::backend::{BufferId, Op, Region, STATS_LEN};
 use crate::network::{LayerSlots, Network};
 use crate::optim::{hyper::LEN as HYPER_LEN, Optimizer};
 
@@ -108,7 +108,7 @@ impl StepBuffers<'_> {
         ops.push(Op::LossSum {
             row_loss: ws.row_loss.region(rows),
             row_hits: ws.row_hits.region(rows),
-            stats: self.stats.region(3),
+            stats: self.stats.region(STATS_LEN),
             rows,
             scale: loss.scale(rows, outputs),
         });

@@ -106,7 +106,8 @@ impl Loss {
 
     /// Correct predictions in one row (see `loss_grad` in `shaders/loss.wgsl`, which follows the same rules):
     /// `ce` compares the first maximum logit with the class; `bce` counts outputs with `z > 0` matching
-    /// `y > 0.5`; `sse`/`mse` do the same at 0.5 for one output and compare first maxima for several.
+    /// `y > 0.5`; `sse`/`mse` do the same at 0.5 for one output and compare first maxima for several, in rows
+    /// of at most [`crate::backend::REDUCTION_WINDOW`] outputs (wider rows count none).
     pub fn row_hits(self, prediction: &[f32], target: &[f32]) -> f32 {
         let first_max = |v: &[f32]| {
             let mut best = 0;
@@ -128,6 +129,7 @@ impl Loss {
             Loss::Sse | Loss::Mse if prediction.len() == 1 => {
                 agree(prediction[0] > 0.5, target[0] > 0.5)
             }
+            Loss::Sse | Loss::Mse if prediction.len() > crate::backend::REDUCTION_WINDOW => 0.0,
             Loss::Sse | Loss::Mse => agree(first_max(prediction) == first_max(target), true),
         }
     }

@@ -44,7 +44,7 @@ fn an_unshuffled_epoch_is_consecutive_batches_in_file_order() {
         ..FitConfig::default()
     };
     let mut fitted = Model::new(network(), Device::Cpu, 1).expect("model");
-    fit(&mut fitted, &data, None, &config, |_| {}).expect("fit");
+    fit(&mut fitted, &data, None, &config, |_, _| Ok(())).expect("fit");
     assert_eq!(fitted.steps(), 3, "⌈10/4⌉ steps");
     let mut manual = Model::new(network(), Device::Cpu, 1).expect("model");
     for (start, end) in [(0, 4), (4, 8), (8, 10)] {
@@ -73,7 +73,7 @@ fn shuffling_is_seeded() {
             seed,
             ..FitConfig::default()
         };
-        fit(&mut model, &data, None, &config, |_| {}).expect("fit");
+        fit(&mut model, &data, None, &config, |_, _| Ok(())).expect("fit");
         model.parameters().expect("params")
     };
     assert_eq!(run(5), run(5));
@@ -92,8 +92,9 @@ fn history_records_every_epoch_and_the_callback_sees_them() {
         learning_rate: 0.02,
         ..FitConfig::default()
     };
-    let history = fit(&mut model, &train, Some(&val), &config, |r| {
-        seen.push(r.epoch)
+    let history = fit(&mut model, &train, Some(&val), &config, |r, _| {
+        seen.push(r.epoch);
+        Ok(())
     })
     .expect("fit");
     assert_eq!(seen, [1, 2, 3, 4, 5]);
@@ -122,7 +123,7 @@ fn early_stopping_restores_the_best_epoch() {
         ..FitConfig::default()
     };
     let mut model = Model::new(network(), Device::Cpu, 1).expect("model");
-    let history = fit(&mut model, &train, Some(&val), &config, |_| {}).expect("fit");
+    let history = fit(&mut model, &train, Some(&val), &config, |_, _| Ok(())).expect("fit");
     assert!(
         history.stopped_early,
         "expected an early stop in {} epochs",
@@ -166,7 +167,7 @@ fn fit_rejects_bad_settings() {
         },
     ] {
         assert!(
-            fit(&mut model, &data, None, &config, |_| {}).is_err(),
+            fit(&mut model, &data, None, &config, |_, _| Ok(())).is_err(),
             "{config:?}"
         );
     }

@@ -293,3 +293,64 @@ fn softmax_backward() {
         );
     }
 }
+
+/// Regression: llvmpipe ends a shader invocation after 65535 loop iterations, which silently cut every sum
+/// longer than that (a full batch of 70000 rows, a 40000-wide layer). Long sums now run in windows.
+#[test]
+fn llvmpipe_loop_limit_long_matmul_sums() {
+    let Some(mut gpu) = gpu_backend() else { return };
+    for &(m, n, k) in &[(2, 3, 40_000), (3, 2, 70_000)] {
+        let a = uniform(1, m * k, -1.0, 1.0);
+        let b = uniform(2, k * n, -1.0, 1.0);
+        let bias = uniform(3, n, -1.0, 1.0);
+        // Sums of up to 70000 products of values in [-1, 1]: f32 rounding in another order.
+        let tol = common::Tolerance {
+            abs: 2e-3,
+            rel: 1e-4,
+        };
+        parity(
+            &mut gpu,
+            &format!("matmul_bias_act k={k}"),
+            &[a.clone(), b.clone(), bias, vec![0.0; m * n]],
+            tol,
+            &|r| Op::MatmulBiasAct {
+                input: r[0].region(m * k),
+                weights: r[1].region(k * n),
+                bias: r[2].region(n),
+                output: r[3].region(m * n),
+                m,
+                k,
+                n,
+                activation: Activation::Tanh,
+            },
+        );
+        parity(
+            &mut gpu,
+            &format!("matmul_nt k={k}"),
+            &[a.clone(), b.clone(), vec![0.0; m * n]],
+            tol,
+            &|r| Op::MatmulNt {
+                grad_output: r[0].region(m * k),
+                weights: r[1].region(n * k),
+                grad_input: r[2].region(m * n),
+                m,
+                k,
+                n,
+            },
+        );
+        parity(
+            &mut gpu,
+            &format!("matmul_tn k={k}"),
+            &[a.clone(), b.clone(), vec![0.0; m * n]],
+            tol,
+            &|r| Op::MatmulTn {
+                input: r[0].region(k * m),
+                grad_output: r[1].region(k * n),
+                grad_weights: r[2].region(m * n),
+                m,
+                k,
+                n,
+            },
+        );
+    }
+}

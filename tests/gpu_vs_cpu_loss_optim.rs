@@ -152,7 +152,7 @@ fn loss_sum() {
             .collect();
         let scale = 1.0 / rows as f32;
         // stats start with running sums from earlier steps, which must be added to.
-        let stats = vec![9.0, 1.5, 2.0];
+        let stats = vec![9.0, 1.5, 2.0, 3.0, 0.0];
         let out = parity(
             &mut gpu,
             &format!("loss_sum {rows}"),
@@ -161,19 +161,40 @@ fn loss_sum() {
             &|b| Op::LossSum {
                 row_loss: b[0].region(rows),
                 row_hits: b[1].region(rows),
-                stats: b[2].region(3),
+                stats: b[2].region(5),
                 rows,
                 scale,
             },
         );
         let sum = row_loss.iter().map(|&v| f64::from(v)).sum::<f64>() as f32;
         let hits: f32 = row_hits.iter().sum();
-        assert_close(
-            "loss_sum (CPU vs f64)",
-            &out[2],
-            &[sum * scale, 1.5 + sum, 2.0 + hits],
+        let expected = [sum * scale, 1.5 + sum, 2.0 + hits, 4.0, 0.0];
+        assert_close("loss_sum (CPU vs f64)", &out[2], &expected, REDUCTION);
+    }
+}
+
+/// The first step whose loss is NaN or infinite is recorded once, and later ones do not move it.
+#[test]
+fn loss_sum_records_the_first_non_finite_step() {
+    let Some(mut gpu) = gpu_backend() else { return };
+    for (bad, first_bad) in [(f32::NAN, 0.0), (f32::INFINITY, 0.0), (f32::NAN, 2.0)] {
+        let stats = vec![0.0, 0.0, 0.0, 6.0, first_bad];
+        let out = parity(
+            &mut gpu,
+            &format!("loss_sum with {bad}"),
+            &[vec![1.0, bad], vec![0.0; 2], stats],
             REDUCTION,
+            &|b| Op::LossSum {
+                row_loss: b[0].region(2),
+                row_hits: b[1].region(2),
+                stats: b[2].region(5),
+                rows: 2,
+                scale: 0.5,
+            },
         );
+        assert!(!out[2][0].is_finite());
+        assert_eq!(out[2][3], 7.0);
+        assert_eq!(out[2][4], if first_bad == 0.0 { 7.0 } else { first_bad });
     }
 }
 
@@ -374,4 +395,63 @@ fn advance_step() {
             "host-owned entries untouched"
         );
     }
+}
+
+/// Regression: llvmpipe ends a shader invocation after 65535 loop iterations, which cut the loss of wide
+/// rows and the bias gradient of long batches short. Both now run in windows.
+#[test]
+fn llvmpipe_loop_limit_wide_loss_rows_and_long_bias_sums() {
+    let Some(mut gpu) = gpu_backend() else { return };
+    let tol = common::Tolerance {
+        abs: 1e-6,
+        rel: 1e-3,
+    };
+    for loss in [Loss::Sse, Loss::Mse, Loss::Bce] {
+        let (rows, cols) = (2, 100_000);
+        let (prediction, target) = loss_data(loss, rows, cols, 77);
+        let buffers = [
+            prediction,
+            target,
+            vec![0.0; rows * cols],
+            vec![0.0; rows],
+            vec![0.0; rows],
+        ];
+        let out = parity(
+            &mut gpu,
+            &format!("loss_grad {loss} {cols} wide"),
+            &buffers,
+            tol,
+            &|b| Op::LossGrad {
+                prediction: b[0].region(rows * cols),
+                target: b[1].region(rows * cols),
+                grad: b[2].region(rows * cols),
+                row_loss: b[3].region(rows),
+                row_hits: b[4].region(rows),
+                rows,
+                cols,
+                loss,
+            },
+        );
+        assert!(
+            out[2][rows * cols - 1] != 0.0,
+            "{loss}: the last gradient was written"
+        );
+    }
+    let (rows, cols) = (70_000, 3);
+    let grad_output = uniform(8, rows * cols, -1.0, 1.0);
+    parity(
+        &mut gpu,
+        "bias_grad over 70000 rows",
+        &[grad_output, vec![0.0; cols]],
+        common::Tolerance {
+            abs: 1e-3,
+            rel: 1e-4,
+        },
+        &|b| Op::BiasGrad {
+            grad_output: b[0].region(rows * cols),
+            grad_bias: b[1].region(cols),
+            rows,
+            cols,
+        },
+    );
 }

@@ -1,7 +1,7 @@
 //! WGSL sources, the entry point each [`Op`] runs, its bindings, its shape uniform and its dispatch size.
 
 use crate::activation::Activation;
-use crate::backend::{Op, Region};
+use crate::backend::{Op, Region, REDUCTION_WINDOW};
 
 /// Every shader file, by stem. Each is standalone WGSL; `tests/shaders.rs` validates them with naga.
 pub const SHADERS: [(&str, &str); 5] = [
@@ -39,8 +39,19 @@ pub(crate) struct Dims {
     pub code: u32,
     pub slope: f32,
     pub scale: f32,
-    pub _pad: [u32; 2],
+    /// First index of this window along the summed dimension.
+    pub begin: u32,
+    /// Full length of the summed dimension.
+    pub stride: u32,
+    /// `FLAG_ACCUMULATE` | `FLAG_LAST`.
+    pub flags: u32,
+    pub _pad: [u32; 3],
 }
+
+/// Continue the sum the previous window left in the output.
+pub(crate) const FLAG_ACCUMULATE: u32 = 1;
+/// The last window: apply the epilogue (matmul bias and activation).
+pub(crate) const FLAG_LAST: u32 = 2;
 
 /// Invocations per workgroup of the 1-D kernels (`WORKGROUP` in the shaders).
 const WORKGROUP: usize = 64;
@@ -67,8 +78,19 @@ fn flat_groups(items: usize) -> [usize; 3] {
     }
 }
 
+/// 8×8 tiles over `[m, n]`; column tiles past the per-dimension limit spill into z (see matmul.wgsl).
 fn tiles(m: usize, n: usize) -> [usize; 3] {
-    [n.div_ceil(MATMUL_TILE), m.div_ceil(MATMUL_TILE), 1]
+    let columns = n.div_ceil(MATMUL_TILE).max(1);
+    let rows = m.div_ceil(MATMUL_TILE).max(1);
+    if columns <= MAX_GROUPS_PER_DIM {
+        [columns, rows, 1]
+    } else {
+        [
+            MAX_GROUPS_PER_DIM,
+            rows,
+            columns.div_ceil(MAX_GROUPS_PER_DIM),
+        ]
+    }
 }
 
 fn act_dims(rows: usize, cols: usize, activation: Activation) -> Dims {
@@ -81,7 +103,48 @@ fn act_dims(rows: usize, cols: usize, activation: Activation) -> Dims {
     }
 }
 
-pub(crate) fn launch(op: &Op) -> Launch {
+/// The dispatches of `op`: one, or one per window of [`REDUCTION_WINDOW`] along a long summed dimension
+/// (matmul inner dimension, bias-gradient rows, the columns of an `sse`/`mse`/`bce` loss row).
+pub(crate) fn launches(op: &Op) -> Vec<Launch> {
+    let base = launch(op);
+    let (full, windowed) = match *op {
+        Op::MatmulBiasAct { k, .. } | Op::MatmulNt { k, .. } | Op::MatmulTn { k, .. } => (k, true),
+        Op::BiasGrad { rows, .. } => (rows, true),
+        Op::LossGrad { cols, loss, .. } => (cols, loss != crate::loss::Loss::Ce),
+        _ => (0, false),
+    };
+    let mut dims = base.dims;
+    dims.stride = full as u32;
+    dims.flags = FLAG_LAST;
+    if !windowed || full <= REDUCTION_WINDOW {
+        return vec![Launch { dims, ..base }];
+    }
+    (0..full)
+        .step_by(REDUCTION_WINDOW)
+        .map(|begin| {
+            let len = REDUCTION_WINDOW.min(full - begin);
+            let mut window = dims;
+            window.begin = begin as u32;
+            window.flags = if begin > 0 { FLAG_ACCUMULATE } else { 0 };
+            if begin + len == full {
+                window.flags |= FLAG_LAST;
+            }
+            // The window's length goes where each kernel reads the summed dimension's length.
+            match op {
+                Op::BiasGrad { .. } => window.m = len as u32,
+                Op::LossGrad { .. } => window.n = len as u32,
+                _ => window.k = len as u32,
+            }
+            Launch {
+                dims: window,
+                bindings: base.bindings.clone(),
+                groups: base.groups,
+            }
+        })
+        .collect()
+}
+
+fn launch(op: &Op) -> Launch {
     let mnk = |m: usize, k: usize, n: usize| Dims {
         m: m as u32,
         k: k as u32,
@@ -199,7 +262,7 @@ pub(crate) fn launch(op: &Op) -> Launch {
         } => Launch {
             dims: mnk(rows, 0, cols),
             bindings: vec![(1, grad_output), (2, grad_bias)],
-            groups: [cols.div_ceil(WORKGROUP).max(1), 1, 1],
+            groups: flat_groups(cols),
         },
         Op::AdvanceStep { hyper } => Launch {
             dims: Dims::default(),

@@ -8,13 +8,18 @@ pub use context::{fallback_adapter, hardware_adapter, list_adapters};
 
 use crate::backend::{check_op, Backend, BufferId, Counters, DeviceInfo, KernelId, Op, Region};
 use crate::error::{Error, Result};
-use kernels::{launch, reads_dims, shader_of, MAX_GROUPS_PER_DIM, SHADERS};
+use kernels::{launches, reads_dims, shader_of, MAX_GROUPS_PER_DIM, SHADERS};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
+/// A prepared op: its pipeline and one dispatch per window (usually one).
 struct Kernel {
     pipeline: wgpu::ComputePipeline,
+    dispatches: Vec<Dispatch>,
+}
+
+struct Dispatch {
     bind_group: wgpu::BindGroup,
     groups: [u32; 3],
     /// Keeps the shape uniform alive as long as the bind group that points at it.
@@ -63,11 +68,9 @@ impl WgpuBackend {
         }));
         let slot = device_error.clone();
         device.set_device_lost_callback(move |reason, message| {
-            if reason != wgpu::DeviceLostReason::Destroyed {
-                slot.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_or_insert(format!("device lost ({reason:?}): {message}"));
-            }
+            slot.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert(format!("device lost ({reason:?}): {message}"));
         });
         Ok(WgpuBackend {
             info,
@@ -83,6 +86,11 @@ impl WgpuBackend {
             device_error,
             counters: Counters::default(),
         })
+    }
+
+    /// The wgpu device, for interop (and for fault tests, which destroy it to act out a lost GPU).
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
     }
 
     fn check_device(&self) -> Result<()> {
@@ -177,10 +185,45 @@ impl WgpuBackend {
             }
         }
         if let Some(&too_many) = groups.iter().find(|&&g| g > MAX_GROUPS_PER_DIM) {
+            // Only a matmul's rows can get here (8 per workgroup): a batch of over 524280 rows.
             return Err(Error::shape(
-                format!("{} dispatch", op.name()),
-                format!("at most {MAX_GROUPS_PER_DIM} workgroups per dimension"),
+                format!("{} dispatch on {}", op.name(), self.info.adapter),
+                format!(
+                    "at most {MAX_GROUPS_PER_DIM} workgroups per dimension (fewer rows per batch)"
+                ),
                 too_many,
+            ));
+        }
+        Ok(())
+    }
+
+    /// llvmpipe ends a shader invocation after 65535 loop iterations in total. Most long sums are split into
+    /// windows (see [`kernels::launches`]); the ops that need a whole row in one invocation are refused up
+    /// front on it when the row is too long, rather than computing a wrong result.
+    fn check_loop_budget(&self, op: &Op) -> Result<()> {
+        const LLVMPIPE_LOOP_LIMIT: usize = 65535;
+        if !self.info.adapter.contains("llvmpipe") {
+            return Ok(());
+        }
+        let (what, cols, loops) = match *op {
+            Op::LossGrad {
+                cols,
+                loss: crate::loss::Loss::Ce,
+                ..
+            } => ("ce loss", cols, 4),
+            Op::Softmax { cols, .. } => ("softmax", cols, 3),
+            Op::ActBackward {
+                cols,
+                activation: crate::Activation::Softmax,
+                ..
+            } => ("softmax backward", cols, 2),
+            _ => return Ok(()),
+        };
+        if cols * loops > LLVMPIPE_LOOP_LIMIT {
+            return Err(Error::shape(
+                format!("{what} on {}", self.info.adapter),
+                format!("at most {} classes (it stops a shader after {LLVMPIPE_LOOP_LIMIT} loop iterations)", LLVMPIPE_LOOP_LIMIT / loops),
+                cols,
             ));
         }
         Ok(())
@@ -204,9 +247,11 @@ impl WgpuBackend {
             for id in &self.pending {
                 let kernel = &self.kernels[id.0];
                 pass.set_pipeline(&kernel.pipeline);
-                pass.set_bind_group(0, &kernel.bind_group, &[]);
-                let [x, y, z] = kernel.groups;
-                pass.dispatch_workgroups(x, y, z);
+                for dispatch in &kernel.dispatches {
+                    pass.set_bind_group(0, &dispatch.bind_group, &[]);
+                    let [x, y, z] = dispatch.groups;
+                    pass.dispatch_workgroups(x, y, z);
+                }
             }
         }
         let index = self.queue.submit([encoder.finish()]);
@@ -357,44 +402,52 @@ impl Backend for WgpuBackend {
 
     fn prepare(&mut self, op: &Op) -> Result<KernelId> {
         check_op(op, |id| self.buffers.get(id.0).map(|b| b.1))?;
-        let launch = launch(op);
-        self.check_limits(op, &launch.bindings, launch.groups)?;
+        let launches = launches(op);
+        for launch in &launches {
+            self.check_limits(op, &launch.bindings, launch.groups)?;
+        }
+        self.check_loop_budget(op)?;
         let pipeline = self.pipeline(op.name())?;
-        let dims = self.scoped("allocating a shape uniform", |device| {
-            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(op.name()),
-                contents: bytemuck::bytes_of(&launch.dims),
-                usage: wgpu::BufferUsages::UNIFORM,
-            })
-        })?;
-        let mut entries = Vec::new();
-        if reads_dims(op.name()) {
-            entries.push(wgpu::BindGroupEntry {
-                binding: 0,
-                resource: dims.as_entire_binding(),
-            });
-        }
-        for &(binding, region) in &launch.bindings {
-            entries.push(wgpu::BindGroupEntry {
-                binding,
-                resource: wgpu::BindingResource::Buffer(self.binding(region)),
-            });
-        }
         let layout = pipeline.get_bind_group_layout(0);
-        let bind_group = self.scoped(&format!("binding {}", op.name()), |device| {
-            device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(op.name()),
-                layout: &layout,
-                entries: &entries,
-            })
-        })?;
-        self.counters.allocations += 2;
-        let groups = launch.groups.map(|g| g as u32);
+        let mut dispatches = Vec::with_capacity(launches.len());
+        for launch in launches {
+            let dims = self.scoped("allocating a shape uniform", |device| {
+                device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(op.name()),
+                    contents: bytemuck::bytes_of(&launch.dims),
+                    usage: wgpu::BufferUsages::UNIFORM,
+                })
+            })?;
+            let mut entries = Vec::new();
+            if reads_dims(op.name()) {
+                entries.push(wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: dims.as_entire_binding(),
+                });
+            }
+            for &(binding, region) in &launch.bindings {
+                entries.push(wgpu::BindGroupEntry {
+                    binding,
+                    resource: wgpu::BindingResource::Buffer(self.binding(region)),
+                });
+            }
+            let bind_group = self.scoped(&format!("binding {}", op.name()), |device| {
+                device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(op.name()),
+                    layout: &layout,
+                    entries: &entries,
+                })
+            })?;
+            self.counters.allocations += 2;
+            dispatches.push(Dispatch {
+                bind_group,
+                groups: launch.groups.map(|g| g as u32),
+                _dims: dims,
+            });
+        }
         self.kernels.push(Kernel {
             pipeline,
-            bind_group,
-            groups,
-            _dims: dims,
+            dispatches,
         });
         Ok(KernelId(self.kernels.len() - 1))
     }

@@ -6,7 +6,7 @@ mod train;
 
 pub use train::{EpochStats, TrainConfig};
 
-use crate::backend::{Backend, BufferId, Counters, DeviceInfo, KernelId};
+use crate::backend::{Backend, BufferId, Counters, DeviceInfo, KernelId, STATS_LEN};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::graph::{StepBuffers, Workspace};
@@ -41,7 +41,7 @@ pub struct Model {
     hyper_host: Option<(Optimizer, [f32; hyper::HOST_LEN])>,
     /// Velocity, or Adam's first and second moments, allocated on first use.
     optimizer_state: Vec<BufferId>,
-    /// `[last step's loss, Σ row losses, Σ hits]` (see the `loss_sum` op).
+    /// `[last step's loss, Σ row losses, Σ hits, steps, first non-finite step]` (see the `loss_sum` op).
     stats: BufferId,
     steps: u64,
     workspace: Option<Workspace>,
@@ -68,7 +68,7 @@ impl Model {
         let params = backend.alloc("parameters", param_len)?;
         let param_grads = backend.alloc("parameter gradients", param_len)?;
         let hyper = backend.alloc("hyperparameters", hyper::LEN)?;
-        let stats = backend.alloc("loss statistics", 3)?;
+        let stats = backend.alloc("loss statistics", STATS_LEN)?;
         let mut model = Model {
             network,
             backend,
@@ -294,18 +294,19 @@ impl Model {
         self.backend.submit()
     }
 
-    /// Zeroes the running loss and hit sums.
+    /// Zeroes the running sums (everything but the last step's loss).
     fn reset_stats(&mut self) -> Result<()> {
-        self.backend.write(self.stats, 1, &[0.0, 0.0])
+        self.backend.write(self.stats, 1, &[0.0; STATS_LEN - 1])
     }
 
     /// Reads the running sums over `rows` samples as a mean loss and an accuracy.
     fn read_stats(&mut self, rows: usize) -> Result<EpochStats> {
-        let stats = self.backend.read(self.stats.region(3))?;
+        let stats = self.backend.read(self.stats.region(STATS_LEN))?;
         let (loss, outputs) = (self.network.loss(), self.network.outputs());
         Ok(EpochStats {
             loss: stats[1] / loss.mean_divisor(rows, outputs),
             accuracy: stats[2] / loss.hits_divisor(rows, outputs),
+            first_bad_step: (stats[4] > 0.0).then_some(stats[4] as usize),
         })
     }
 

@@ -40,6 +40,8 @@ pub struct EpochStats {
     pub loss: f32,
     /// Meaningful for classification; see [`crate::Loss::row_hits`] for what counts as correct.
     pub accuracy: f32,
+    /// The 1-based step (batch) of the pass whose loss was first NaN or infinite, if any.
+    pub first_bad_step: Option<usize>,
 }
 
 impl Model {

@@ -264,12 +264,47 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             network_shape(&network)
         );
     }
+    let mut meta = ModelMeta::describe(&network);
+    meta.task = train.task;
+    meta.target = train.target_name.clone();
+    meta.feature_names = train.feature_names.clone();
+    meta.standardizer = standardizer;
+    meta.class_names = train.class_names.clone();
     let epochs = args.epochs;
-    let history = fit::fit(&mut model, &train, validation.as_ref(), &config, |record| {
-        if chatty {
-            println!("epoch {}/{epochs} {}", record.epoch, fit::describe(record));
-        }
-    })?;
+    // With --out, every good epoch is saved (atomically), so a later divergence or crash leaves the last
+    // good model on disk.
+    let history = fit::fit(
+        &mut model,
+        &train,
+        validation.as_ref(),
+        &config,
+        |record, model| {
+            if chatty {
+                println!("epoch {}/{epochs} {}", record.epoch, fit::describe(record));
+            }
+            if let Some(out) = &args.out {
+                let params = model.parameters()?;
+                if params
+                    .iter()
+                    .any(|l| l.weights.iter().chain(&l.bias).any(|v| !v.is_finite()))
+                {
+                    let epoch = record.epoch;
+                    return Err(Error::Diverged(format!(
+                        "the parameters are NaN or infinite after epoch {epoch}"
+                    )));
+                }
+                checkpoint::save(
+                    out,
+                    &params,
+                    &ModelMeta {
+                        epochs: record.epoch,
+                        ..meta.clone()
+                    },
+                )?;
+            }
+            Ok(())
+        },
+    )?;
 
     let mut report = serde_json::Map::new();
     let last = history.last().copied().expect("at least one epoch");
@@ -316,12 +351,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     report.insert("adapter".into(), model.device_info().adapter.clone().into());
 
     if let Some(out) = &args.out {
-        let mut meta = ModelMeta::describe(&network);
-        meta.task = train.task;
-        meta.target = train.target_name.clone();
-        meta.feature_names = train.feature_names.clone();
-        meta.standardizer = standardizer;
-        meta.class_names = train.class_names.clone();
+        // The final parameters: after early stopping, those of the best epoch.
         meta.epochs = history.epochs.len();
         checkpoint::save(out, &model.parameters()?, &meta)?;
         if !args.json {
