@@ -31,7 +31,7 @@ fn read_records_from(path: &Path, input: impl std::io::Read) -> Result<(Vec<Stri
         .from_reader(input);
     let header: Vec<String> = reader
         .headers()
-        .map_err(|e| Error::format(path, csv_message(&e)))?
+        .map_err(|e| csv_error(path, &e))?
         .iter()
         .map(str::to_string)
         .collect();
@@ -43,7 +43,7 @@ fn read_records_from(path: &Path, input: impl std::io::Read) -> Result<(Vec<Stri
     }
     let mut records = Vec::new();
     for record in reader.records() {
-        let record = record.map_err(|e| Error::format(path, csv_message(&e)))?;
+        let record = record.map_err(|e| csv_error(path, &e))?;
         let line = record.position().map_or(0, |p| p.line());
         records.push((line, record));
     }
@@ -51,6 +51,14 @@ fn read_records_from(path: &Path, input: impl std::io::Read) -> Result<(Vec<Stri
         return Err(Error::format(path, "no data rows after the header"));
     }
     Ok((header, records))
+}
+
+/// A read failure is a file error; anything else is malformed content.
+fn csv_error(path: &Path, error: &csv::Error) -> Error {
+    match error.kind() {
+        csv::ErrorKind::Io(_) => Error::file(path, csv_message(error)),
+        _ => Error::format(path, csv_message(error)),
+    }
 }
 
 /// csv's messages without the Rust debug noise.
