@@ -161,7 +161,9 @@ fn header(magic: u32, dims: &[u32]) -> Vec<u8> {
 fn broken_idx_and_gzip() {
     let labels = [header(0x801, &[2]), vec![0, 1]].concat();
     let good_images = [header(0x803, &[2, 1, 2]), vec![1, 2, 3, 4]].concat();
-    let cases: [(&str, Vec<u8>, Vec<u8>, &[&str]); 4] = [
+    // (name, images file, labels file, words the error must contain)
+    type Case<'a> = (&'a str, Vec<u8>, Vec<u8>, &'a [&'a str]);
+    let cases: [Case; 4] = [
         (
             "magic",
             [header(0x802, &[2, 1, 2]), vec![1, 2, 3, 4]].concat(),
