@@ -91,8 +91,19 @@ impl Model {
         Ok(model)
     }
 
-    /// Gives the backend back, e.g. to build another model on an already opened device.
-    pub fn into_backend(self) -> Box<dyn Backend> {
+    /// Frees this model's buffers and gives the backend back, e.g. to build another model on an already
+    /// opened device (whose compiled pipelines are kept).
+    pub fn into_backend(mut self) -> Box<dyn Backend> {
+        let mut buffers = vec![self.params, self.param_grads, self.hyper, self.stats];
+        buffers.append(&mut self.optimizer_state);
+        if let Some(ws) = self.workspace.take() {
+            buffers.extend([ws.input, ws.target, ws.row_loss, ws.row_hits]);
+            buffers.extend(ws.outputs.into_iter().chain(ws.grads));
+        }
+        for buffer in buffers {
+            // Freeing a buffer we allocated cannot fail; a device error here changes nothing for the caller.
+            let _ = self.backend.free(buffer);
+        }
         self.backend
     }
 
