@@ -231,7 +231,12 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<(Network, Vec<LayerParams>, Mo
 /// such as one saved from PyTorch; used by `--init`.
 pub fn load_parameters(path: &Path, network: &Network) -> Result<Vec<LayerParams>> {
     let bytes = std::fs::read(path).map_err(|e| Error::file(path, e))?;
-    read_tensors(path, &bytes, network)
+    parse_parameters(path, &bytes, network)
+}
+
+/// [`load_parameters`] on bytes in memory; `path` names them in messages.
+pub fn parse_parameters(path: &Path, bytes: &[u8], network: &Network) -> Result<Vec<LayerParams>> {
+    read_tensors(path, bytes, network)
 }
 
 fn read_tensors(path: &Path, bytes: &[u8], network: &Network) -> Result<Vec<LayerParams>> {

@@ -33,6 +33,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod fit;
+pub mod fuzzing;
 pub mod gpu;
 mod graph;
 pub mod loss;
