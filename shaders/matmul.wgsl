@@ -8,6 +8,10 @@
 // length `stride`): llvmpipe ends an invocation after 65535 loop iterations. A window with FLAG_ACCUMULATE
 // continues the sum already in `product` (so the order is that of one long sum); FLAG_LAST applies the
 // epilogue (bias and activation) and is set on the last window.
+// Operands larger than one storage binding are bound in windows too: matmul_bias_act binds rows
+// [rhs_begin, rhs_begin + k) of rhs; matmul_nt binds rows of rhs for output columns
+// [window_offset, window_offset + n) of an output `window_stride` wide; matmul_tn binds output rows for
+// lhs columns [window_offset, window_offset + m) of an lhs `window_stride` wide.
 
 struct Dims {
     m: u32,
@@ -19,9 +23,9 @@ struct Dims {
     begin: u32,  // first index of this window along the summed dimension
     stride: u32,  // full length of the summed dimension
     flags: u32,  // FLAG_*
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    rhs_begin: u32,     // matmul_bias_act: the summed index where the bound window of rhs starts
+    window_offset: u32, // matmul_nt: first output column; matmul_tn: first lhs column (see above)
+    window_stride: u32, // matmul_nt: full output width; matmul_tn: full lhs width
 }
 
 const ACT_LINEAR: u32 = 0u;
@@ -85,7 +89,7 @@ fn matmul_bias_act(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
     let i = row * dims.n + col;
     var sum = start_sum(i);
     for (var p = dims.begin; p < dims.begin + dims.k; p++) {
-        sum += lhs[row * dims.stride + p] * rhs[p * dims.n + col];
+        sum += lhs[row * dims.stride + p] * rhs[(p - dims.rhs_begin) * dims.n + col];
     }
     if (dims.flags & FLAG_LAST) != 0u {
         product[i] = activate(sum + bias[col]);
@@ -101,7 +105,7 @@ fn matmul_nt(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     if row >= dims.m || col >= dims.n {
         return;
     }
-    let i = row * dims.n + col;
+    let i = row * dims.window_stride + dims.window_offset + col;
     var sum = start_sum(i);
     for (var p = dims.begin; p < dims.begin + dims.k; p++) {
         sum += lhs[row * dims.stride + p] * rhs[col * dims.stride + p];
@@ -119,7 +123,7 @@ fn matmul_tn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     let i = row * dims.n + col;
     var sum = start_sum(i);
     for (var p = dims.begin; p < dims.begin + dims.k; p++) {
-        sum += lhs[p * dims.m + row] * rhs[p * dims.n + col];
+        sum += lhs[p * dims.window_stride + dims.window_offset + row] * rhs[p * dims.n + col];
     }
     product[i] = sum;
 }

@@ -17,9 +17,9 @@ struct Dims {
     begin: u32,
     stride: u32,
     flags: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    rhs_begin: u32,
+    window_offset: u32,
+    window_stride: u32,
 }
 
 const HYPER_LEARNING_RATE: u32 = 0u;

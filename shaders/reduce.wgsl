@@ -13,9 +13,9 @@ struct Dims {
     begin: u32,  // first index of this window along the summed dimension
     stride: u32,  // full length of the summed dimension
     flags: u32,  // FLAG_*
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    rhs_begin: u32,
+    window_offset: u32,
+    window_stride: u32,
 }
 
 @group(0) @binding(0) var<uniform> dims: Dims;

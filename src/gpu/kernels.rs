@@ -1,7 +1,7 @@
 //! WGSL sources, the entry point each [`Op`] runs, its bindings, its shape uniform and its dispatch size.
 
 use crate::activation::Activation;
-use crate::backend::{Op, Region, REDUCTION_WINDOW};
+use crate::backend::{Op, Region};
 
 /// Every shader file, by stem. Each is standalone WGSL; `tests/shaders.rs` validates them with naga.
 pub const SHADERS: [(&str, &str); 5] = [
@@ -45,7 +45,12 @@ pub(crate) struct Dims {
     pub stride: u32,
     /// `FLAG_ACCUMULATE` | `FLAG_LAST`.
     pub flags: u32,
-    pub _pad: [u32; 3],
+    /// matmul_bias_act: where the bound window of the weights starts along the summed dimension.
+    pub rhs_begin: u32,
+    /// matmul_nt: first output column of this window; matmul_tn: first input column.
+    pub window_offset: u32,
+    /// matmul_nt: full output width; matmul_tn: full input width.
+    pub window_stride: u32,
 }
 
 /// Continue the sum the previous window left in the output.
@@ -61,6 +66,7 @@ const MATMUL_TILE: usize = 8;
 pub(crate) const MAX_GROUPS_PER_DIM: usize = 65535;
 
 /// What one prepared kernel binds and dispatches.
+#[derive(Clone)]
 pub(crate) struct Launch {
     pub dims: Dims,
     pub bindings: Vec<(u32, Region)>,
@@ -69,7 +75,7 @@ pub(crate) struct Launch {
 
 /// Spreads `groups` 1-D workgroups over x and y so neither passes the per-dimension limit; the shaders
 /// rebuild the flat index as `gid.x + gid.y * num_workgroups.x * WORKGROUP` and skip the overhang.
-fn flat_groups(items: usize) -> [usize; 3] {
+pub(crate) fn flat_groups(items: usize) -> [usize; 3] {
     let groups = items.div_ceil(WORKGROUP).max(1);
     if groups <= MAX_GROUPS_PER_DIM {
         [groups, 1, 1]
@@ -79,7 +85,7 @@ fn flat_groups(items: usize) -> [usize; 3] {
 }
 
 /// 8×8 tiles over `[m, n]`; column tiles past the per-dimension limit spill into z (see matmul.wgsl).
-fn tiles(m: usize, n: usize) -> [usize; 3] {
+pub(crate) fn tiles(m: usize, n: usize) -> [usize; 3] {
     let columns = n.div_ceil(MATMUL_TILE).max(1);
     let rows = m.div_ceil(MATMUL_TILE).max(1);
     if columns <= MAX_GROUPS_PER_DIM {
@@ -103,48 +109,8 @@ fn act_dims(rows: usize, cols: usize, activation: Activation) -> Dims {
     }
 }
 
-/// The dispatches of `op`: one, or one per window of [`REDUCTION_WINDOW`] along a long summed dimension
-/// (matmul inner dimension, bias-gradient rows, the columns of an `sse`/`mse`/`bce` loss row).
-pub(crate) fn launches(op: &Op) -> Vec<Launch> {
-    let base = launch(op);
-    let (full, windowed) = match *op {
-        Op::MatmulBiasAct { k, .. } | Op::MatmulNt { k, .. } | Op::MatmulTn { k, .. } => (k, true),
-        Op::BiasGrad { rows, .. } => (rows, true),
-        Op::LossGrad { cols, loss, .. } => (cols, loss != crate::loss::Loss::Ce),
-        _ => (0, false),
-    };
-    let mut dims = base.dims;
-    dims.stride = full as u32;
-    dims.flags = FLAG_LAST;
-    if !windowed || full <= REDUCTION_WINDOW {
-        return vec![Launch { dims, ..base }];
-    }
-    (0..full)
-        .step_by(REDUCTION_WINDOW)
-        .map(|begin| {
-            let len = REDUCTION_WINDOW.min(full - begin);
-            let mut window = dims;
-            window.begin = begin as u32;
-            window.flags = if begin > 0 { FLAG_ACCUMULATE } else { 0 };
-            if begin + len == full {
-                window.flags |= FLAG_LAST;
-            }
-            // The window's length goes where each kernel reads the summed dimension's length.
-            match op {
-                Op::BiasGrad { .. } => window.m = len as u32,
-                Op::LossGrad { .. } => window.n = len as u32,
-                _ => window.k = len as u32,
-            }
-            Launch {
-                dims: window,
-                bindings: base.bindings.clone(),
-                groups: base.groups,
-            }
-        })
-        .collect()
-}
-
-fn launch(op: &Op) -> Launch {
+/// One dispatch covering the whole op (see [`super::windows::launches`] for how it is split).
+pub(crate) fn launch(op: &Op) -> Launch {
     let mnk = |m: usize, k: usize, n: usize| Dims {
         m: m as u32,
         k: k as u32,

@@ -3,15 +3,17 @@
 
 mod context;
 pub mod kernels;
+mod windows;
 
 pub use context::{fallback_adapter, hardware_adapter, list_adapters};
 
 use crate::backend::{check_op, Backend, BufferId, Counters, DeviceInfo, KernelId, Op, Region};
 use crate::error::{Error, Result};
-use kernels::{launches, reads_dims, shader_of, MAX_GROUPS_PER_DIM, SHADERS};
+use kernels::{reads_dims, shader_of, MAX_GROUPS_PER_DIM, SHADERS};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
+use windows::launches;
 
 /// A prepared op: its pipeline and one dispatch per window (usually one).
 struct Kernel {
@@ -402,7 +404,8 @@ impl Backend for WgpuBackend {
 
     fn prepare(&mut self, op: &Op) -> Result<KernelId> {
         check_op(op, |id| self.buffers.get(id.0).map(|b| b.1))?;
-        let launches = launches(op);
+        let max_binding = self.device.limits().max_storage_buffer_binding_size as usize / 4;
+        let launches = launches(op, max_binding);
         for launch in &launches {
             self.check_limits(op, &launch.bindings, launch.groups)?;
         }
