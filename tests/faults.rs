@@ -230,7 +230,7 @@ fn a_weight_matrix_over_128_mib() {
         .dense(4100, Activation::Tanh)
         .build(Loss::Mse)
         .expect("valid");
-    assert!(8192 * 4100 * 4 > 128 << 20);
+    const _: () = assert!(8192 * 4100 * 4 > 128 << 20, "the matrix must exceed 128 MiB");
     large_layer_parity(network, 2, "134 MB weight matrix");
 }
 
