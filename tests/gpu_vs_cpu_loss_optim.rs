@@ -5,7 +5,7 @@
 mod common;
 
 use common::{assert_close, gpu_backend, parity, uniform, ELEMENTWISE, REDUCTION};
-use wgtrain::backend::Op;
+use wgtrain::backend::{BufferId, Op};
 use wgtrain::optim::hyper;
 use wgtrain::Loss;
 
@@ -36,6 +36,20 @@ fn loss_data(loss: Loss, rows: usize, cols: usize, seed: u64) -> (Vec<f32>, Vec<
     (prediction, target)
 }
 
+/// The `loss_grad` op over buffers laid out as prediction, target, grad, row_loss, row_hits.
+fn loss_grad_op(b: &[BufferId], rows: usize, cols: usize, loss: Loss) -> Op {
+    Op::LossGrad {
+        prediction: b[0].region(rows * cols),
+        target: b[1].region(rows * loss.target_width(cols)),
+        grad: b[2].region(rows * cols),
+        row_loss: b[3].region(rows),
+        row_hits: b[4].region(rows),
+        rows,
+        cols,
+        loss,
+    }
+}
+
 #[test]
 fn loss_grad() {
     let Some(mut gpu) = gpu_backend() else { return };
@@ -54,16 +68,7 @@ fn loss_grad() {
                 &format!("loss_grad {loss} {rows}x{cols}"),
                 &buffers,
                 ELEMENTWISE,
-                &|b| Op::LossGrad {
-                    prediction: b[0].region(rows * cols),
-                    target: b[1].region(target.len()),
-                    grad: b[2].region(rows * cols),
-                    row_loss: b[3].region(rows),
-                    row_hits: b[4].region(rows),
-                    rows,
-                    cols,
-                    loss,
-                },
+                &|b| loss_grad_op(b, rows, cols, loss),
             );
             assert!(
                 out[3].iter().all(|v| v.is_finite() && *v >= 0.0),
@@ -126,16 +131,7 @@ fn loss_grad_hits_rules() {
             &format!("hits {loss}"),
             &buffers,
             ELEMENTWISE,
-            &|b| Op::LossGrad {
-                prediction: b[0].region(rows * cols),
-                target: b[1].region(target.len()),
-                grad: b[2].region(rows * cols),
-                row_loss: b[3].region(rows),
-                row_hits: b[4].region(rows),
-                rows,
-                cols,
-                loss,
-            },
+            &|b| loss_grad_op(b, rows, cols, loss),
         );
         assert_eq!(out[4], expected, "{loss} hits");
     }
@@ -421,16 +417,7 @@ fn llvmpipe_loop_limit_wide_loss_rows_and_long_bias_sums() {
             &format!("loss_grad {loss} {cols} wide"),
             &buffers,
             tol,
-            &|b| Op::LossGrad {
-                prediction: b[0].region(rows * cols),
-                target: b[1].region(rows * cols),
-                grad: b[2].region(rows * cols),
-                row_loss: b[3].region(rows),
-                row_hits: b[4].region(rows),
-                rows,
-                cols,
-                loss,
-            },
+            &|b| loss_grad_op(b, rows, cols, loss),
         );
         assert!(
             out[2][rows * cols - 1] != 0.0,
