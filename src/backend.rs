@@ -297,6 +297,8 @@ pub struct Counters {
     pub readbacks: u64,
     /// Buffers, bind groups and pipelines created.
     pub allocations: u64,
+    /// Bytes of device memory held by live buffers (for the CPU backend, host memory in its buffers).
+    pub live_bytes: u64,
 }
 
 /// Which backend and adapter a model runs on.

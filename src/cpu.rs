@@ -278,6 +278,7 @@ impl Backend for CpuBackend {
     fn alloc(&mut self, _label: &str, len: usize) -> Result<BufferId> {
         self.buffers.push(vec![0.0; len]);
         self.counters.allocations += 1;
+        self.counters.live_bytes += (len * 4) as u64;
         Ok(BufferId(self.buffers.len() - 1))
     }
 
@@ -286,6 +287,7 @@ impl Backend for CpuBackend {
             .buffers
             .get_mut(buffer.0)
             .ok_or_else(|| Error::value("buffer", format!("{buffer:?} does not exist")))?;
+        self.counters.live_bytes -= (buf.len() * 4) as u64;
         *buf = Vec::new();
         Ok(())
     }

@@ -357,6 +357,48 @@ fn one_submit_per_step(backend: Box<dyn Backend>) {
     }
 }
 
+/// An epoch of 10 rows in batches of 4 (the last one partial): 3 submits, 1 readback (its loss and
+/// accuracy), and nothing created after the first step of the first epoch.
+fn epochs_make_nothing_after_the_first_step(backend: Box<dyn Backend>) {
+    let net = Network::builder(5)
+        .dense(8, Activation::Relu)
+        .dense(3, Activation::Softmax)
+        .build(Loss::Ce)
+        .expect("valid");
+    let mut model = Model::with_backend(net, backend, 0).expect("model");
+    let x = uniform(3, 10 * 5, -1.0, 1.0);
+    let y: Vec<f32> = (0..10).map(|i| (i % 3) as f32).collect();
+    let config = TrainConfig {
+        batch_size: Some(4),
+        learning_rate: 0.1,
+        ..TrainConfig::default()
+    };
+    for _ in 0..3 {
+        let before = model.counters();
+        model.train_epoch(&x, &y, None, &config).expect("epoch");
+        let after = model.counters();
+        assert_eq!(after.submits - before.submits, 3);
+        assert_eq!(after.readbacks - before.readbacks, 1);
+    }
+    let first = model.counters_after_first_step().expect("steps were taken");
+    assert_eq!(
+        model.counters().allocations,
+        first.allocations,
+        "allocations after the first step"
+    );
+}
+
+#[test]
+fn cpu_epochs_make_nothing_after_the_first_step() {
+    epochs_make_nothing_after_the_first_step(Box::new(wgtrain::CpuBackend::new()));
+}
+
+#[test]
+fn gpu_epochs_make_nothing_after_the_first_step() {
+    let Some(gpu) = gpu_backend() else { return };
+    epochs_make_nothing_after_the_first_step(Box::new(gpu));
+}
+
 #[test]
 fn cpu_step_is_one_submit_without_readback() {
     one_submit_per_step(Box::new(wgtrain::CpuBackend::new()));

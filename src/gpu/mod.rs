@@ -300,6 +300,7 @@ impl Backend for WgpuBackend {
         })?;
         self.buffers.push((buffer, len));
         self.counters.allocations += 1;
+        self.counters.live_bytes += size;
         Ok(BufferId(self.buffers.len() - 1))
     }
 
@@ -308,6 +309,9 @@ impl Backend for WgpuBackend {
             .buffers
             .get_mut(buffer.0)
             .ok_or_else(|| Error::value("buffer", format!("{buffer:?} does not exist")))?;
+        if entry.1 > 0 {
+            self.counters.live_bytes -= entry.0.size();
+        }
         entry.0.destroy();
         entry.1 = 0;
         Ok(())
@@ -359,6 +363,10 @@ impl Backend for WgpuBackend {
                 })
             })?;
             self.counters.allocations += 1;
+            self.counters.live_bytes += size;
+            if let Some(old) = self.staging.take() {
+                self.counters.live_bytes -= old.size();
+            }
             self.staging = Some(staging);
         }
         let staging = self.staging.clone().expect("staging buffer exists");
@@ -442,6 +450,7 @@ impl Backend for WgpuBackend {
                 })
             })?;
             self.counters.allocations += 2;
+            self.counters.live_bytes += dims.size();
             dispatches.push(Dispatch {
                 bind_group,
                 groups: launch.groups.map(|g| g as u32),

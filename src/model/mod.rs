@@ -44,6 +44,7 @@ pub struct Model {
     /// `[last step's loss, Σ row losses, Σ hits, steps, first non-finite step]` (see the `loss_sum` op).
     stats: BufferId,
     steps: u64,
+    after_first_step: Option<Counters>,
     workspace: Option<Workspace>,
     plans: HashMap<(Plan, usize), Vec<KernelId>>,
     /// Row where the next mini-batch of [`Model::train`] starts, so consecutive calls continue.
@@ -81,6 +82,7 @@ impl Model {
             optimizer_state: Vec::new(),
             stats,
             steps: 0,
+            after_first_step: None,
             workspace: None,
             plans: HashMap::new(),
             cursor: 0,
@@ -303,6 +305,20 @@ impl Model {
             self.backend.enqueue(kernel)?;
         }
         self.backend.submit()
+    }
+
+    /// Counts a training step; remembers the backend's counters after the first one.
+    fn count_step(&mut self) {
+        self.steps += 1;
+        if self.steps == 1 {
+            self.after_first_step = Some(self.backend.counters());
+        }
+    }
+
+    /// The backend's counters right after this model's first training step (`None` before it), so a
+    /// benchmark can tell what was created after it.
+    pub fn counters_after_first_step(&self) -> Option<Counters> {
+        self.after_first_step
     }
 
     /// Zeroes the running sums (everything but the last step's loss).

@@ -61,7 +61,7 @@ impl Model {
             let plan = self.plan(plan_key, rows)?;
             for _ in 0..config.iterations {
                 self.run(&plan)?;
-                self.steps += 1;
+                self.count_step();
             }
             return Ok(());
         }
@@ -76,7 +76,7 @@ impl Model {
             )?;
             let plan = self.plan(plan_key, end - start)?;
             self.run(&plan)?;
-            self.steps += 1;
+            self.count_step();
             self.cursor = end;
         }
         Ok(())
@@ -95,7 +95,7 @@ impl Model {
         self.upload(inputs, targets)?;
         let plan = self.plan(Plan::Train(Optimizer::Sgd.name()), rows)?;
         self.run(&plan)?;
-        self.steps += 1;
+        self.count_step();
         Ok(())
     }
 
@@ -123,11 +123,16 @@ impl Model {
         self.ensure_capacity(batch)?;
         self.reset_stats()?;
         let plan_key = Plan::Train(config.optimizer.name());
+        // Both batch sizes' kernels exist before the first step, so none is made inside the epoch.
+        self.plan(plan_key, batch)?;
+        if rows % batch != 0 {
+            self.plan(plan_key, rows % batch)?;
+        }
         if order.is_none() && batch == rows {
             self.upload(inputs, targets)?;
             let plan = self.plan(plan_key, rows)?;
             self.run(&plan)?;
-            self.steps += 1;
+            self.count_step();
             return self.read_stats(rows);
         }
         let (n_in, n_target) = (self.network.inputs(), self.target_width());
@@ -149,7 +154,7 @@ impl Model {
                 self.scratch = (xs, ys);
                 return Err(e);
             }
-            self.steps += 1;
+            self.count_step();
         }
         self.scratch = (xs, ys);
         self.read_stats(rows)
