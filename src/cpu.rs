@@ -19,6 +19,8 @@ pub struct CpuBackend {
     buffers: Vec<Vec<f32>>,
     kernels: Vec<Op>,
     counters: Counters,
+    /// Kernels ran since the last submit: a read then counts the submit a GPU would make for them.
+    unsubmitted: bool,
 }
 
 impl Default for CpuBackend {
@@ -40,6 +42,7 @@ impl CpuBackend {
             buffers: Vec::new(),
             kernels: Vec::new(),
             counters: Counters::default(),
+            unsubmitted: false,
         }
     }
 
@@ -314,6 +317,9 @@ impl Backend for CpuBackend {
         match len {
             Some(len) if region.offset + region.len <= len => {
                 self.counters.readbacks += 1;
+                if std::mem::take(&mut self.unsubmitted) {
+                    self.counters.submits += 1;
+                }
                 Ok(self.slice(region, region.len).to_vec())
             }
             _ => Err(Error::value(
@@ -335,11 +341,13 @@ impl Backend for CpuBackend {
             .get(kernel.0)
             .ok_or_else(|| Error::value("kernel", format!("{kernel:?} was not prepared")))?;
         self.execute(op);
+        self.unsubmitted = true;
         Ok(())
     }
 
     fn submit(&mut self) -> Result<()> {
         self.counters.submits += 1;
+        self.unsubmitted = false;
         Ok(())
     }
 

@@ -47,6 +47,9 @@ pub struct WgpuBackend {
     counters: Counters,
 }
 
+/// Size of the readback buffer made with the device; larger reads grow it.
+const INITIAL_STAGING_BYTES: u64 = 64 << 10;
+
 /// Submissions allowed to queue up before `submit` waits for the oldest. Without a bound the host can race
 /// thousands of steps ahead of the device, holding their command buffers and staged uploads in memory.
 const MAX_IN_FLIGHT: usize = 8;
@@ -74,6 +77,13 @@ impl WgpuBackend {
                 .unwrap_or_else(|p| p.into_inner())
                 .get_or_insert(format!("device lost ({reason:?}): {message}"));
         });
+        // Made now, so the small reads of training (an epoch's loss) never allocate after the first step.
+        let staging = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: INITIAL_STAGING_BYTES,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
         Ok(WgpuBackend {
             info,
             device,
@@ -83,10 +93,14 @@ impl WgpuBackend {
             buffers: Vec::new(),
             kernels: Vec::new(),
             pending: Vec::new(),
-            staging: None,
+            staging: Some(staging),
             in_flight: VecDeque::new(),
             device_error,
-            counters: Counters::default(),
+            counters: Counters {
+                allocations: 1,
+                live_bytes: INITIAL_STAGING_BYTES,
+                ..Counters::default()
+            },
         })
     }
 
@@ -231,33 +245,31 @@ impl WgpuBackend {
         Ok(())
     }
 
-    /// Submits what is pending, if anything.
-    fn flush(&mut self) -> Result<()> {
+    /// Records the pending kernels into `encoder` as one compute pass.
+    fn encode_pending(&mut self, encoder: &mut wgpu::CommandEncoder) {
         if self.pending.is_empty() {
-            return self.check_device();
+            return;
         }
-        let mut encoder = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("wgtrain step"),
-            });
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("wgtrain ops"),
-                timestamp_writes: None,
-            });
-            for id in &self.pending {
-                let kernel = &self.kernels[id.0];
-                pass.set_pipeline(&kernel.pipeline);
-                for dispatch in &kernel.dispatches {
-                    pass.set_bind_group(0, &dispatch.bind_group, &[]);
-                    let [x, y, z] = dispatch.groups;
-                    pass.dispatch_workgroups(x, y, z);
-                }
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("wgtrain ops"),
+            timestamp_writes: None,
+        });
+        for id in &self.pending {
+            let kernel = &self.kernels[id.0];
+            pass.set_pipeline(&kernel.pipeline);
+            for dispatch in &kernel.dispatches {
+                pass.set_bind_group(0, &dispatch.bind_group, &[]);
+                let [x, y, z] = dispatch.groups;
+                pass.dispatch_workgroups(x, y, z);
             }
         }
-        let index = self.queue.submit([encoder.finish()]);
+        drop(pass);
         self.pending.clear();
+    }
+
+    /// Submits `encoder`, bounding how far the host runs ahead of the device.
+    fn submit_encoder(&mut self, encoder: wgpu::CommandEncoder) -> Result<()> {
+        let index = self.queue.submit([encoder.finish()]);
         self.counters.submits += 1;
         self.in_flight.push_back(index);
         if self.in_flight.len() > MAX_IN_FLIGHT {
@@ -270,6 +282,20 @@ impl WgpuBackend {
                 .map_err(|e| Error::Gpu(format!("waiting for an earlier step: {e}")))?;
         }
         self.check_device()
+    }
+
+    /// Submits what is pending, if anything.
+    fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return self.check_device();
+        }
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("wgtrain step"),
+            });
+        self.encode_pending(&mut encoder);
+        self.submit_encoder(encoder)
     }
 }
 
@@ -351,7 +377,6 @@ impl Backend for WgpuBackend {
         if region.len == 0 {
             return Ok(Vec::new());
         }
-        self.flush()?;
         let size = byte_len(region.len);
         if self.staging.as_ref().is_none_or(|s| s.size() < size) {
             let staging = self.scoped("allocating the readback buffer", |device| {
@@ -375,6 +400,8 @@ impl Backend for WgpuBackend {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("wgtrain readback"),
             });
+        // Whatever is still pending goes in the same submission, ahead of the copy.
+        self.encode_pending(&mut encoder);
         encoder.copy_buffer_to_buffer(
             &self.buffers[region.buffer.0].0,
             byte_len(region.offset),
@@ -385,6 +412,7 @@ impl Backend for WgpuBackend {
         self.queue.submit([encoder.finish()]);
         self.counters.submits += 1;
         self.counters.readbacks += 1;
+        self.check_device()?;
 
         let (sender, receiver) = std::sync::mpsc::channel();
         let slice = staging.slice(..size);

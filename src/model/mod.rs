@@ -321,6 +321,12 @@ impl Model {
         self.after_first_step
     }
 
+    /// Enqueues a plan's kernels without submitting them: the read that follows sends them along with its
+    /// copy, in the same submission.
+    fn enqueue_only(&mut self, plan: &[KernelId]) -> Result<()> {
+        plan.iter().try_for_each(|&kernel| self.backend.enqueue(kernel))
+    }
+
     /// Zeroes the running sums (everything but the last step's loss).
     fn reset_stats(&mut self) -> Result<()> {
         self.backend.write(self.stats, 1, &[0.0; STATS_LEN - 1])

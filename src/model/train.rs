@@ -131,7 +131,7 @@ impl Model {
         if order.is_none() && batch == rows {
             self.upload(inputs, targets)?;
             let plan = self.plan(plan_key, rows)?;
-            self.run(&plan)?;
+            self.enqueue_only(&plan)?;
             self.count_step();
             return self.read_stats(rows);
         }
@@ -146,9 +146,14 @@ impl Model {
                 xs.extend_from_slice(&inputs[row * n_in..(row + 1) * n_in]);
                 ys.extend_from_slice(&targets[row * n_target..(row + 1) * n_target]);
             }
+            // The last step rides along with the read of the epoch's sums: one submission for both.
             let step = self.upload(&xs, &ys).and_then(|()| {
                 let plan = self.plan(plan_key, end - start)?;
-                self.run(&plan)
+                if end == rows {
+                    self.enqueue_only(&plan)
+                } else {
+                    self.run(&plan)
+                }
             });
             if let Err(e) = step {
                 self.scratch = (xs, ys);
