@@ -354,3 +354,57 @@ fn llvmpipe_loop_limit_long_matmul_sums() {
         );
     }
 }
+
+/// Products past the CPU backend's threading threshold (2^26 multiply-adds) are split by rows over threads;
+/// every form still matches the f64 reference (checked on a sample of rows, the first and last included).
+#[test]
+fn cpu_threaded_products_match_the_reference() {
+    let (m, n, k) = (1024, 1024, 64);
+    let a = uniform(41, m * k, -1.0, 1.0);
+    let b = uniform(42, k * n, -1.0, 1.0);
+    let mut c = vec![0.0; m * n];
+    let rows = [0, 1, 511, 512, 513, 1023];
+    let check = |c: &[f32], expected: &dyn Fn(usize, usize) -> f64, what: &str| {
+        for &i in &rows {
+            let want: Vec<f32> = (0..n).map(|j| expected(i, j) as f32).collect();
+            assert_close(
+                &format!("{what} row {i}"),
+                &c[i * n..(i + 1) * n],
+                &want,
+                MATMUL,
+            );
+        }
+    };
+    wgtrain::cpu::matmul_bias_act(&a, &b, &vec![0.0; n], &mut c, (m, k, n), Activation::Linear);
+    check(
+        &c,
+        &|i, j| {
+            (0..k)
+                .map(|p| f64::from(a[i * k + p]) * f64::from(b[p * n + j]))
+                .sum()
+        },
+        "nn",
+    );
+    // b as [n, k] for the nt form: c = a · bᵀ.
+    wgtrain::cpu::matmul_nt(&a, &b, &mut c, (m, k, n));
+    check(
+        &c,
+        &|i, j| {
+            (0..k)
+                .map(|p| f64::from(a[i * k + p]) * f64::from(b[j * k + p]))
+                .sum()
+        },
+        "nt",
+    );
+    // a as [k, m] for the tn form: c = aᵀ · b.
+    wgtrain::cpu::matmul_tn(&a, &b, &mut c, (m, k, n));
+    check(
+        &c,
+        &|i, j| {
+            (0..k)
+                .map(|p| f64::from(a[p * m + i]) * f64::from(b[p * n + j]))
+                .sum()
+        },
+        "tn",
+    );
+}

@@ -324,7 +324,8 @@ impl Model {
     /// Enqueues a plan's kernels without submitting them: the read that follows sends them along with its
     /// copy, in the same submission.
     fn enqueue_only(&mut self, plan: &[KernelId]) -> Result<()> {
-        plan.iter().try_for_each(|&kernel| self.backend.enqueue(kernel))
+        plan.iter()
+            .try_for_each(|&kernel| self.backend.enqueue(kernel))
     }
 
     /// Zeroes the running sums (everything but the last step's loss).
