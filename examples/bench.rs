@@ -259,7 +259,7 @@ fn epoch_lines(
     let steps = samples.div_ceil(batch) as f64;
     let allocations_after_first_step = last.allocations - after_first_step.allocations;
     println!(
-        "{{\"kind\":\"overhead\",\"device\":\"{device}\",\"layers\":\"{layers}\",\"submits_per_step\":{:.3},\"readbacks_per_epoch\":{},\"allocations_after_first_step\":{allocations_after_first_step},\"allocations_in_first_step\":{}}}",
+        "{{\"kind\":\"overhead\",\"device\":\"{device}\",\"layers\":\"{layers}\",\"submits_per_step\":{:.3},\"readbacks_per_epoch\":{},\"allocations_after_first_step\":{allocations_after_first_step},\"allocations_until_first_step\":{}}}",
         per_epoch.submits as f64 / steps,
         per_epoch.readbacks,
         after_first_step.allocations - before_training.allocations,

@@ -269,8 +269,11 @@ impl CpuBackend {
     }
 }
 
+/// Cores to split large products over, asked once: `available_parallelism` reads cgroup files on Linux,
+/// which cost as much as a small product when done per call.
 fn available_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 impl Backend for CpuBackend {
