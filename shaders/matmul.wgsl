@@ -2,8 +2,11 @@
 //   matmul_bias_act: product[m, n] = act(lhs[m, k] · rhs[k, n] + bias[n])   (forward)
 //   matmul_nt:       product[m, n] = lhs[m, k] · rhs[n, k]ᵀ                 (dX = dY · Wᵀ)
 //   matmul_tn:       product[m, n] = lhs[k, m]ᵀ · rhs[k, n]                 (dW = Xᵀ · dY)
-// One invocation computes one output element; shapes come in `dims`, so one pipeline serves every layer.
-// Columns past 65535 workgroups spill into the z dimension: col = gid.x + gid.z · (workgroups in x) · 8.
+// One invocation computes a BLOCK × BLOCK block of outputs in registers: per step of the sum it loads BLOCK
+// values of lhs and BLOCK of rhs for BLOCK² multiply-adds, instead of 2 loads per multiply-add (software
+// adapters such as llvmpipe are bound by loads). Edge blocks read clamped indices and write only what lies
+// inside the output. Shapes come in `dims`, so one pipeline serves every layer. Block columns past 65535
+// workgroups spill into the z dimension.
 // Long sums run as several dispatches, each over a window [begin, begin + k) of the summed dimension (full
 // length `stride`): llvmpipe ends an invocation after 65535 loop iterations. A window with FLAG_ACCUMULATE
 // continues the sum already in `product` (so the order is that of one long sum); FLAG_LAST applies the
@@ -36,6 +39,7 @@ const ACT_TANH: u32 = 4u;
 // tanh(9.1) already rounds to 1.0 in f32; the clamp keeps exp-based tanh implementations away from inf / inf.
 const TANH_CLAMP: f32 = 15.0;
 const TILE: u32 = 8u; // @workgroup_size(8, 8)
+const BLOCK: u32 = 4u; // outputs per invocation along each dimension
 const FLAG_ACCUMULATE: u32 = 1u;
 const FLAG_LAST: u32 = 2u;
 
@@ -45,13 +49,42 @@ const FLAG_LAST: u32 = 2u;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> product: array<f32>;
 
-fn column(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
-    return gid.x + gid.z * groups.x * TILE;
+// First output column of this invocation's block.
+fn first_column(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
+    return (gid.x + gid.z * groups.x * TILE) * BLOCK;
 }
 
-// The sum so far: what earlier windows left in `product`, or 0 for the first.
-fn start_sum(i: u32) -> f32 {
-    return select(0.0, product[i], (dims.flags & FLAG_ACCUMULATE) != 0u);
+// Row (or column) `first + r`, clamped into [0, limit) so edge blocks read valid memory.
+fn clamped(first: u32, r: u32, limit: u32) -> u32 {
+    return min(first + r, limit - 1u);
+}
+
+// The block's sums so far: what earlier windows left in `product` (row stride `out_stride`, first column
+// `out_offset`), or zeros for the first window.
+fn start_block(row0: u32, col0: u32, out_stride: u32, out_offset: u32) -> array<vec4<f32>, 4> {
+    var acc: array<vec4<f32>, 4>;
+    if (dims.flags & FLAG_ACCUMULATE) == 0u {
+        return acc;
+    }
+    for (var r = 0u; r < BLOCK; r++) {
+        for (var c = 0u; c < BLOCK; c++) {
+            if row0 + r < dims.m && col0 + c < dims.n {
+                acc[r][c] = product[(row0 + r) * out_stride + out_offset + col0 + c];
+            }
+        }
+    }
+    return acc;
+}
+
+// Writes the block's outputs that lie inside the output.
+fn store_block(acc: array<vec4<f32>, 4>, row0: u32, col0: u32, out_stride: u32, out_offset: u32) {
+    for (var r = 0u; r < BLOCK; r++) {
+        for (var c = 0u; c < BLOCK; c++) {
+            if row0 + r < dims.m && col0 + c < dims.n {
+                product[(row0 + r) * out_stride + out_offset + col0 + c] = acc[r][c];
+            }
+        }
+    }
 }
 
 // The same formulas, and the same `x > 0` test at the ReLU kink, as Activation::apply in src/activation.rs.
@@ -81,49 +114,79 @@ fn activate(x: f32) -> f32 {
 
 @compute @workgroup_size(8, 8)
 fn matmul_bias_act(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let row = gid.y;
-    let col = column(gid, groups);
-    if row >= dims.m || col >= dims.n {
+    let row0 = gid.y * BLOCK;
+    let col0 = first_column(gid, groups);
+    if row0 >= dims.m || col0 >= dims.n {
         return;
     }
-    let i = row * dims.n + col;
-    var sum = start_sum(i);
+    var acc = start_block(row0, col0, dims.n, 0u);
+    let a0 = clamped(row0, 0u, dims.m) * dims.stride;
+    let a1 = clamped(row0, 1u, dims.m) * dims.stride;
+    let a2 = clamped(row0, 2u, dims.m) * dims.stride;
+    let a3 = clamped(row0, 3u, dims.m) * dims.stride;
+    let c = vec4<u32>(clamped(col0, 0u, dims.n), clamped(col0, 1u, dims.n), clamped(col0, 2u, dims.n), clamped(col0, 3u, dims.n));
     for (var p = dims.begin; p < dims.begin + dims.k; p++) {
-        sum += lhs[row * dims.stride + p] * rhs[(p - dims.rhs_begin) * dims.n + col];
+        let b_row = (p - dims.rhs_begin) * dims.n;
+        let b = vec4<f32>(rhs[b_row + c.x], rhs[b_row + c.y], rhs[b_row + c.z], rhs[b_row + c.w]);
+        acc[0] += lhs[a0 + p] * b;
+        acc[1] += lhs[a1 + p] * b;
+        acc[2] += lhs[a2 + p] * b;
+        acc[3] += lhs[a3 + p] * b;
     }
     if (dims.flags & FLAG_LAST) != 0u {
-        product[i] = activate(sum + bias[col]);
-    } else {
-        product[i] = sum;
+        let b = vec4<f32>(bias[c.x], bias[c.y], bias[c.z], bias[c.w]);
+        for (var r = 0u; r < BLOCK; r++) {
+            let z = acc[r] + b;
+            acc[r] = vec4<f32>(activate(z.x), activate(z.y), activate(z.z), activate(z.w));
+        }
     }
+    store_block(acc, row0, col0, dims.n, 0u);
 }
 
 @compute @workgroup_size(8, 8)
 fn matmul_nt(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let row = gid.y;
-    let col = column(gid, groups);
-    if row >= dims.m || col >= dims.n {
+    let row0 = gid.y * BLOCK;
+    let col0 = first_column(gid, groups);
+    if row0 >= dims.m || col0 >= dims.n {
         return;
     }
-    let i = row * dims.window_stride + dims.window_offset + col;
-    var sum = start_sum(i);
+    var acc = start_block(row0, col0, dims.window_stride, dims.window_offset);
+    let a0 = clamped(row0, 0u, dims.m) * dims.stride;
+    let a1 = clamped(row0, 1u, dims.m) * dims.stride;
+    let a2 = clamped(row0, 2u, dims.m) * dims.stride;
+    let a3 = clamped(row0, 3u, dims.m) * dims.stride;
+    let b0 = clamped(col0, 0u, dims.n) * dims.stride;
+    let b1 = clamped(col0, 1u, dims.n) * dims.stride;
+    let b2 = clamped(col0, 2u, dims.n) * dims.stride;
+    let b3 = clamped(col0, 3u, dims.n) * dims.stride;
     for (var p = dims.begin; p < dims.begin + dims.k; p++) {
-        sum += lhs[row * dims.stride + p] * rhs[col * dims.stride + p];
+        let b = vec4<f32>(rhs[b0 + p], rhs[b1 + p], rhs[b2 + p], rhs[b3 + p]);
+        acc[0] += lhs[a0 + p] * b;
+        acc[1] += lhs[a1 + p] * b;
+        acc[2] += lhs[a2 + p] * b;
+        acc[3] += lhs[a3 + p] * b;
     }
-    product[i] = sum;
+    store_block(acc, row0, col0, dims.window_stride, dims.window_offset);
 }
 
 @compute @workgroup_size(8, 8)
 fn matmul_tn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let row = gid.y;
-    let col = column(gid, groups);
-    if row >= dims.m || col >= dims.n {
+    let row0 = gid.y * BLOCK;
+    let col0 = first_column(gid, groups);
+    if row0 >= dims.m || col0 >= dims.n {
         return;
     }
-    let i = row * dims.n + col;
-    var sum = start_sum(i);
+    var acc = start_block(row0, col0, dims.n, 0u);
+    let r = vec4<u32>(clamped(row0, 0u, dims.m), clamped(row0, 1u, dims.m), clamped(row0, 2u, dims.m), clamped(row0, 3u, dims.m)) + dims.window_offset;
+    let c = vec4<u32>(clamped(col0, 0u, dims.n), clamped(col0, 1u, dims.n), clamped(col0, 2u, dims.n), clamped(col0, 3u, dims.n));
     for (var p = dims.begin; p < dims.begin + dims.k; p++) {
-        sum += lhs[p * dims.window_stride + dims.window_offset + row] * rhs[p * dims.n + col];
+        let a_row = p * dims.window_stride;
+        let b_row = p * dims.n;
+        let b = vec4<f32>(rhs[b_row + c.x], rhs[b_row + c.y], rhs[b_row + c.z], rhs[b_row + c.w]);
+        acc[0] += lhs[a_row + r.x] * b;
+        acc[1] += lhs[a_row + r.y] * b;
+        acc[2] += lhs[a_row + r.z] * b;
+        acc[3] += lhs[a_row + r.w] * b;
     }
-    product[i] = sum;
+    store_block(acc, row0, col0, dims.n, 0u);
 }

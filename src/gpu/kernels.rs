@@ -60,8 +60,9 @@ pub(crate) const FLAG_LAST: u32 = 2;
 
 /// Invocations per workgroup of the 1-D kernels (`WORKGROUP` in the shaders).
 const WORKGROUP: usize = 64;
-/// Edge of the 2-D matmul workgroups (`@workgroup_size(8, 8)`).
-const MATMUL_TILE: usize = 8;
+/// Outputs one matmul workgroup covers along each dimension: 8 × 8 invocations (`@workgroup_size(8, 8)`),
+/// each computing a 4 × 4 block (`BLOCK` in matmul.wgsl).
+const MATMUL_TILE: usize = 32;
 /// Most workgroups a dispatch may have in one dimension.
 pub(crate) const MAX_GROUPS_PER_DIM: usize = 65535;
 
