@@ -48,6 +48,8 @@ const FLAG_LAST: u32 = 2u;
 @group(0) @binding(2) var<storage, read> rhs: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> product: array<f32>;
+// The rhs region again, as vec4s: when n is a multiple of 4, a row's 4 block columns are one aligned load.
+@group(0) @binding(6) var<storage, read> rhs4: array<vec4<f32>>;
 
 // First output column of this invocation's block.
 fn first_column(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
@@ -125,13 +127,23 @@ fn matmul_bias_act(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
     let a2 = clamped(row0, 2u, dims.m) * dims.stride;
     let a3 = clamped(row0, 3u, dims.m) * dims.stride;
     let c = vec4<u32>(clamped(col0, 0u, dims.n), clamped(col0, 1u, dims.n), clamped(col0, 2u, dims.n), clamped(col0, 3u, dims.n));
-    for (var p = dims.begin; p < dims.begin + dims.k; p++) {
-        let b_row = (p - dims.rhs_begin) * dims.n;
-        let b = vec4<f32>(rhs[b_row + c.x], rhs[b_row + c.y], rhs[b_row + c.z], rhs[b_row + c.w]);
-        acc[0] += lhs[a0 + p] * b;
-        acc[1] += lhs[a1 + p] * b;
-        acc[2] += lhs[a2 + p] * b;
-        acc[3] += lhs[a3 + p] * b;
+    if dims.n % BLOCK == 0u {
+        for (var p = dims.begin; p < dims.begin + dims.k; p++) {
+            let b = rhs4[((p - dims.rhs_begin) * dims.n + col0) / BLOCK];
+            acc[0] += lhs[a0 + p] * b;
+            acc[1] += lhs[a1 + p] * b;
+            acc[2] += lhs[a2 + p] * b;
+            acc[3] += lhs[a3 + p] * b;
+        }
+    } else {
+        for (var p = dims.begin; p < dims.begin + dims.k; p++) {
+            let b_row = (p - dims.rhs_begin) * dims.n;
+            let b = vec4<f32>(rhs[b_row + c.x], rhs[b_row + c.y], rhs[b_row + c.z], rhs[b_row + c.w]);
+            acc[0] += lhs[a0 + p] * b;
+            acc[1] += lhs[a1 + p] * b;
+            acc[2] += lhs[a2 + p] * b;
+            acc[3] += lhs[a3 + p] * b;
+        }
     }
     if (dims.flags & FLAG_LAST) != 0u {
         let b = vec4<f32>(bias[c.x], bias[c.y], bias[c.z], bias[c.w]);
@@ -179,10 +191,16 @@ fn matmul_tn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     var acc = start_block(row0, col0, dims.n, 0u);
     let r = vec4<u32>(clamped(row0, 0u, dims.m), clamped(row0, 1u, dims.m), clamped(row0, 2u, dims.m), clamped(row0, 3u, dims.m)) + dims.window_offset;
     let c = vec4<u32>(clamped(col0, 0u, dims.n), clamped(col0, 1u, dims.n), clamped(col0, 2u, dims.n), clamped(col0, 3u, dims.n));
+    let vector_rhs = dims.n % BLOCK == 0u;
     for (var p = dims.begin; p < dims.begin + dims.k; p++) {
         let a_row = p * dims.window_stride;
         let b_row = p * dims.n;
-        let b = vec4<f32>(rhs[b_row + c.x], rhs[b_row + c.y], rhs[b_row + c.z], rhs[b_row + c.w]);
+        var b: vec4<f32>;
+        if vector_rhs {
+            b = rhs4[(b_row + col0) / BLOCK];
+        } else {
+            b = vec4<f32>(rhs[b_row + c.x], rhs[b_row + c.y], rhs[b_row + c.z], rhs[b_row + c.w]);
+        }
         acc[0] += lhs[a_row + r.x] * b;
         acc[1] += lhs[a_row + r.y] * b;
         acc[2] += lhs[a_row + r.z] * b;

@@ -110,6 +110,15 @@ fn act_dims(rows: usize, cols: usize, activation: Activation) -> Dims {
     }
 }
 
+/// The same floats as `region`, rounded up to whole vec4s, for a second, `array<vec4<f32>>` binding of it
+/// (buffers are allocated in whole vec4s, so the rounding stays inside the buffer).
+pub(crate) fn vec4_view(region: Region) -> Region {
+    Region {
+        len: region.len.next_multiple_of(4),
+        ..region
+    }
+}
+
 /// One dispatch covering the whole op (see [`super::windows::launches`] for how it is split).
 pub(crate) fn launch(op: &Op) -> Launch {
     let mnk = |m: usize, k: usize, n: usize| Dims {
@@ -134,7 +143,7 @@ pub(crate) fn launch(op: &Op) -> Launch {
                 slope: activation.slope(),
                 ..mnk(m, k, n)
             },
-            bindings: vec![(1, input), (2, weights), (3, bias), (4, output)],
+            bindings: vec![(1, input), (2, weights), (3, bias), (4, output), (6, vec4_view(weights))],
             groups: tiles(m, n),
         },
         Op::MatmulNt {
@@ -158,7 +167,7 @@ pub(crate) fn launch(op: &Op) -> Launch {
             n,
         } => Launch {
             dims: mnk(m, k, n),
-            bindings: vec![(1, input), (2, grad_output), (4, grad_weights)],
+            bindings: vec![(1, input), (2, grad_output), (4, grad_weights), (6, vec4_view(grad_output))],
             groups: tiles(m, n),
         },
         Op::Softmax { values, rows, cols } => Launch {

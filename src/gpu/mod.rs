@@ -305,7 +305,8 @@ impl Backend for WgpuBackend {
     }
 
     fn alloc(&mut self, label: &str, len: usize) -> Result<BufferId> {
-        let size = byte_len(len.max(1));
+        // Whole vec4s, so any region can be bound as array<vec4<f32>> too (see `vec4_view`).
+        let size = byte_len(len.max(1).next_multiple_of(4));
         let max = self.device.limits().max_buffer_size;
         if size > max {
             return Err(Error::shape(

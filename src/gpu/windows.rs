@@ -2,7 +2,7 @@
 //! summed dimension, each continuing the last one's sum (llvmpipe ends an invocation after 65535 loop
 //! iterations), and operands larger than one storage binding are bound a window at a time.
 
-use super::kernels::{flat_groups, launch, tiles, Launch, FLAG_ACCUMULATE, FLAG_LAST};
+use super::kernels::{flat_groups, launch, tiles, vec4_view, Launch, FLAG_ACCUMULATE, FLAG_LAST};
 use crate::backend::{Op, Region, REDUCTION_WINDOW};
 use crate::network::PARAM_ALIGN;
 
@@ -37,11 +37,13 @@ fn sum_windows(
         .collect()
 }
 
-/// Replaces the region bound at `binding`.
+/// Replaces the region bound at `binding`, and its vec4 view (binding 6) when `binding` is the rhs (2).
 fn rebind(launch: &mut Launch, binding: u32, region: Region) {
     for entry in &mut launch.bindings {
         if entry.0 == binding {
             entry.1 = region;
+        } else if binding == 2 && entry.0 == 6 {
+            entry.1 = vec4_view(region);
         }
     }
 }
