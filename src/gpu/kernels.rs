@@ -143,7 +143,13 @@ pub(crate) fn launch(op: &Op) -> Launch {
                 slope: activation.slope(),
                 ..mnk(m, k, n)
             },
-            bindings: vec![(1, input), (2, weights), (3, bias), (4, output), (6, vec4_view(weights))],
+            bindings: vec![
+                (1, input),
+                (2, weights),
+                (3, bias),
+                (4, output),
+                (6, vec4_view(weights)),
+            ],
             groups: tiles(m, n),
         },
         Op::MatmulNt {
@@ -167,7 +173,12 @@ pub(crate) fn launch(op: &Op) -> Launch {
             n,
         } => Launch {
             dims: mnk(m, k, n),
-            bindings: vec![(1, input), (2, grad_output), (4, grad_weights), (6, vec4_view(grad_output))],
+            bindings: vec![
+                (1, input),
+                (2, grad_output),
+                (4, grad_weights),
+                (6, vec4_view(grad_output)),
+            ],
             groups: tiles(m, n),
         },
         Op::Softmax { values, rows, cols } => Launch {
