@@ -250,6 +250,19 @@ fn epoch_lines(
             )));
         }
     }
+    // GPU (or host) time of each kernel in one step, where the device can tell.
+    let first_batch = (&x[..batch * widths[0]], &y[..batch]);
+    if let Some(kernels) = model.profile_step(first_batch.0, first_batch.1, &config)? {
+        let total: f64 = kernels.iter().map(|(_, us)| us).sum();
+        let items: Vec<String> = kernels
+            .iter()
+            .map(|(op, us)| format!("{{\"op\":\"{op}\",\"us\":{us:.1}}}"))
+            .collect();
+        println!(
+            "{{\"kind\":\"kernels\",\"device\":\"{device}\",\"layers\":\"{layers}\",\"batch\":{batch},\"step_us\":{total:.1},\"kernels\":[{}]}}",
+            items.join(",")
+        );
+    }
     let mut sorted = runs.clone();
     sorted.sort_by(f64::total_cmp);
     let median = sorted[sorted.len() / 2];

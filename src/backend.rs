@@ -346,6 +346,9 @@ pub trait Backend {
     fn submit(&mut self) -> Result<()>;
     /// What the backend counted so far.
     fn counters(&self) -> Counters;
+    /// Runs `kernels` once, in order, timing each: `(op name, microseconds)`. `None` where the device cannot
+    /// time its work (a GPU adapter without timestamp queries). Outside measured runs: it may allocate.
+    fn profile(&mut self, kernels: &[KernelId]) -> Result<Option<Vec<(&'static str, f64)>>>;
 }
 
 /// Checks every operand of `op` lies inside its buffer and no written buffer is shared with another operand.

@@ -357,6 +357,21 @@ impl Backend for CpuBackend {
     fn counters(&self) -> Counters {
         self.counters
     }
+
+    fn profile(&mut self, kernels: &[KernelId]) -> Result<Option<Vec<(&'static str, f64)>>> {
+        let mut times = Vec::with_capacity(kernels.len());
+        for &kernel in kernels {
+            let name =
+                self.kernels.get(kernel.0).map(Op::name).ok_or_else(|| {
+                    Error::value("kernel", format!("{kernel:?} was not prepared"))
+                })?;
+            let start = std::time::Instant::now();
+            self.enqueue(kernel)?;
+            times.push((name, start.elapsed().as_secs_f64() * 1e6));
+        }
+        self.submit()?;
+        Ok(Some(times))
+    }
 }
 
 /// Products of at least this many multiply-adds (1024³ is 2^30) are split by rows over the available cores.

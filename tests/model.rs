@@ -436,3 +436,60 @@ fn gradients_do_not_update_and_match_across_backends() {
         assert_close("bias gradient", &g.bias, &c.bias, TRAINING);
     }
 }
+
+/// A profiled step names every kernel of the step in order, times each, and trains exactly like a plain step.
+fn profiled_step_is_a_step(make: &dyn Fn() -> Box<dyn Backend>, timed: bool) {
+    let net = Network::builder(4)
+        .dense(6, Activation::Tanh)
+        .dense(2, Activation::Sigmoid)
+        .build(Loss::Bce)
+        .expect("valid");
+    let x = uniform(8, 5 * 4, -1.0, 1.0);
+    let y: Vec<f32> = (0..10).map(|i| (i % 2) as f32).collect();
+    let config = TrainConfig {
+        learning_rate: 0.1,
+        ..TrainConfig::default()
+    };
+    let mut profiled = Model::with_backend(net.clone(), make(), 2).expect("model");
+    let mut plain = Model::with_backend(net, make(), 2).expect("model");
+    let kernels = profiled.profile_step(&x, &y, &config).expect("profile");
+    plain.train(&x, &y, &config).expect("step");
+    assert_eq!(
+        profiled.parameters().expect("params"),
+        plain.parameters().expect("params")
+    );
+    assert_eq!(profiled.steps(), 1);
+    match kernels {
+        Some(kernels) => {
+            let names: Vec<&str> = kernels.iter().map(|(name, _)| *name).collect();
+            assert_eq!(names.first(), Some(&"matmul_bias_act"), "{names:?}");
+            assert_eq!(names.last(), Some(&"sgd_update"), "{names:?}");
+            assert!(
+                names.contains(&"loss_grad")
+                    && names.contains(&"matmul_tn")
+                    && names.contains(&"matmul_nt")
+            );
+            assert!(
+                kernels.iter().all(|(_, us)| us.is_finite() && *us >= 0.0),
+                "{kernels:?}"
+            );
+        }
+        None => assert!(!timed, "this device can time kernels"),
+    }
+}
+
+#[test]
+fn cpu_profiled_step() {
+    profiled_step_is_a_step(&|| Box::new(wgtrain::CpuBackend::new()), true);
+}
+
+#[test]
+fn gpu_profiled_step() {
+    let Some(gpu) = gpu_backend() else { return };
+    let timed = gpu
+        .device()
+        .features()
+        .contains(wgtrain::gpu::TIMESTAMP_QUERY);
+    drop(gpu);
+    profiled_step_is_a_step(&|| Box::new(gpu_backend().expect("adapter")), timed);
+}

@@ -95,7 +95,8 @@ pub(crate) fn describe(info: &wgpu::AdapterInfo) -> DeviceInfo {
 pub(crate) fn open_device(adapter: &wgpu::Adapter) -> Result<(wgpu::Device, wgpu::Queue)> {
     let descriptor = wgpu::DeviceDescriptor {
         label: Some("wgtrain"),
-        required_features: wgpu::Features::empty(),
+        // Timestamps let the benchmark time each kernel; nothing else depends on them.
+        required_features: adapter.features() & wgpu::Features::TIMESTAMP_QUERY,
         required_limits: adapter.limits(),
         experimental_features: wgpu::ExperimentalFeatures::disabled(),
         memory_hints: wgpu::MemoryHints::Performance,

@@ -165,6 +165,24 @@ impl Model {
         self.read_stats(rows)
     }
 
+    /// One training step on this batch with every kernel timed (`(op name, microseconds)`, in order), or
+    /// `None` where the device cannot time kernels. The step is a real one: parameters are updated.
+    pub fn profile_step(
+        &mut self,
+        inputs: &[f32],
+        targets: &[f32],
+        config: &TrainConfig,
+    ) -> Result<Option<Vec<(&'static str, f64)>>> {
+        let rows = self.check_data(inputs, Some(targets))?;
+        self.set_optimizer(config.optimizer, config.learning_rate, config.weight_decay)?;
+        self.ensure_capacity(rows)?;
+        self.upload(inputs, targets)?;
+        let plan = self.plan(Plan::Train(config.optimizer.name()), rows)?;
+        let times = self.backend.profile(&plan)?;
+        self.count_step();
+        Ok(times)
+    }
+
     /// Mean loss and accuracy on `inputs`/`targets` with the current parameters; nothing is updated.
     pub fn evaluate(&mut self, inputs: &[f32], targets: &[f32]) -> Result<EpochStats> {
         let rows = self.check_data(inputs, Some(targets))?;
