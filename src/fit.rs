@@ -94,8 +94,17 @@ pub fn fit(
     }
     let (loss, outputs) = (model.network().loss(), model.network().outputs());
     let y = train.encode_targets(loss, outputs);
-    let val_y = validation.map(|v| v.encode_targets(loss, outputs));
     let classify = train.task == Task::Classify;
+    // The data does not change between epochs: check it once here rather than in every epoch.
+    let rows = model.check_data(&train.features, Some(&y))?;
+    let validation = match validation {
+        Some(v) => {
+            let vy = v.encode_targets(loss, outputs);
+            let rows = model.check_data(&v.features, Some(&vy))?;
+            Some((v, vy, rows))
+        }
+        None => None,
+    };
     let step = TrainConfig {
         iterations: 0,
         batch_size: Some(config.batch_size),
@@ -113,16 +122,16 @@ pub fn fit(
             order.shuffle(&mut rng);
         }
         let order = config.shuffle.then_some(order.as_slice());
-        let stats = model.train_epoch(&train.features, &y, order, &step)?;
+        let stats = model.train_epoch_checked(rows, &train.features, &y, order, &step)?;
         if let Some(bad) = stats.first_bad_step {
             bar.finish_and_clear();
             return Err(Error::Diverged(format!(
                 "the loss became NaN or infinite in epoch {epoch}, step {bad}"
             )));
         }
-        let val = match (validation, &val_y) {
-            (Some(v), Some(vy)) => Some(model.evaluate(&v.features, vy)?),
-            _ => None,
+        let val = match &validation {
+            Some((v, vy, rows)) => Some(model.evaluate_checked(*rows, &v.features, vy)?),
+            None => None,
         };
         let record = EpochRecord {
             epoch,

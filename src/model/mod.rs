@@ -206,7 +206,7 @@ impl Model {
     }
 
     /// Checks shapes and values; returns the row count.
-    fn check_data(&self, inputs: &[f32], targets: Option<&[f32]>) -> Result<usize> {
+    pub(crate) fn check_data(&self, inputs: &[f32], targets: Option<&[f32]>) -> Result<usize> {
         let n_in = self.network.inputs();
         if inputs.is_empty() || !inputs.len().is_multiple_of(n_in) {
             return Err(Error::shape(

@@ -109,6 +109,18 @@ impl Model {
         config: &TrainConfig,
     ) -> Result<EpochStats> {
         let rows = self.check_data(inputs, Some(targets))?;
+        self.train_epoch_checked(rows, inputs, targets, order, config)
+    }
+
+    /// [`Model::train_epoch`] on data already checked (`rows` rows): the fit loop checks once, not per epoch.
+    pub(crate) fn train_epoch_checked(
+        &mut self,
+        rows: usize,
+        inputs: &[f32],
+        targets: &[f32],
+        order: Option<&[usize]>,
+        config: &TrainConfig,
+    ) -> Result<EpochStats> {
         if let Some(order) = order {
             if order.len() != rows || order.iter().any(|&i| i >= rows) {
                 return Err(Error::shape(
@@ -125,7 +137,7 @@ impl Model {
         let plan_key = Plan::Train(config.optimizer.name());
         // Both batch sizes' kernels exist before the first step, so none is made inside the epoch.
         self.plan(plan_key, batch)?;
-        if rows % batch != 0 {
+        if !rows.is_multiple_of(batch) {
             self.plan(plan_key, rows % batch)?;
         }
         if order.is_none() && batch == rows {
@@ -186,6 +198,16 @@ impl Model {
     /// Mean loss and accuracy on `inputs`/`targets` with the current parameters; nothing is updated.
     pub fn evaluate(&mut self, inputs: &[f32], targets: &[f32]) -> Result<EpochStats> {
         let rows = self.check_data(inputs, Some(targets))?;
+        self.evaluate_checked(rows, inputs, targets)
+    }
+
+    /// [`Model::evaluate`] on data already checked (`rows` rows).
+    pub(crate) fn evaluate_checked(
+        &mut self,
+        rows: usize,
+        inputs: &[f32],
+        targets: &[f32],
+    ) -> Result<EpochStats> {
         let chunk = self.chunk_rows(rows);
         self.ensure_capacity(chunk)?;
         self.reset_stats()?;
@@ -219,17 +241,27 @@ impl Model {
 
     /// Network outputs for `inputs` (`[rows, inputs]`): probabilities for sigmoid and softmax outputs.
     pub fn predict(&mut self, inputs: &[f32]) -> Result<Vec<f32>> {
-        let mut outputs = self.layer_outputs(inputs)?;
+        let last = self.network.layers().len() - 1;
+        let mut outputs = self.forward(inputs, last)?;
         Ok(outputs.pop().expect("a network has at least one layer"))
     }
 
     /// Every layer's output for `inputs`, activations applied, one `[rows, units]` matrix per layer.
     pub fn layer_outputs(&mut self, inputs: &[f32]) -> Result<Vec<Vec<f32>>> {
+        self.forward(inputs, 0)
+    }
+
+    /// The forward pass over `inputs`, reading back the outputs of layers `first..` (one read per layer and
+    /// chunk, the first of which carries the pass itself).
+    fn forward(&mut self, inputs: &[f32], first: usize) -> Result<Vec<Vec<f32>>> {
         let rows = self.check_data(inputs, None)?;
         let chunk = self.chunk_rows(rows);
         self.ensure_capacity(chunk)?;
         let n_in = self.network.inputs();
-        let widths: Vec<usize> = self.network.layers().iter().map(|l| l.units).collect();
+        let widths: Vec<usize> = self.network.layers()[first..]
+            .iter()
+            .map(|l| l.units)
+            .collect();
         let mut result: Vec<Vec<f32>> = widths
             .iter()
             .map(|w| Vec::with_capacity(rows * w))
@@ -237,11 +269,11 @@ impl Model {
         for start in (0..rows).step_by(chunk) {
             let end = (start + chunk).min(rows);
             let ws = self.workspace.as_ref().expect("capacity ensured");
-            let (input, outputs) = (ws.input, ws.outputs.clone());
+            let (input, outputs) = (ws.input, ws.outputs[first..].to_vec());
             self.backend
                 .write(input, 0, &inputs[start * n_in..end * n_in])?;
             let plan = self.plan(Plan::Predict, end - start)?;
-            self.run(&plan)?;
+            self.enqueue_only(&plan)?;
             for ((out, &buffer), &width) in result.iter_mut().zip(&outputs).zip(&widths) {
                 out.extend(self.backend.read(buffer.region((end - start) * width))?);
             }
