@@ -355,20 +355,46 @@ fn llvmpipe_loop_limit_long_matmul_sums() {
     }
 }
 
-/// Products past the CPU backend's threading threshold (2^26 multiply-adds) are split by rows over threads;
-/// every form still matches the f64 reference (checked on a sample of rows, the first and last included).
+/// Products past the CPU backend's threading threshold (2^18 multiply-adds) are split between threads: by
+/// rows of the output, or by columns when it has too few rows, with a ragged last part. Every form still
+/// matches the f64 reference (all rows of the small cases, a sample of the large one's).
 #[test]
 fn cpu_threaded_products_match_the_reference() {
-    let (m, n, k) = (1024, 1024, 64);
+    // (m, n, k): split by rows; by columns (8 rows, 1000 columns); rows in uneven parts (64 + 36).
+    for (m, n, k) in [(1024, 1024, 64), (8, 1000, 100), (100, 37, 200)] {
+        check_cpu_forms(m, n, k);
+    }
+}
+
+/// Two threads multiplying at once: one gets the helper threads, the other runs its product whole, and
+/// both are right.
+#[test]
+fn cpu_concurrent_products_match_the_reference() {
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                for _ in 0..20 {
+                    check_cpu_forms(100, 300, 120);
+                }
+            });
+        }
+    });
+}
+
+fn check_cpu_forms(m: usize, n: usize, k: usize) {
     let a = uniform(41, m * k, -1.0, 1.0);
     let b = uniform(42, k * n, -1.0, 1.0);
     let mut c = vec![0.0; m * n];
-    let rows = [0, 1, 511, 512, 513, 1023];
+    let rows: Vec<usize> = if m <= 128 {
+        (0..m).collect()
+    } else {
+        vec![0, 1, m / 2 - 1, m / 2, m / 2 + 1, m - 1]
+    };
     let check = |c: &[f32], expected: &dyn Fn(usize, usize) -> f64, what: &str| {
         for &i in &rows {
             let want: Vec<f32> = (0..n).map(|j| expected(i, j) as f32).collect();
             assert_close(
-                &format!("{what} row {i}"),
+                &format!("{what} {m}x{n}x{k} row {i}"),
                 &c[i * n..(i + 1) * n],
                 &want,
                 MATMUL,

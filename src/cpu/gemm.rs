@@ -1,5 +1,7 @@
 //! Matrix products for the CPU backend: `matrixmultiply`'s sgemm, split over cores when large.
 
+use super::pool;
+
 /// Cores to split large products over, asked once: `available_parallelism` reads cgroup files on Linux,
 /// which cost as much as a small product when done per call.
 pub(super) fn available_threads() -> usize {
@@ -7,80 +9,149 @@ pub(super) fn available_threads() -> usize {
     *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-/// Products of at least this many multiply-adds (1024³ is 2^30) are split by rows over the available cores.
-/// Smaller ones stay on one thread: on the 2-core development machine, splitting the bench's 2^23–2^25
-/// products made its 784-256-256-10 epoch 10–25% slower (thread start-up and cache traffic), while 1024³
-/// went from 170 to 320 GFLOP/s (`examples/bench.rs`).
-const PARALLEL_MIN_MACS: usize = 1 << 26;
+/// Products of at least this many multiply-adds are split over the helper threads of `pool.rs`, each
+/// part at least half of it. Below it, handing a part over costs about what it saves.
+const PARALLEL_MIN_MACS: usize = 1 << 18;
+
+/// Parts are whole multiples of this many rows (or columns) of `c`: the height and width of the sgemm
+/// micro-kernels, so no part has a ragged edge in the middle of `c`.
+const PART_BLOCK: usize = 16;
 
 /// The largest index a `rows × cols` matrix with strides `(rs, cs)` touches, plus one.
 fn extent(rows: usize, cols: usize, (rs, cs): (usize, usize)) -> usize {
     (rows - 1) * rs + (cols - 1) * cs + 1
 }
 
+/// `c` as a pointer that may cross threads; each part writes only its own block.
+#[derive(Clone, Copy)]
+struct Output(*mut f32);
+// SAFETY: every part writes a block of `c` disjoint from the others' (see `gemm`).
+unsafe impl Send for Output {}
+unsafe impl Sync for Output {}
+
+impl Output {
+    /// The block starting `offset` elements in.
+    ///
+    /// # Safety
+    /// `offset` must be inside `c`.
+    unsafe fn at(self, offset: usize) -> Output {
+        Output(self.0.add(offset))
+    }
+}
+
 /// `c[m, n] = a · b` (`c` row-major), where the strides say how `a` and `b` are laid out. Large products
-/// run on several threads, each over its own rows of `c`.
+/// are split by rows of `c` (by columns when there are too few rows) between this thread and helpers.
 pub(super) fn gemm(
-    (m, k, n): (usize, usize, usize),
+    dims: (usize, usize, usize),
     a: &[f32],
     a_strides: (usize, usize),
     b: &[f32],
     b_strides: (usize, usize),
     c: &mut [f32],
 ) {
+    gemm_then(dims, a, a_strides, b, b_strides, c, &|_| {});
+}
+
+/// [`gemm`], then `epilogue` over whole rows of `c`: each part's rows right after its product, on the
+/// same core while they are still in its cache.
+pub(super) fn gemm_then(
+    (m, k, n): (usize, usize, usize),
+    a: &[f32],
+    a_strides: (usize, usize),
+    b: &[f32],
+    b_strides: (usize, usize),
+    c: &mut [f32],
+    epilogue: &(dyn Fn(&mut [f32]) + Sync),
+) {
     if m == 0 || n == 0 {
         return;
     }
-    let threads = available_threads().min(m);
-    if threads < 2 || m * n * k < PARALLEL_MIN_MACS {
-        return gemm_serial((m, k, n), a, a_strides, b, b_strides, c);
-    }
-    let rows_per_thread = m.div_ceil(threads);
-    std::thread::scope(|scope| {
-        for (chunk, c_rows) in c[..m * n].chunks_mut(rows_per_thread * n).enumerate() {
-            let first = chunk * rows_per_thread;
-            let rows = c_rows.len() / n;
-            let a_rows = &a[first * a_strides.0..];
-            scope.spawn(move || gemm_serial((rows, k, n), a_rows, a_strides, b, b_strides, c_rows));
-        }
-    });
-}
-
-fn gemm_serial(
-    (m, k, n): (usize, usize, usize),
-    a: &[f32],
-    (rsa, csa): (usize, usize),
-    b: &[f32],
-    (rsb, csb): (usize, usize),
-    c: &mut [f32],
-) {
     if k == 0 {
         c[..m * n].fill(0.0);
-        return;
+        return epilogue(&mut c[..m * n]);
     }
     assert!(
-        a.len() >= extent(m, k, (rsa, csa))
-            && b.len() >= extent(k, n, (rsb, csb))
+        a.len() >= extent(m, k, a_strides)
+            && b.len() >= extent(k, n, b_strides)
             && c.len() >= m * n
     );
-    // SAFETY: the assert bounds every index sgemm reads or writes: a[i*rsa + p*csa] for i < m, p < k is
-    // below extent(m, k), likewise b, and c is row-major with stride n.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            rsa as isize,
-            csa as isize,
-            b.as_ptr(),
-            rsb as isize,
-            csb as isize,
-            0.0,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        );
+    let out = Output(c.as_mut_ptr());
+    let macs = m * n * k;
+    let parts = if macs < PARALLEL_MIN_MACS {
+        1
+    } else {
+        pool::parts_available().min(macs / (PARALLEL_MIN_MACS / 2))
+    };
+    let split_rows = m >= parts * PART_BLOCK;
+    let len = if split_rows { m } else { n };
+    if parts < 2 || len < parts * PART_BLOCK {
+        // SAFETY: the assert above bounds every index of a, b and c.
+        unsafe {
+            gemm_block(
+                (m, k, n),
+                a.as_ptr(),
+                a_strides,
+                b.as_ptr(),
+                b_strides,
+                out,
+                n,
+            )
+        };
+        return epilogue(&mut c[..m * n]);
     }
+    let per_part = len.div_ceil(parts).next_multiple_of(PART_BLOCK);
+    let part = |index: usize| {
+        let first = index * per_part;
+        let count = per_part.min(len - first);
+        let (dims, a_at, b_at, c_at) = if split_rows {
+            ((count, k, n), first * a_strides.0, 0, first * n)
+        } else {
+            ((m, k, count), 0, first * b_strides.1, first)
+        };
+        // SAFETY: the part lies inside the extents asserted above, and different parts write disjoint
+        // rows (or columns) of c.
+        unsafe {
+            let a = a.as_ptr().add(a_at);
+            let b = b.as_ptr().add(b_at);
+            gemm_block(dims, a, a_strides, b, b_strides, out.at(c_at), n);
+            if split_rows {
+                epilogue(std::slice::from_raw_parts_mut(out.at(c_at).0, count * n));
+            }
+        }
+    };
+    pool::run(len.div_ceil(per_part), &part);
+    if !split_rows {
+        epilogue(&mut c[..m * n]);
+    }
+}
+
+/// One sgemm call writing `c` with row stride `ldc`.
+///
+/// # Safety
+/// `a`, `b` and `c` must be valid for every index the dimensions and strides reach.
+unsafe fn gemm_block(
+    (m, k, n): (usize, usize, usize),
+    a: *const f32,
+    (rsa, csa): (usize, usize),
+    b: *const f32,
+    (rsb, csb): (usize, usize),
+    c: Output,
+    ldc: usize,
+) {
+    matrixmultiply::sgemm(
+        m,
+        k,
+        n,
+        1.0,
+        a,
+        rsa as isize,
+        csa as isize,
+        b,
+        rsb as isize,
+        csb as isize,
+        0.0,
+        c.0,
+        ldc as isize,
+        1,
+    );
 }

@@ -3,6 +3,7 @@
 //! [`Op`] and carries the name of its WGSL entry point. `gemm.rs` holds the matrix products.
 
 mod gemm;
+mod pool;
 
 use crate::activation::{softmax_rows, Activation};
 use crate::backend::{
@@ -14,7 +15,7 @@ use crate::optim::hyper::{
     BETA1, BETA2, BIAS_CORRECTION1, BIAS_CORRECTION2, EPSILON, LEARNING_RATE, LEN as HYPER_LEN,
     MOMENTUM, STEP, WEIGHT_DECAY,
 };
-use gemm::{available_threads, gemm};
+use gemm::{available_threads, gemm, gemm_then};
 
 /// Runs ops immediately on host memory.
 pub struct CpuBackend {
@@ -379,12 +380,14 @@ pub fn matmul_bias_act(
     (m, k, n): (usize, usize, usize),
     activation: Activation,
 ) {
-    gemm((m, k, n), input, (k, 1), weights, (n, 1), output);
-    for row in output.chunks_exact_mut(n) {
-        for (y, &b) in row.iter_mut().zip(bias) {
-            *y = activation.apply(*y + b);
+    let bias_act = |rows: &mut [f32]| {
+        for row in rows.chunks_exact_mut(n) {
+            for (y, &b) in row.iter_mut().zip(bias) {
+                *y = activation.apply(*y + b);
+            }
         }
-    }
+    };
+    gemm_then((m, k, n), input, (k, 1), weights, (n, 1), output, &bias_act);
 }
 
 /// `grad_input = grad_output · weightsᵀ`; `grad_output` is `[m, k]`, `weights` `[n, k]`.
