@@ -176,3 +176,53 @@ fn switching_optimizer_resets_its_state() {
         );
     }
 }
+
+/// Long parameter buffers are updated in ranges on several threads; every element must come out exactly
+/// as a plain loop over the same rule makes it.
+#[test]
+fn cpu_updates_split_between_threads_match_a_plain_loop() {
+    use wgtrain::optim::hyper;
+    let len = 300_001;
+    let grads = uniform(7, len, -1.0, 1.0);
+    let start = uniform(8, len, -1.0, 1.0);
+    let mut h = vec![0.0f32; hyper::LEN];
+    h[hyper::LEARNING_RATE] = 0.05;
+    h[hyper::MOMENTUM] = 0.9;
+    h[hyper::BETA1] = 0.9;
+    h[hyper::BETA2] = 0.999;
+    h[hyper::EPSILON] = 1e-8;
+    h[hyper::WEIGHT_DECAY] = 0.01;
+    h[hyper::STEP] = 1.0;
+    h[hyper::BIAS_CORRECTION1] = 0.1;
+    h[hyper::BIAS_CORRECTION2] = 0.001;
+    let (lr, wd) = (h[hyper::LEARNING_RATE], h[hyper::WEIGHT_DECAY]);
+
+    let mut w = start.clone();
+    wgtrain::cpu::sgd_update(&mut w, &grads, &h);
+    let want: Vec<f32> = start
+        .iter()
+        .zip(&grads)
+        .map(|(&w, &g)| w - lr * (g + wd * w))
+        .collect();
+    assert_eq!(w, want, "sgd");
+
+    let (mut w, mut v) = (start.clone(), vec![0.5f32; len]);
+    wgtrain::cpu::momentum_update(&mut w, &grads, &mut v, &h);
+    for i in [0, 1, len / 2, len - 1] {
+        let v_want = 0.9 * 0.5 + (grads[i] + wd * start[i]);
+        assert_eq!(
+            (w[i], v[i]),
+            (start[i] - lr * v_want, v_want),
+            "momentum at {i}"
+        );
+    }
+
+    let (mut w, mut m, mut v) = (start.clone(), vec![0.0f32; len], vec![0.0f32; len]);
+    wgtrain::cpu::adam_update(&mut w, &grads, (&mut m, &mut v), &h);
+    for i in (0..len).step_by(997).chain([len - 1]) {
+        let g = grads[i] + wd * start[i];
+        let (m_want, v_want) = ((1.0 - 0.9) * g, (1.0 - 0.999) * g * g);
+        let w_want = start[i] - lr / 0.1 * m_want / (v_want.sqrt() / 0.001f32.sqrt() + 1e-8);
+        assert_eq!((w[i], m[i], v[i]), (w_want, m_want, v_want), "adam at {i}");
+    }
+}

@@ -16,6 +16,7 @@ use crate::optim::hyper::{
     MOMENTUM, STEP, WEIGHT_DECAY,
 };
 use gemm::{available_threads, gemm, gemm_then};
+use pool::{for_ranges, Disjoint};
 
 /// Runs ops immediately on host memory.
 pub struct CpuBackend {
@@ -487,21 +488,34 @@ pub fn advance_step(hyper: &mut [f32]) {
     hyper[BIAS_CORRECTION2] = 1.0 - hyper[BETA2].powf(hyper[STEP]);
 }
 
+// The updates run over disjoint ranges of the parameters, split between threads when long (`for_ranges`);
+// each element's arithmetic is the same however it is split.
+
 /// `w −= lr · (g + wd·w)`.
 pub fn sgd_update(params: &mut [f32], grads: &[f32], hyper: &[f32]) {
     let (lr, wd) = (hyper[LEARNING_RATE], hyper[WEIGHT_DECAY]);
-    for (w, &g) in params.iter_mut().zip(grads) {
-        *w -= lr * (g + wd * *w);
-    }
+    let params = Disjoint::new(params);
+    for_ranges(params.len(), &|r| {
+        // SAFETY: `for_ranges` hands each part its own range.
+        let params = unsafe { params.range(r.clone()) };
+        for (w, &g) in params.iter_mut().zip(&grads[r]) {
+            *w -= lr * (g + wd * *w);
+        }
+    });
 }
 
 /// `v = μ·v + (g + wd·w);  w −= lr · v`.
 pub fn momentum_update(params: &mut [f32], grads: &[f32], velocity: &mut [f32], hyper: &[f32]) {
     let (lr, mu, wd) = (hyper[LEARNING_RATE], hyper[MOMENTUM], hyper[WEIGHT_DECAY]);
-    for ((w, &g), v) in params.iter_mut().zip(grads).zip(velocity) {
-        *v = mu * *v + (g + wd * *w);
-        *w -= lr * *v;
-    }
+    let (params, velocity) = (Disjoint::new(params), Disjoint::new(velocity));
+    for_ranges(params.len(), &|r| {
+        // SAFETY: `for_ranges` hands each part its own range.
+        let (params, velocity) = unsafe { (params.range(r.clone()), velocity.range(r.clone())) };
+        for ((w, &g), v) in params.iter_mut().zip(&grads[r]).zip(velocity) {
+            *v = mu * *v + (g + wd * *w);
+            *w -= lr * *v;
+        }
+    });
 }
 
 /// Adam as PyTorch computes it: `w −= (lr / bc1) · m / (√v / √bc2 + ε)`.
@@ -515,10 +529,21 @@ pub fn adam_update(
     let (beta1, beta2) = (hyper[BETA1], hyper[BETA2]);
     let step_size = lr / hyper[BIAS_CORRECTION1];
     let bias_correction2_sqrt = hyper[BIAS_CORRECTION2].sqrt();
-    for (((w, &g), m), v) in params.iter_mut().zip(grads).zip(m).zip(v) {
-        let g = g + wd * *w;
-        *m = beta1 * *m + (1.0 - beta1) * g;
-        *v = beta2 * *v + (1.0 - beta2) * g * g;
-        *w -= step_size * *m / (v.sqrt() / bias_correction2_sqrt + eps);
-    }
+    let (params, m, v) = (Disjoint::new(params), Disjoint::new(m), Disjoint::new(v));
+    for_ranges(params.len(), &|r| {
+        // SAFETY: `for_ranges` hands each part its own range.
+        let (params, m, v) = unsafe {
+            (
+                params.range(r.clone()),
+                m.range(r.clone()),
+                v.range(r.clone()),
+            )
+        };
+        for (((w, &g), m), v) in params.iter_mut().zip(&grads[r]).zip(m).zip(v) {
+            let g = g + wd * *w;
+            *m = beta1 * *m + (1.0 - beta1) * g;
+            *v = beta2 * *v + (1.0 - beta2) * g * g;
+            *w -= step_size * *m / (v.sqrt() / bias_correction2_sqrt + eps);
+        }
+    });
 }

@@ -7,6 +7,8 @@
 //! within a microsecond, and the same products run 1.7–1.9× faster on two cores. Helpers park after
 //! [`SPIN`] without work, so an idle process does not hold a core.
 
+use std::marker::PhantomData;
+use std::ops::Range;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock, TryLockError};
@@ -116,6 +118,54 @@ pub(super) fn run(parts: usize, part: Part<'_>) {
         .any(|h| h.panicked.swap(false, Ordering::Relaxed))
     {
         panic!("a matrix product part panicked on a helper thread");
+    }
+}
+
+/// Elementwise loops shorter than this many elements per part stay on one thread.
+const ELEMENTWISE_MIN_PART: usize = 1 << 15;
+
+/// Runs `body` over `0..len` in disjoint ranges, split between threads when each part gets at least
+/// [`ELEMENTWISE_MIN_PART`] elements (the optimizer updates: long, memory-bound loops).
+pub(super) fn for_ranges(len: usize, body: &(dyn Fn(Range<usize>) + Sync)) {
+    let parts = parts_available().min(len / ELEMENTWISE_MIN_PART).max(1);
+    let per_part = len.div_ceil(parts);
+    run(parts, &|index| {
+        let first = (index * per_part).min(len);
+        body(first..(first + per_part).min(len));
+    });
+}
+
+/// A mutable slice that the parts of one [`for_ranges`] call write through, each in its own range.
+pub(super) struct Disjoint<'a> {
+    data: *mut f32,
+    len: usize,
+    _borrow: PhantomData<&'a mut [f32]>,
+}
+
+// SAFETY: access goes through `range`, whose contract keeps the ranges of different threads apart.
+unsafe impl Sync for Disjoint<'_> {}
+
+impl<'a> Disjoint<'a> {
+    pub(super) fn new(slice: &'a mut [f32]) -> Self {
+        Disjoint {
+            data: slice.as_mut_ptr(),
+            len: slice.len(),
+            _borrow: PhantomData,
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The elements in `range`.
+    ///
+    /// # Safety
+    /// No other reference to any element of `range` may be live while the result is.
+    #[allow(clippy::mut_from_ref)]
+    pub(super) unsafe fn range(&self, range: Range<usize>) -> &mut [f32] {
+        assert!(range.start <= range.end && range.end <= self.len);
+        std::slice::from_raw_parts_mut(self.data.add(range.start), range.len())
     }
 }
 
