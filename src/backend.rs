@@ -135,6 +135,20 @@ pub enum Op {
         second_moment: Region,
         hyper: Region,
     },
+    /// `output[r, :] = source[order[cursor + r], :]` for `r < rows`: a mini-batch gathered from a training
+    /// set held on the device. `order` and `cursor` hold `u32` row indices as bit patterns
+    /// ([`f32::from_bits`]), so every buffer stays `f32` on the host. Positions past `order` and rows past
+    /// `source` give zeros.
+    GatherRows {
+        source: Region,
+        order: Region,
+        cursor: Region,
+        output: Region,
+        rows: usize,
+        cols: usize,
+    },
+    /// `cursor += rows` (a `u32` bit pattern): the next gather starts after this batch.
+    AdvanceCursor { cursor: Region, rows: usize },
 }
 
 impl Op {
@@ -156,6 +170,8 @@ impl Op {
             Op::SgdUpdate { .. } => "sgd_update",
             Op::MomentumUpdate { .. } => "momentum_update",
             Op::AdamUpdate { .. } => "adam_update",
+            Op::GatherRows { .. } => "gather_rows",
+            Op::AdvanceCursor { .. } => "advance_cursor",
         }
     }
 
@@ -276,6 +292,20 @@ impl Op {
                 (second_moment, params.len, true),
                 (hyper, HYPER_LEN, false),
             ],
+            Op::GatherRows {
+                source,
+                order,
+                cursor,
+                output,
+                rows,
+                cols,
+            } => vec![
+                (source, cols, false),
+                (order, 1, false),
+                (cursor, 1, false),
+                (output, rows * cols, true),
+            ],
+            Op::AdvanceCursor { cursor, .. } => vec![(cursor, 1, true)],
         }
     }
 }

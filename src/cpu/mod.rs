@@ -270,6 +270,31 @@ impl CpuBackend {
                 self.put(first_moment, m);
                 self.put(second_moment, v);
             }
+            Op::GatherRows {
+                source,
+                order,
+                cursor,
+                output,
+                rows,
+                cols,
+            } => {
+                let mut out = self.take(output);
+                let range = window(&mut out, output, rows * cols);
+                gather_rows(
+                    self.slice(source, source.len),
+                    self.slice(order, order.len),
+                    self.slice(cursor, 1)[0],
+                    &mut out[range],
+                    cols,
+                );
+                self.put(output, out);
+            }
+            Op::AdvanceCursor { cursor, rows } => {
+                let mut out = self.take(cursor);
+                let range = window(&mut out, cursor, 1);
+                advance_cursor(&mut out[range], rows);
+                self.put(cursor, out);
+            }
         }
     }
 }
@@ -546,4 +571,21 @@ pub fn adam_update(
             *w -= step_size * *m / (v.sqrt() / bias_correction2_sqrt + eps);
         }
     });
+}
+
+/// `output[r, :] = source[order[cursor + r], :]`, indices as `u32` bit patterns; zeros past either end.
+pub fn gather_rows(source: &[f32], order: &[f32], cursor: f32, output: &mut [f32], cols: usize) {
+    let first = cursor.to_bits() as usize;
+    for (r, row) in output.chunks_exact_mut(cols).enumerate() {
+        let index = order.get(first + r).map(|i| i.to_bits() as usize);
+        match index.and_then(|i| source.get(i * cols..(i + 1) * cols)) {
+            Some(from) => row.copy_from_slice(from),
+            None => row.fill(0.0),
+        }
+    }
+}
+
+/// `cursor += rows`, as a `u32` bit pattern.
+pub fn advance_cursor(cursor: &mut [f32], rows: usize) {
+    cursor[0] = f32::from_bits(cursor[0].to_bits().wrapping_add(rows as u32));
 }

@@ -4,12 +4,13 @@ use crate::activation::Activation;
 use crate::backend::{Op, Region};
 
 /// Every shader file, by stem. Each is standalone WGSL; `tests/shaders.rs` validates them with naga.
-pub const SHADERS: [(&str, &str); 5] = [
+pub const SHADERS: [(&str, &str); 6] = [
     ("matmul", include_str!("../../shaders/matmul.wgsl")),
     ("activation", include_str!("../../shaders/activation.wgsl")),
     ("loss", include_str!("../../shaders/loss.wgsl")),
     ("reduce", include_str!("../../shaders/reduce.wgsl")),
     ("optim", include_str!("../../shaders/optim.wgsl")),
+    ("data", include_str!("../../shaders/data.wgsl")),
 ];
 
 /// The shader file holding an entry point.
@@ -19,6 +20,7 @@ pub(crate) fn shader_of(entry: &str) -> &'static str {
         "act_backward" | "softmax_backward" | "softmax" => "activation",
         "loss_grad" | "loss_sum" => "loss",
         "bias_grad" => "reduce",
+        "gather_rows" | "advance_cursor" => "data",
         // sgd_update, momentum_update, adam_update, advance_step
         _ => "optim",
     }
@@ -291,6 +293,29 @@ pub(crate) fn launch(op: &Op) -> Launch {
                 (5, second_moment),
             ],
             groups: flat_groups(params.len),
+        },
+        Op::GatherRows {
+            source,
+            order,
+            cursor,
+            output,
+            rows,
+            cols,
+        } => Launch {
+            dims: Dims {
+                m: rows as u32,
+                k: (source.len / cols) as u32,
+                n: cols as u32,
+                stride: order.len as u32,
+                ..Dims::default()
+            },
+            bindings: vec![(1, source), (2, order), (3, output), (4, cursor)],
+            groups: flat_groups(rows * cols),
+        },
+        Op::AdvanceCursor { cursor, rows } => Launch {
+            dims: mnk(rows, 0, 0),
+            bindings: vec![(5, cursor)],
+            groups: [1, 1, 1],
         },
     }
 }
