@@ -379,6 +379,11 @@ pub trait Backend {
     /// Runs `kernels` once, in order, timing each: `(op name, microseconds)`. `None` where the device cannot
     /// time its work (a GPU adapter without timestamp queries). Outside measured runs: it may allocate.
     fn profile(&mut self, kernels: &[KernelId]) -> Result<Option<Vec<(&'static str, f64)>>>;
+
+    /// The most floats one operand may span when bound whole (a GPU's storage binding limit).
+    fn max_binding_len(&self) -> usize {
+        usize::MAX
+    }
 }
 
 /// Checks every operand of `op` lies inside its buffer and no written buffer is shared with another operand.

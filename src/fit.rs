@@ -112,6 +112,9 @@ pub fn fit(
         optimizer: config.optimizer,
         weight_decay: config.weight_decay,
     };
+    // On a GPU the training set goes to the device once; each epoch then uploads only its row order.
+    let held =
+        model.device_info().backend == "wgpu" && model.hold_training_set(&train.features, &y)?;
     let bar = progress_bar(config);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(config.seed);
     let mut order: Vec<usize> = (0..train.rows()).collect();
@@ -122,7 +125,11 @@ pub fn fit(
             order.shuffle(&mut rng);
         }
         let order = config.shuffle.then_some(order.as_slice());
-        let stats = model.train_epoch_checked(rows, &train.features, &y, order, &step)?;
+        let stats = if held {
+            model.train_epoch_held(order, &step)?
+        } else {
+            model.train_epoch_checked(rows, &train.features, &y, order, &step)?
+        };
         if let Some(bad) = stats.first_bad_step {
             bar.finish_and_clear();
             return Err(Error::Diverged(format!(
@@ -154,6 +161,7 @@ pub fn fit(
         }
     }
     bar.finish_and_clear();
+    model.release_training_set()?;
     // The last update can leave non-finite parameters without any loss showing it yet.
     if model
         .parameters()?

@@ -49,6 +49,6 @@ pub use device::Device;
 pub use error::{Error, Result};
 pub use gpu::WgpuBackend;
 pub use loss::Loss;
-pub use model::{EpochStats, Model, TrainConfig};
+pub use model::{EpochStats, Model, TrainConfig, STEPS_PER_SUBMIT};
 pub use network::{Dense, LayerParams, Network};
 pub use optim::Optimizer;

@@ -60,6 +60,7 @@ fn every_op_has_its_entry_point() {
                 "advance_step",
             ][..],
         ),
+        ("data", &["gather_rows", "advance_cursor"][..]),
     ];
     for (name, entries) in expected {
         let source = SHADERS.iter().find(|(n, _)| *n == name).expect("shader").1;

@@ -518,6 +518,10 @@ impl Backend for WgpuBackend {
         self.counters
     }
 
+    fn max_binding_len(&self) -> usize {
+        self.device.limits().max_storage_buffer_binding_size as usize / 4
+    }
+
     fn profile(&mut self, kernels: &[KernelId]) -> Result<Option<Vec<(&'static str, f64)>>> {
         self.profile_kernels(kernels)
     }

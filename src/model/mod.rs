@@ -2,11 +2,14 @@
 //! allocated once per (network, batch capacity); a training step is a prepared list of ops enqueued and
 //! submitted once. `train.rs` beside this file holds the training and inference entry points.
 
+mod held;
 mod train;
+
+pub use held::STEPS_PER_SUBMIT;
 
 pub use train::{EpochStats, TrainConfig};
 
-use crate::backend::{Backend, BufferId, Counters, DeviceInfo, KernelId, STATS_LEN};
+use crate::backend::{Backend, BufferId, Counters, DeviceInfo, KernelId, Op, STATS_LEN};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::graph::{StepBuffers, Workspace};
@@ -25,6 +28,19 @@ enum Plan {
     Evaluate,
     /// Forward with the output activated.
     Predict,
+    /// A batch gathered from the held training set, then the cursor advanced past it.
+    Gather,
+}
+
+/// A training set copied to the device by [`Model::hold_training_set`]: epochs gather their batches there.
+struct HeldData {
+    inputs: BufferId,
+    targets: BufferId,
+    /// The epoch's row order as `u32` bit patterns, written once per epoch.
+    order: BufferId,
+    /// Where the next gather starts in `order` (a `u32` bit pattern).
+    cursor: BufferId,
+    rows: usize,
 }
 
 /// A network, its parameters and the backend it trains on.
@@ -51,6 +67,7 @@ pub struct Model {
     cursor: usize,
     /// Reused host buffers for gathering shuffled batches.
     scratch: (Vec<f32>, Vec<f32>),
+    held: Option<HeldData>,
 }
 
 impl Model {
@@ -87,6 +104,7 @@ impl Model {
             plans: HashMap::new(),
             cursor: 0,
             scratch: (Vec::new(), Vec::new()),
+            held: None,
         };
         let initial = model.network.init_parameters(seed);
         model.set_parameters(&initial)?;
@@ -98,6 +116,9 @@ impl Model {
     pub fn into_backend(mut self) -> Box<dyn Backend> {
         let mut buffers = vec![self.params, self.param_grads, self.hyper, self.stats];
         buffers.append(&mut self.optimizer_state);
+        if let Some(held) = self.held.take() {
+            buffers.extend([held.inputs, held.targets, held.order, held.cursor]);
+        }
         if let Some(ws) = self.workspace.take() {
             buffers.extend([ws.input, ws.target, ws.row_loss, ws.row_hits]);
             buffers.extend(ws.outputs.into_iter().chain(ws.grads));
@@ -418,6 +439,24 @@ impl Model {
             Plan::Gradients => step.gradient_ops(rows),
             Plan::Evaluate => step.loss_ops(rows),
             Plan::Predict => step.forward_ops(rows, false),
+            Plan::Gather => {
+                let held = self.held.as_ref().expect("training set held");
+                let ws = self.workspace.as_ref().expect("capacity ensured");
+                let gather = |source: BufferId, output: BufferId, cols: usize| Op::GatherRows {
+                    source: source.region(held.rows * cols),
+                    order: held.order.region(held.rows),
+                    cursor: held.cursor.region(1),
+                    output: output.region(rows * cols),
+                    rows,
+                    cols,
+                };
+                let cursor = held.cursor.region(1);
+                vec![
+                    gather(held.inputs, ws.input, self.network.inputs()),
+                    gather(held.targets, ws.target, self.target_width()),
+                    Op::AdvanceCursor { cursor, rows },
+                ]
+            }
         };
         let kernels = ops
             .iter()

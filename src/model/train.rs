@@ -121,15 +121,7 @@ impl Model {
         order: Option<&[usize]>,
         config: &TrainConfig,
     ) -> Result<EpochStats> {
-        if let Some(order) = order {
-            if order.len() != rows || order.iter().any(|&i| i >= rows) {
-                return Err(Error::shape(
-                    "row order",
-                    format!("{rows} indices below {rows}"),
-                    order.len(),
-                ));
-            }
-        }
+        check_order(order, rows)?;
         let batch = batch_rows(config, rows)?;
         self.set_optimizer(config.optimizer, config.learning_rate, config.weight_decay)?;
         self.ensure_capacity(batch)?;
@@ -290,10 +282,24 @@ impl Model {
     }
 }
 
-fn batch_rows(config: &TrainConfig, rows: usize) -> Result<usize> {
+pub(super) fn batch_rows(config: &TrainConfig, rows: usize) -> Result<usize> {
     match config.batch_size {
         Some(0) => Err(Error::value("batch size", "must be at least 1, got 0")),
         Some(b) => Ok(b.min(rows)),
         None => Ok(rows),
+    }
+}
+
+/// A row order must name `rows` rows, each below `rows`.
+pub(super) fn check_order(order: Option<&[usize]>, rows: usize) -> Result<()> {
+    match order {
+        Some(order) if order.len() != rows || order.iter().any(|&i| i >= rows) => {
+            Err(Error::shape(
+                "row order",
+                format!("{rows} indices below {rows}"),
+                order.len(),
+            ))
+        }
+        _ => Ok(()),
     }
 }
