@@ -75,11 +75,18 @@ impl Model {
         self.ensure_capacity(batch)?;
         self.reset_stats()?;
         let train = Plan::Train(config.optimizer.name());
-        // Every kernel of the epoch exists before its first step.
-        for n in [batch, rows % batch].into_iter().filter(|&n| n > 0) {
-            self.plan(train, n)?;
-            self.plan(Plan::Gather, n)?;
-        }
+        // Every kernel of the epoch exists before its first step: a step is its gather, then the train plan,
+        // for a full batch and (when the rows do not divide evenly) the last, partial one.
+        let mut step_kernels = |n: usize| -> Result<Vec<_>> {
+            let mut kernels = self.plan(Plan::Gather, n)?;
+            kernels.extend(self.plan(train, n)?);
+            Ok(kernels)
+        };
+        let full = step_kernels(batch)?;
+        let last = step_kernels(match rows % batch {
+            0 => batch,
+            partial => partial,
+        })?;
         let mut bits = std::mem::take(&mut self.scratch.0);
         bits.clear();
         bits.extend((0..rows).map(|p| f32::from_bits(order.map_or(p, |o| o[p]) as u32)));
@@ -91,11 +98,7 @@ impl Model {
         written?;
         let steps = rows.div_ceil(batch);
         for step in 0..steps {
-            let n = batch.min(rows - step * batch);
-            let gather = self.plan(Plan::Gather, n)?;
-            let kernels = self.plan(train, n)?;
-            self.enqueue_only(&gather)?;
-            self.enqueue_only(&kernels)?;
+            self.enqueue_only(if step + 1 < steps { &full } else { &last })?;
             self.count_step();
             // The last steps ride along with the read of the epoch's sums.
             if (step + 1) % STEPS_PER_SUBMIT == 0 && step + 1 < steps {
