@@ -290,7 +290,7 @@ fn epoch_lines(
     // What a step must hold on the device: parameters and their gradients (SGD keeps no state), one batch of
     // activations and of their gradients, the batch's inputs and targets, and, when the training set is
     // held on the device, the set itself as it is stored (f32 features and targets).
-    let params: usize = net.parameter_count();
+    let params = net.parameter_count() as usize;
     let activations: usize = widths[1..].iter().sum::<usize>() * batch;
     let dataset = if held { x.len() + y.len() } else { 0 };
     let minimum_bytes = 4 * (2 * params + 2 * activations + batch * widths[0] + batch + dataset);

@@ -380,6 +380,9 @@ pub trait Backend {
     /// time its work (a GPU adapter without timestamp queries). Outside measured runs: it may allocate.
     fn profile(&mut self, kernels: &[KernelId]) -> Result<Option<Vec<(&'static str, f64)>>>;
 
+    /// The largest buffer and the free memory, checked before a model allocates (see [`crate::memory`]).
+    fn memory_limits(&self) -> crate::memory::MemoryLimits;
+
     /// The most floats one operand may span when bound whole (a GPU's storage binding limit).
     fn max_binding_len(&self) -> usize {
         usize::MAX

@@ -1,7 +1,7 @@
 //! Checkpoints as safetensors files that PyTorch can load: `layers.{i}.weight` `[out, in]` (the layout of
 //! `nn.Linear`) and `layers.{i}.bias` `[out]`, f32; everything else about the model as JSON under the
-//! metadata key `wgtrain`. Writes go to a temporary file that is renamed over the target, so a crash or a
-//! failed write leaves the previous checkpoint whole.
+//! metadata key `wgtrain`. Writes go through [`crate::files::write_atomically`], so a crash or a failed
+//! write leaves the previous checkpoint whole, and identical models give identical bytes.
 
 use crate::activation::Activation;
 use crate::data::{Standardizer, Task};
@@ -10,9 +10,8 @@ use crate::loss::Loss;
 use crate::network::{LayerParams, Network};
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::Path;
 
 /// Version of the metadata layout below.
 pub const FORMAT_VERSION: u32 = 1;
@@ -124,43 +123,36 @@ pub fn save(path: &Path, params: &[LayerParams], meta: &ModelMeta) -> Result<()>
         .collect::<Result<Vec<_>>>()?;
     let json =
         serde_json::to_string(meta).map_err(|e| Error::format(path, format!("metadata: {e}")))?;
-    let info = HashMap::from([
+    let info = BTreeMap::from([
         (META_KEY.to_string(), json),
         ("format".to_string(), "pt".to_string()),
     ]);
-    let bytes = safetensors::serialize(views, Some(info))
+    let mut bytes = safetensors::serialize(views, Some(info.clone().into_iter().collect()))
         .map_err(|e| Error::format(path, e.to_string()))?;
-    write_atomically(path, &bytes)
+    sort_metadata(&mut bytes, &info).map_err(|e| Error::format(path, e))?;
+    crate::files::write_atomically(path, &bytes)
 }
 
-/// Writes `bytes` to a temporary file beside `path`, syncs it, then renames it over `path`.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_atomically_with(path, |file| file.write_all(bytes))
-}
-
-/// [`write_atomically`] with the writing step given, so tests can make it fail part-way.
-fn write_atomically_with(
-    path: &Path,
-    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
-) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, e))?;
+/// safetensors writes its `__metadata__` map in `HashMap` order, which changes from one process to the
+/// next; this rewrites that map in sorted key order, so identical models give identical files. The map's
+/// JSON has the same length in any order, so the header's length and the tensor offsets stay as they are.
+fn sort_metadata(
+    bytes: &mut [u8],
+    info: &BTreeMap<String, String>,
+) -> std::result::Result<(), String> {
+    let sorted = serde_json::to_string(info).map_err(|e| e.to_string())?;
+    let prefix = b"{\"__metadata__\":";
+    let start = 8 + prefix.len();
+    let end = start + sorted.len();
+    let in_header = bytes.get(8..start) == Some(prefix.as_slice()) && end <= bytes.len();
+    let found: Option<BTreeMap<String, String>> = in_header
+        .then(|| serde_json::from_slice(&bytes[start..end]).ok())
+        .flatten();
+    if found.as_ref() != Some(info) {
+        return Err("safetensors wrote its metadata in an unexpected place".into());
     }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let temp: PathBuf = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
-    let written = std::fs::File::create(&temp)
-        .and_then(|mut file| {
-            write(&mut file)?;
-            file.sync_all()
-        })
-        .and_then(|()| std::fs::rename(&temp, path));
-    written.map_err(|e| {
-        let _ = std::fs::remove_file(&temp);
-        Error::file(path, format!("could not write the checkpoint: {e}"))
-    })
+    bytes[start..end].copy_from_slice(sorted.as_bytes());
+    Ok(())
 }
 
 /// A checkpoint written by [`save`]: the network, its parameters and the metadata.
@@ -303,6 +295,8 @@ fn read_tensors(path: &Path, bytes: &[u8], network: &Network) -> Result<Vec<Laye
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+    use std::path::PathBuf;
 
     fn model_file(dir: &Path) -> (PathBuf, Vec<LayerParams>, ModelMeta) {
         let network = Network::builder(3)
@@ -331,7 +325,7 @@ mod tests {
         let dir = scratch("partial");
         let (path, params, _) = model_file(&dir);
         let before = std::fs::read(&path).expect("read");
-        let result = write_atomically_with(&path, |file| {
+        let result = crate::files::write_atomically_with(&path, |file| {
             file.write_all(&before[..before.len() / 2])?;
             Err(std::io::Error::other("no space left on device"))
         });

@@ -35,6 +35,10 @@ pub enum Error {
     #[error("no {0} adapter found (see README: install mesa-vulkan-drivers for lavapipe)")]
     NoAdapter(String),
 
+    /// What a model would allocate does not fit the device (one buffer, or its free memory).
+    #[error("not enough memory: {0}")]
+    Memory(String),
+
     /// The GPU device refused an operation (validation, out of memory, device lost, mapping failure).
     #[error("gpu: {0}")]
     Gpu(String),
@@ -76,4 +80,44 @@ impl Error {
             message: message.into(),
         }
     }
+}
+
+/// Longest piece of user input quoted in a message, in characters.
+pub const QUOTE_CHARS: usize = 80;
+
+/// `text` for a one-line message: in backquotes, control characters (newlines included) escaped, and cut
+/// to [`QUOTE_CHARS`] characters with `…` and the full length when longer.
+pub fn quote(text: &str) -> String {
+    let chars = text.chars().count();
+    let shown: String = text
+        .chars()
+        .take(QUOTE_CHARS)
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect();
+    if chars > QUOTE_CHARS {
+        format!("`{shown}…` ({chars} characters)")
+    } else {
+        format!("`{shown}`")
+    }
+}
+
+/// A message from another library made fit for one line: control characters escaped, cut to a few
+/// hundred characters.
+pub(crate) fn one_line(message: impl std::fmt::Display) -> String {
+    let text = message.to_string();
+    let mut out: String = text
+        .chars()
+        .take(300)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if text.chars().count() > 300 {
+        out.push('…');
+    }
+    out
 }

@@ -11,6 +11,10 @@ use std::fmt::Write as _;
 /// storage-buffer offset alignment WebGPU allows, so each one can be bound on its own on any adapter.
 pub const PARAM_ALIGN: usize = 64;
 
+/// The widest input or layer a network may have (2³² − 1 units), so that every size computed from the
+/// widths is exact in `u128` and a layer's weight count fits in a 64-bit `usize`.
+pub const MAX_WIDTH: usize = u32::MAX as usize;
+
 /// One fully connected layer: `output = activation(input · weights + bias)`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Dense {
@@ -86,8 +90,21 @@ impl Network {
                 "a network needs at least one layer".into(),
             ));
         }
+        if self.inputs > MAX_WIDTH {
+            return Err(Error::InvalidNetwork(format!(
+                "input width must be at most {MAX_WIDTH}, got {}",
+                self.inputs
+            )));
+        }
         let last = self.layers.len() - 1;
         for (i, layer) in self.layers.iter().enumerate() {
+            if layer.units > MAX_WIDTH {
+                return Err(Error::InvalidNetwork(format!(
+                    "layer {} must have at most {MAX_WIDTH} units, got {}",
+                    i + 1,
+                    layer.units
+                )));
+            }
             if layer.units == 0 {
                 return Err(Error::InvalidNetwork(format!(
                     "layer {} must have at least 1 unit, got 0",
@@ -155,22 +172,58 @@ impl Network {
         }
     }
 
-    /// `(weights, biases)` of layer `i`.
+    /// `(weights, biases)` of layer `i`; exact on 64-bit targets (widths are at most [`MAX_WIDTH`]).
     pub fn layer_parameter_count(&self, i: usize) -> (usize, usize) {
-        (self.fan_in(i) * self.layers[i].units, self.layers[i].units)
+        (
+            self.fan_in(i).saturating_mul(self.layers[i].units),
+            self.layers[i].units,
+        )
     }
 
-    /// Weights plus biases over all layers.
-    pub fn parameter_count(&self) -> usize {
+    /// `(weights, biases)` of layer `i`, exact for any widths.
+    fn layer_counts(&self, i: usize) -> (u128, u128) {
+        let units = self.layers[i].units as u128;
+        (self.fan_in(i) as u128 * units, units)
+    }
+
+    /// Weights plus biases over all layers, exact for any widths.
+    pub fn parameter_count(&self) -> u128 {
         (0..self.layers.len())
             .map(|i| {
-                let (w, b) = self.layer_parameter_count(i);
+                let (w, b) = self.layer_counts(i);
                 w + b
             })
             .sum()
     }
 
-    /// Offsets of every layer's tensors in the flat parameter buffer, and its total length.
+    /// Floats in the flat parameter buffer (every tensor aligned, see [`PARAM_ALIGN`]), exact for any widths.
+    pub fn param_len(&self) -> u128 {
+        let align = |n: u128| n.div_ceil(PARAM_ALIGN as u128) * PARAM_ALIGN as u128;
+        (0..self.layers.len())
+            .map(|i| {
+                let (w, b) = self.layer_counts(i);
+                align(w) + align(b)
+            })
+            .sum()
+    }
+
+    /// `layer 1 (dense 4 → 4000000000) holds 16.0 GB of weights`: the layer with the most weights.
+    pub fn largest_layer(&self) -> String {
+        let (i, weights) = (0..self.layers.len())
+            .map(|i| (i, self.layer_counts(i).0))
+            .max_by_key(|&(i, w)| (w, std::cmp::Reverse(i)))
+            .unwrap_or((0, 0));
+        format!(
+            "the largest layer is layer {} (dense {} → {}), {} of weights",
+            i + 1,
+            self.fan_in(i),
+            self.layers.get(i).map_or(0, |l| l.units),
+            crate::memory::human_bytes(weights * 4)
+        )
+    }
+
+    /// Offsets of every layer's tensors in the flat parameter buffer, and its total length. Call it once
+    /// [`Network::param_len`] is known to fit the device (it then fits `usize`).
     pub fn param_slots(&self) -> (Vec<LayerSlots>, usize) {
         let align = |n: usize| n.div_ceil(PARAM_ALIGN) * PARAM_ALIGN;
         let mut offset = 0;
@@ -193,9 +246,9 @@ impl Network {
             "{:<7} {:>13} {:>9} {:>8}  activation",
             "layer", "shape", "weights", "biases"
         );
-        let (mut total_w, mut total_b) = (0, 0);
+        let (mut total_w, mut total_b) = (0u128, 0u128);
         for (i, layer) in self.layers.iter().enumerate() {
-            let (w, b) = self.layer_parameter_count(i);
+            let (w, b) = self.layer_counts(i);
             total_w += w;
             total_b += b;
             let shape = format!("{} x {}", self.fan_in(i), layer.units);

@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::fit::History;
+use image::ImageEncoder;
 use plotters::prelude::*;
 use std::path::Path;
 use std::sync::Once;
@@ -33,16 +34,34 @@ pub struct Series {
 }
 
 fn plot_error(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::file(path, format!("could not draw the plot: {e}"))
+    Error::file(
+        path,
+        format!("could not draw the plot: {}", crate::error::one_line(e)),
+    )
 }
 
 /// Draws each group of series in its own panel, side by side, into a PNG at `path`.
+/// The chart is drawn in memory and written with [`crate::files::write_atomically`], so a path that is not
+/// a regular file is refused and an existing file is never left half written.
 pub fn line_chart(path: &Path, panels: &[(&str, &str, Vec<Series>)]) -> Result<()> {
+    let png = render_png(path, panels)?;
+    crate::files::write_atomically(path, &png)
+}
+
+/// The chart as PNG bytes; `path` names it in messages.
+fn render_png(path: &Path, panels: &[(&str, &str, Vec<Series>)]) -> Result<Vec<u8>> {
     register_font()?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, e))?;
-    }
-    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+    let mut rgb = vec![0u8; SIZE.0 as usize * SIZE.1 as usize * 3];
+    draw(path, panels, &mut rgb)?;
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png)
+        .write_image(&rgb, SIZE.0, SIZE.1, image::ColorType::Rgb8)
+        .map_err(|e| plot_error(path, e))?;
+    Ok(png)
+}
+
+fn draw(path: &Path, panels: &[(&str, &str, Vec<Series>)], rgb: &mut [u8]) -> Result<()> {
+    let root = BitMapBackend::with_buffer(rgb, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_error(path, e))?;
     let areas = root.split_evenly((1, panels.len().max(1)));
     for ((title, x_label, series), area) in panels.iter().zip(&areas) {

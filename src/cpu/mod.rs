@@ -300,12 +300,21 @@ impl CpuBackend {
 }
 
 impl Backend for CpuBackend {
+    fn memory_limits(&self) -> crate::memory::MemoryLimits {
+        crate::memory::MemoryLimits {
+            max_buffer_bytes: isize::MAX as u64,
+            available_bytes: crate::memory::host_available_bytes(),
+            host_memory: true,
+        }
+    }
+
     fn info(&self) -> &DeviceInfo {
         &self.info
     }
 
-    fn alloc(&mut self, _label: &str, len: usize) -> Result<BufferId> {
-        self.buffers.push(vec![0.0; len]);
+    fn alloc(&mut self, label: &str, len: usize) -> Result<BufferId> {
+        self.buffers
+            .push(crate::memory::zeros(&format!("buffer `{label}`"), len)?);
         self.counters.allocations += 1;
         self.counters.live_bytes += (len * 4) as u64;
         Ok(BufferId(self.buffers.len() - 1))

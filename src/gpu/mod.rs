@@ -518,6 +518,15 @@ impl Backend for WgpuBackend {
         self.counters
     }
 
+    fn memory_limits(&self) -> crate::memory::MemoryLimits {
+        // wgpu does not report a device's free memory; allocation failures are caught as errors.
+        crate::memory::MemoryLimits {
+            max_buffer_bytes: self.device.limits().max_buffer_size,
+            available_bytes: None,
+            host_memory: false,
+        }
+    }
+
     fn max_binding_len(&self) -> usize {
         self.device.limits().max_storage_buffer_binding_size as usize / 4
     }

@@ -14,6 +14,7 @@ use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::graph::{StepBuffers, Workspace};
 use crate::loss::Loss;
+use crate::memory::Request;
 use crate::network::{LayerParams, LayerSlots, Network};
 use crate::optim::{hyper, Optimizer};
 use std::collections::HashMap;
@@ -70,6 +71,17 @@ pub struct Model {
     held: Option<HeldData>,
 }
 
+/// Refuses `request` on `backend` (see [`crate::memory::check`]).
+fn check_memory(backend: &dyn Backend, request: &Request) -> Result<()> {
+    let limits = backend.memory_limits();
+    let device = if limits.host_memory {
+        "the host (CPU backend)".to_string()
+    } else {
+        format!("{} ({})", backend.info().adapter, backend.info().api)
+    };
+    crate::memory::check(request, &limits, &device)
+}
+
 impl Model {
     /// Opens `device` and initialises parameters from `seed` (see [`Network::init_parameters`]).
     pub fn new(network: Network, device: Device, seed: u64) -> Result<Model> {
@@ -82,6 +94,20 @@ impl Model {
         mut backend: Box<dyn Backend>,
         seed: u64,
     ) -> Result<Model> {
+        let len = network.param_len();
+        check_memory(
+            backend.as_ref(),
+            &Request {
+                purpose: "the parameters and their gradients",
+                buffers: vec![
+                    ("parameters".into(), len),
+                    ("parameter gradients".into(), len),
+                ],
+                // the initial values are drawn on the host first
+                host_bytes: len * 4,
+                detail: network.largest_layer(),
+            },
+        )?;
         let (slots, param_len) = network.param_slots();
         let params = backend.alloc("parameters", param_len)?;
         let param_grads = backend.alloc("parameter gradients", param_len)?;
@@ -290,6 +316,20 @@ impl Model {
             .hyper_host
             .is_some_and(|(current, _)| current.name() == optimizer.name());
         if !same_rule {
+            let missing = optimizer
+                .state_buffers()
+                .saturating_sub(self.optimizer_state.len());
+            check_memory(
+                self.backend.as_ref(),
+                &Request {
+                    purpose: &format!("the {} optimizer's state", optimizer.name()),
+                    buffers: (0..missing)
+                        .map(|i| (format!("optimizer state {i}"), self.param_len as u128))
+                        .collect(),
+                    host_bytes: self.param_len as u128 * 4,
+                    detail: self.network.largest_layer(),
+                },
+            )?;
             while self.optimizer_state.len() < optimizer.state_buffers() {
                 let label = format!("optimizer state {}", self.optimizer_state.len());
                 let buffer = self.backend.alloc(&label, self.param_len)?;
@@ -385,6 +425,24 @@ impl Model {
         }
         self.plans.clear();
         let widths: Vec<usize> = self.network.layers().iter().map(|l| l.units).collect();
+        let r = rows as u128;
+        let mut buffers: Vec<(String, u128)> = Vec::new();
+        for (i, &w) in widths.iter().enumerate() {
+            buffers.push((format!("layers.{i}.output"), r * w as u128));
+            buffers.push((format!("layers.{i}.grad"), r * w as u128));
+        }
+        buffers.push(("input batch".into(), r * self.network.inputs() as u128));
+        buffers.push(("target batch".into(), r * self.target_width() as u128));
+        let widest = widths.iter().copied().max().unwrap_or(0);
+        check_memory(
+            self.backend.as_ref(),
+            &Request {
+                purpose: &format!("the activations of a batch of {rows} rows"),
+                buffers,
+                host_bytes: 0,
+                detail: format!("the widest layer has {widest} units (try a smaller --batch-size)"),
+            },
+        )?;
         let backend = &mut self.backend;
         let mut alloc_each = |what: &str| -> Result<Vec<BufferId>> {
             widths

@@ -4,6 +4,7 @@ use crate::{DeviceArg, LossChoice, OutputChoice, TrainArgs};
 use std::path::{Path, PathBuf};
 use wgtrain::checkpoint::{self, ModelMeta};
 use wgtrain::data::{self, CsvOptions, Dataset, Standardizer, Task, TaskChoice};
+use wgtrain::files::{Input, Output};
 use wgtrain::fit::{self, FitConfig};
 use wgtrain::{Activation, Error, Loss, Model, Network, Optimizer, Result};
 
@@ -73,13 +74,22 @@ pub fn parse_layers(text: &str) -> Result<Vec<usize>> {
                 "--layers",
                 format!("layer {} width must be at least 1, got 0", i + 1),
             )),
+            Ok(width) if width > wgtrain::network::MAX_WIDTH => Err(invalid(
+                "--layers",
+                format!(
+                    "layer {} width must be at most {}, got {width}",
+                    i + 1,
+                    wgtrain::network::MAX_WIDTH
+                ),
+            )),
             Ok(width) => Ok(width),
             Err(_) => Err(invalid(
                 "--layers",
                 format!(
-                    "layer {} width must be a whole number, got `{}`",
+                    "layer {} width must be a whole number from 1 to {}, got {}",
                     i + 1,
-                    part.trim()
+                    wgtrain::network::MAX_WIDTH,
+                    wgtrain::error::quote(part.trim())
                 ),
             )),
         })
@@ -175,8 +185,49 @@ pub fn mse(model: &mut Model, data: &Dataset) -> Result<f32> {
     Ok((sum / data.rows() as f64) as f32)
 }
 
+/// The data files a run reads: each path, and the labels file beside an IDX images file.
+pub fn input_files(flag: &'static str, path: &Path) -> Result<Vec<(&'static str, PathBuf)>> {
+    let mut files = vec![(flag, path.to_path_buf())];
+    if !wgtrain::files::is_stdin(path) && path.exists() && data::is_idx(path)? {
+        files.push((flag, data::labels_path(path)?));
+    }
+    Ok(files)
+}
+
+/// Every output checked against the flags' inputs before anything is loaded or trained.
+fn check_files(args: &TrainArgs) -> Result<()> {
+    let mut inputs = input_files("--data", &args.data)?;
+    if let Some(test) = &args.test_data {
+        inputs.extend(input_files("--test-data", test)?);
+    }
+    if let Some(init) = &args.init {
+        inputs.push(("--init", init.clone()));
+    }
+    let inputs: Vec<Input> = inputs
+        .iter()
+        .map(|(flag, path)| Input { flag, path })
+        .collect();
+    let mut outputs = Vec::new();
+    if let Some(path) = &args.out {
+        outputs.push(Output {
+            flag: "--out",
+            path,
+            extension: None,
+        });
+    }
+    if let Some(path) = &args.plot {
+        outputs.push(Output {
+            flag: "--plot",
+            path,
+            extension: Some("png"),
+        });
+    }
+    wgtrain::files::check_outputs(&outputs, &inputs)
+}
+
 pub fn run(args: &TrainArgs) -> Result<()> {
     check_args(args)?;
+    check_files(args)?;
     let hidden = parse_layers(&args.layers)?;
     let device = args.device.resolve()?;
     let options = CsvOptions {
