@@ -75,6 +75,98 @@ impl ModelMeta {
         }
     }
 
+    /// The network the metadata describes, after checking that every field agrees with the others; the
+    /// error names the field.
+    pub fn check(&self) -> std::result::Result<Network, String> {
+        use crate::error::quote;
+        if !(1..=FORMAT_VERSION).contains(&self.format_version) {
+            return Err(format!(
+                "format_version {} is not one this wgtrain reads (1 to {FORMAT_VERSION})",
+                self.format_version
+            ));
+        }
+        let network = self.network().map_err(|e| format!("layers: {e}"))?;
+        let names = &self.feature_names;
+        if !names.is_empty() && names.len() != self.inputs {
+            return Err(format!(
+                "feature_names has {} names for {} inputs",
+                names.len(),
+                self.inputs
+            ));
+        }
+        if let Some((i, name)) = names
+            .iter()
+            .enumerate()
+            .find(|(i, n)| names[..*i].contains(n))
+        {
+            return Err(format!(
+                "feature_names has {} twice (at {} and {})",
+                quote(name),
+                names.iter().position(|n| n == name).unwrap_or(0) + 1,
+                i + 1
+            ));
+        }
+        if !self.target.is_empty() && names.contains(&self.target) {
+            return Err(format!(
+                "target {} is also one of feature_names",
+                quote(&self.target)
+            ));
+        }
+        if let Some(s) = &self.standardizer {
+            if s.mean.len() != self.inputs
+                || s.std.len() != self.inputs
+                || s.mean.iter().any(|v| !v.is_finite())
+                || s.std.iter().any(|v| !(v.is_finite() && *v > 0.0))
+            {
+                return Err(format!(
+                    "standardizer does not fit the {} inputs (mean and std need {0} finite values, std > 0)",
+                    self.inputs
+                ));
+            }
+        }
+        let classes = self.class_names.len();
+        let outputs = network.outputs();
+        let output = network.layers()[network.layers().len() - 1].activation;
+        match self.task {
+            Task::Classify => {
+                let fits = classes == outputs && classes >= 2
+                    || classes == 2 && outputs == 1 && output != Activation::Softmax;
+                if !fits {
+                    return Err(format!(
+                        "class_names has {classes} classes, which a classifier with {outputs} {output} output{} cannot give",
+                        if outputs == 1 { "" } else { "s" }
+                    ));
+                }
+                if let Some((i, name)) = self
+                    .class_names
+                    .iter()
+                    .enumerate()
+                    .find(|(i, n)| self.class_names[..*i].contains(n))
+                {
+                    return Err(format!(
+                        "class_names has {} twice (second at {})",
+                        quote(name),
+                        i + 1
+                    ));
+                }
+            }
+            Task::Regress => {
+                if classes > 0 {
+                    return Err(format!(
+                        "task is regress but class_names lists {classes} classes"
+                    ));
+                }
+                if outputs != 1 || output == Activation::Softmax {
+                    return Err(format!(
+                        "task is regress, which needs one output that is not softmax; the network has {outputs} {output} output{}",
+                        if outputs == 1 { "" } else { "s" }
+                    ));
+                }
+            }
+        }
+        Ok(network)
+    }
+
     /// Rebuilds the network the metadata describes.
     pub fn network(&self) -> Result<Network> {
         let mut builder = Network::builder(self.inputs);
@@ -157,8 +249,31 @@ fn sort_metadata(
 
 /// A checkpoint written by [`save`]: the network, its parameters and the metadata.
 pub fn load(path: &Path) -> Result<(Network, Vec<LayerParams>, ModelMeta)> {
-    let bytes = std::fs::read(path).map_err(|e| Error::file(path, e))?;
-    parse(path, &bytes)
+    parse(path, &read_file(path)?)
+}
+
+/// The bytes of a checkpoint file; anything but a regular file (a device, a FIFO) is refused, so an
+/// endless source cannot be read into memory.
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| Error::file(path, e))?;
+    let meta = file.metadata().map_err(|e| Error::file(path, e))?;
+    if !meta.is_file() {
+        return Err(Error::file(
+            path,
+            "not a regular file (expected a safetensors file)",
+        ));
+    }
+    let mut bytes = Vec::new();
+    bytes.try_reserve_exact(meta.len() as usize).map_err(|_| {
+        Error::Memory(format!(
+            "{}: the file does not fit in memory",
+            path.display()
+        ))
+    })?;
+    file.read_to_end(&mut bytes)
+        .map_err(|e| Error::file(path, e))?;
+    Ok(bytes)
 }
 
 /// [`load`] on bytes in memory; `path` names them in messages.
@@ -171,50 +286,22 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<(Network, Vec<LayerParams>, Mo
         .and_then(|m| m.get(META_KEY))
         .ok_or_else(|| Error::format(path, format!("no `{META_KEY}` metadata: not a wgtrain model (use --init to load bare tensors)")))?;
     let meta: ModelMeta = serde_json::from_str(json).map_err(|e| {
+        let what = if e.is_data() {
+            "does not describe a model"
+        } else {
+            "is not valid JSON"
+        };
         Error::format(
             path,
-            format!("`{META_KEY}` metadata is not valid JSON: {e}"),
+            format!(
+                "`{META_KEY}` metadata {what}: {}",
+                crate::error::one_line(&e)
+            ),
         )
     })?;
-    if meta.format_version > FORMAT_VERSION {
-        return Err(Error::format(
-            path,
-            format!(
-                "format version {} is newer than this wgtrain's {FORMAT_VERSION}",
-                meta.format_version
-            ),
-        ));
-    }
-    let network = meta.network()?;
-    if meta.feature_names.len() != meta.inputs && !meta.feature_names.is_empty() {
-        return Err(Error::format(
-            path,
-            format!(
-                "{} feature names for {} inputs",
-                meta.feature_names.len(),
-                meta.inputs
-            ),
-        ));
-    }
-    if let Some(s) = &meta.standardizer {
-        if s.mean.len() != meta.inputs
-            || s.std.len() != meta.inputs
-            || s.std.iter().any(|v| !(v.is_finite() && *v > 0.0))
-        {
-            return Err(Error::format(
-                path,
-                "standardisation statistics do not fit the inputs",
-            ));
-        }
-    }
-    let classes = meta.class_names.len();
-    let outputs = network.outputs();
-    if meta.task == Task::Classify && !(classes == outputs || (classes == 2 && outputs == 1)) {
-        return Err(Error::format(
-            path,
-            format!("{classes} class names for {outputs} outputs"),
-        ));
-    }
+    let network = meta
+        .check()
+        .map_err(|message| Error::format(path, format!("`{META_KEY}` metadata: {message}")))?;
     let params = read_tensors(path, bytes, &network)?;
     Ok((network, params, meta))
 }
@@ -222,8 +309,24 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<(Network, Vec<LayerParams>, Mo
 /// Parameters for `network` from any safetensors file with its tensor names and shapes (metadata optional),
 /// such as one saved from PyTorch; used by `--init`.
 pub fn load_parameters(path: &Path, network: &Network) -> Result<Vec<LayerParams>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::file(path, e))?;
-    parse_parameters(path, &bytes, network)
+    parse_parameters(path, &read_file(path)?, network)
+}
+
+/// [`load_parameters`], and the file's metadata when it is a wgtrain model (checked like [`load`]), so
+/// the caller can compare it with the network being trained.
+pub fn load_init(path: &Path, network: &Network) -> Result<(Vec<LayerParams>, Option<ModelMeta>)> {
+    let bytes = read_file(path)?;
+    let params = parse_parameters(path, &bytes, network)?;
+    let has_meta = SafeTensors::read_metadata(&bytes)
+        .ok()
+        .and_then(|(_, m)| m.metadata().as_ref().map(|m| m.contains_key(META_KEY)))
+        .unwrap_or(false);
+    let meta = if has_meta {
+        Some(parse(path, &bytes)?.2)
+    } else {
+        None
+    };
+    Ok((params, meta))
 }
 
 /// [`load_parameters`] on bytes in memory; `path` names them in messages.

@@ -10,6 +10,22 @@ use std::str::FromStr;
 /// The environment variable read by [`Device::from_env`].
 pub const DEVICE_ENV: &str = "WGTRAIN_DEVICE";
 
+/// On a machine without a desktop session (`XDG_RUNTIME_DIR` unset: a server, a container, CI), Mesa's
+/// Vulkan device-select layer looks for a Wayland display while adapters are enumerated, and the Wayland
+/// client library prints `error: XDG_RUNTIME_DIR is invalid or not set in the environment.` twice, which
+/// reads as a failure. There is no display for the layer to pick a GPU for, so this turns the layer off
+/// (`NODEVICE_SELECT=1`) for this process, unless the user set any of its variables. wgtrain ranks
+/// adapters itself. Call it first thing in `main`, before any thread starts: it sets an environment
+/// variable.
+pub fn quiet_headless_drivers() {
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    let headless = !set("XDG_RUNTIME_DIR") && !set("WAYLAND_DISPLAY");
+    let user_chose = set("NODEVICE_SELECT") || set("MESA_VK_DEVICE_SELECT") || set("DRI_PRIME");
+    if headless && !user_chose {
+        std::env::set_var("NODEVICE_SELECT", "1");
+    }
+}
+
 /// Where to run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Device {

@@ -14,13 +14,15 @@ pub fn csv(bytes: &[u8]) {
     let named = CsvOptions {
         target: Some("y".into()),
         task: TaskChoice::Regress,
-        classes: None,
+        ..CsvOptions::default()
     };
     let _ = data::parse_csv("fuzz.csv", bytes, &named);
     let known = CsvOptions {
         target: None,
         task: TaskChoice::Classify,
         classes: Some(vec!["0".into(), "a".into()]),
+        features: Some(vec!["a".into(), "b".into()]),
+        max_record_bytes: 64,
     };
     let _ = data::parse_csv("fuzz.csv", bytes, &known);
 }

@@ -19,6 +19,7 @@ fn dataset(rows: usize) -> Dataset {
         targets,
         task: Task::Classify,
         class_names: vec!["0".into(), "1".into()],
+        ignored_columns: Vec::new(),
     }
 }
 

@@ -1,190 +1,364 @@
 //! CSV with a header row: numeric features, one target column chosen by name (default: the last).
+//! Columns are matched by name, never by position; header names must be distinct. A record longer than
+//! [`CsvOptions::max_record_bytes`] is refused, so an endless input (`/dev/zero`) cannot exhaust memory.
+//! Messages name the physical line in the file (the header is line 1; blank lines and CRLF count as
+//! they appear) and the column.
 
+use super::source::{self, Tape};
 use super::{class_index, Dataset, Task, TaskChoice, MAX_AUTO_CLASSES};
-use crate::error::{Error, Result};
+use crate::error::{quote, Error, Result};
 use std::path::Path;
 
+/// Longest CSV record read by default, in bytes.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1 << 20;
+
 /// How to read a CSV file.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct CsvOptions {
     /// The target column's name; `None` is the last column.
     pub target: Option<String>,
     pub task: TaskChoice,
     /// Classes already known (from a trained model): targets are mapped onto them, in their order.
     pub classes: Option<Vec<String>>,
+    /// Feature columns by name, in this order (a trained model's); any other column but the target is
+    /// ignored and listed in [`Dataset::ignored_columns`]. `None`: every column but the target.
+    pub features: Option<Vec<String>>,
+    /// Longest record in bytes (see [`DEFAULT_MAX_RECORD_BYTES`]).
+    pub max_record_bytes: usize,
 }
 
-/// A data record and the file line it came from.
-type Record = (u64, csv::StringRecord);
-
-/// The header and the data records of a CSV file.
-fn read_records(path: &Path) -> Result<(Vec<String>, Vec<Record>)> {
-    let file = std::fs::File::open(path).map_err(|e| Error::file(path, e))?;
-    read_records_from(path, std::io::BufReader::new(file))
+impl Default for CsvOptions {
+    fn default() -> Self {
+        CsvOptions {
+            target: None,
+            task: TaskChoice::Auto,
+            classes: None,
+            features: None,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+        }
+    }
 }
 
-/// The header and the data records from any reader; `path` only names the source in messages.
-fn read_records_from(path: &Path, input: impl std::io::Read) -> Result<(Vec<String>, Vec<Record>)> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .trim(csv::Trim::All)
-        .from_reader(input);
-    let header: Vec<String> = reader
-        .headers()
-        .map_err(|e| csv_error(path, &e))?
-        .iter()
-        .map(str::to_string)
-        .collect();
-    if header.is_empty() || header.iter().all(String::is_empty) {
+/// A CSV reader that knows the physical line of each record and stops at over-long records.
+struct Records<'a, R: std::io::Read> {
+    reader: csv::Reader<source::Tap<R>>,
+    tape: Tape,
+    path: &'a Path,
+    max_record_bytes: usize,
+}
+
+impl<'a, R: std::io::Read> Records<'a, R> {
+    fn new(path: &'a Path, input: R, max_record_bytes: usize) -> Self {
+        let (tap, tape) = source::tap(input, max_record_bytes);
+        let reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .trim(csv::Trim::All)
+            .from_reader(tap);
+        Records {
+            reader,
+            tape,
+            path,
+            max_record_bytes,
+        }
+    }
+
+    /// The next record and its line, `None` at the end.
+    fn next(&mut self, record: &mut csv::StringRecord) -> Result<Option<u64>> {
+        let read = self.reader.read_record(record);
+        let line = self.tape.line_of_next();
+        match read {
+            Ok(true) => {
+                self.tape.consume_to(self.reader.position().byte());
+                Ok(Some(line))
+            }
+            Ok(false) => Ok(None),
+            Err(e) => Err(self.error(line, &e)),
+        }
+    }
+
+    fn error(&self, line: u64, error: &csv::Error) -> Error {
+        if self.tape.too_long() {
+            return Error::format(
+                self.path,
+                format!(
+                    "line {line}: a record longer than {} bytes (raise the limit with --max-record-bytes)",
+                    self.max_record_bytes
+                ),
+            );
+        }
+        match error.kind() {
+            csv::ErrorKind::Io(e) => Error::file(self.path, e),
+            csv::ErrorKind::UnequalLengths {
+                expected_len, len, ..
+            } => Error::format(
+                self.path,
+                format!("line {line}: {len} fields, expected {expected_len} like the header"),
+            ),
+            csv::ErrorKind::Utf8 { err, .. } => Error::format(
+                self.path,
+                format!("line {line}, field {}: not valid UTF-8", err.field() + 1),
+            ),
+            _ => Error::format(
+                self.path,
+                format!("line {line}: {}", crate::error::one_line(error)),
+            ),
+        }
+    }
+}
+
+/// Where each column goes, decided from the header.
+struct Columns {
+    header: Vec<String>,
+    /// Header index of each feature, in feature order.
+    features: Vec<usize>,
+    target: Option<usize>,
+    ignored: Vec<String>,
+}
+
+/// Checks the header (distinct names) and maps the wanted columns by name.
+fn columns(
+    path: &Path,
+    header: Vec<String>,
+    target: Option<&str>,
+    need_target: bool,
+    features: Option<&[String]>,
+) -> Result<Columns> {
+    if header.iter().all(String::is_empty) {
         return Err(Error::format(
             path,
             "the file is empty (expected a header row)",
         ));
     }
-    let mut records = Vec::new();
-    for record in reader.records() {
-        let record = record.map_err(|e| csv_error(path, &e))?;
-        let line = record.position().map_or(0, |p| p.line());
-        records.push((line, record));
-    }
-    if records.is_empty() {
-        return Err(Error::format(path, "no data rows after the header"));
-    }
-    Ok((header, records))
-}
-
-/// A read failure is a file error; anything else is malformed content.
-fn csv_error(path: &Path, error: &csv::Error) -> Error {
-    match error.kind() {
-        csv::ErrorKind::Io(_) => Error::file(path, csv_message(error)),
-        _ => Error::format(path, csv_message(error)),
-    }
-}
-
-/// csv's messages without the Rust debug noise.
-fn csv_message(error: &csv::Error) -> String {
-    match error.kind() {
-        csv::ErrorKind::Io(e) => e.to_string(),
-        csv::ErrorKind::UnequalLengths {
-            pos,
-            expected_len,
-            len,
-        } => format!(
-            "line {}: {len} fields, expected {expected_len} like the header",
-            pos.as_ref().map_or(0, |p| p.line())
-        ),
-        csv::ErrorKind::Utf8 { pos, .. } => {
-            format!(
-                "line {}: not valid UTF-8",
-                pos.as_ref().map_or(0, |p| p.line())
-            )
-        }
-        _ => error.to_string(),
-    }
-}
-
-fn parse_feature(path: &Path, line: u64, column: &str, cell: &str) -> Result<f32> {
-    let value: f32 = cell.parse().map_err(|_| {
-        Error::format(
-            path,
-            format!("line {line}, column `{column}`: expected a number, got `{cell}`"),
-        )
-    })?;
-    if !value.is_finite() {
-        return Err(Error::format(
-            path,
-            format!("line {line}, column `{column}`: {cell} is not a finite number"),
-        ));
-    }
-    Ok(value)
-}
-
-/// Loads features and target; decides the task and numbers the classes (see [`CsvOptions`]).
-pub fn load_csv(path: &Path, options: &CsvOptions) -> Result<Dataset> {
-    let (header, records) = read_records(path)?;
-    dataset_from_records(path, header, &records, options)
-}
-
-/// [`load_csv`] on bytes in memory; `name` stands for the file in messages.
-pub fn parse_csv(name: &str, bytes: &[u8], options: &CsvOptions) -> Result<Dataset> {
-    let path = Path::new(name);
-    let (header, records) = read_records_from(path, bytes)?;
-    dataset_from_records(path, header, &records, options)
-}
-
-fn dataset_from_records(
-    path: &Path,
-    header: Vec<String>,
-    records: &[Record],
-    options: &CsvOptions,
-) -> Result<Dataset> {
-    let target = match &options.target {
-        Some(name) => header.iter().position(|h| h == name).ok_or_else(|| {
-            Error::value(
-                "target",
+    for (i, name) in header.iter().enumerate() {
+        if let Some(j) = header[..i].iter().position(|h| h == name) {
+            return Err(Error::format(
+                path,
                 format!(
-                    "no column `{name}` in {} (columns: {})",
-                    path.display(),
-                    header.join(", ")
+                    "line 1: column name {} appears twice (columns {} and {}); names must be distinct",
+                    quote(name),
+                    j + 1,
+                    i + 1
                 ),
-            )
-        })?,
-        None => header.len() - 1,
+            ));
+        }
+    }
+    let find = |name: &str| header.iter().position(|h| h == name);
+    let target = match target {
+        Some(name) => match find(name) {
+            Some(i) => Some(i),
+            None if need_target => {
+                return Err(Error::value(
+                    "target",
+                    format!(
+                        "no column {} in {} (columns: {})",
+                        quote(name),
+                        path.display(),
+                        list(&header)
+                    ),
+                ))
+            }
+            None => None,
+        },
+        None if need_target => Some(header.len() - 1),
+        None => None,
     };
-    let feature_names: Vec<String> = header
-        .iter()
-        .enumerate()
-        .filter(|&(i, _)| i != target)
-        .map(|(_, h)| h.clone())
-        .collect();
-    if feature_names.is_empty() {
+    let (features, ignored) = match features {
+        Some(wanted) => {
+            let mut indices = Vec::with_capacity(wanted.len());
+            for name in wanted {
+                let i = find(name).ok_or_else(|| {
+                    Error::format(
+                        path,
+                        format!(
+                            "no column {}, a feature of the model (columns: {})",
+                            quote(name),
+                            list(&header)
+                        ),
+                    )
+                })?;
+                if Some(i) == target {
+                    return Err(Error::value(
+                        "target",
+                        format!(
+                            "{} is one of the model's feature columns, not its target",
+                            quote(name)
+                        ),
+                    ));
+                }
+                indices.push(i);
+            }
+            let ignored = (0..header.len())
+                .filter(|i| Some(*i) != target && !indices.contains(i))
+                .map(|i| header[i].clone())
+                .collect();
+            (indices, ignored)
+        }
+        None => (
+            (0..header.len()).filter(|&i| Some(i) != target).collect(),
+            Vec::new(),
+        ),
+    };
+    if features.is_empty() {
         return Err(Error::format(
             path,
             "only a target column, no feature columns",
         ));
     }
-    let mut features = Vec::with_capacity(records.len() * feature_names.len());
-    let mut raw_targets = Vec::with_capacity(records.len());
-    for (line, record) in records {
-        for (i, cell) in record.iter().enumerate() {
-            if i == target {
-                raw_targets.push(cell.to_string());
-            } else {
-                features.push(parse_feature(path, *line, &header[i], cell)?);
-            }
-        }
-    }
-    let (task, class_names, targets) =
-        encode_target_column(path, &header[target], &raw_targets, options)?;
-    Ok(Dataset {
+    Ok(Columns {
+        header,
         features,
-        feature_names,
-        target_name: header[target].clone(),
-        targets,
-        task,
-        class_names,
+        target,
+        ignored,
     })
 }
 
-/// Decides classification or regression and turns the target strings into class indices or values.
+/// Up to ten column names, quoted, for a message.
+fn list(names: &[String]) -> String {
+    let mut shown: Vec<String> = names.iter().take(10).map(|n| quote(n)).collect();
+    if names.len() > 10 {
+        shown.push(format!("… {} in all", names.len()));
+    }
+    shown.join(", ")
+}
+
+fn parse_feature(path: &Path, line: u64, column: &str, cell: &str) -> Result<f32> {
+    let at = || format!("line {line}, column {}", quote(column));
+    let value: f32 = cell.parse().map_err(|_| {
+        Error::format(
+            path,
+            format!("{}: expected a number, got {}", at(), quote(cell)),
+        )
+    })?;
+    if value.is_finite() {
+        return Ok(value);
+    }
+    let literal = cell.trim_start_matches(['+', '-']).to_ascii_lowercase();
+    let message = if matches!(literal.as_str(), "inf" | "infinity" | "nan") {
+        format!("{}: expected a finite number, got {}", at(), quote(cell))
+    } else {
+        format!(
+            "{}: {} is out of range for a 32-bit float (largest magnitude 3.4e38)",
+            at(),
+            quote(cell)
+        )
+    };
+    Err(Error::format(path, message))
+}
+
+/// What one pass over the records keeps.
+struct Table {
+    columns: Columns,
+    features: Vec<f32>,
+    /// Target cells with their lines (empty without a target column).
+    targets: Vec<(u64, String)>,
+}
+
+fn read_table<R: std::io::Read>(
+    path: &Path,
+    input: R,
+    options: &CsvOptions,
+    need_target: bool,
+) -> Result<Table> {
+    let mut records = Records::new(path, input, options.max_record_bytes);
+    let mut record = csv::StringRecord::new();
+    let header = match records.next(&mut record)? {
+        Some(_) => record.iter().map(str::to_string).collect(),
+        None => Vec::new(),
+    };
+    let columns = columns(
+        path,
+        header,
+        options.target.as_deref(),
+        need_target,
+        options.features.as_deref(),
+    )?;
+    let mut features: Vec<f32> = Vec::new();
+    let mut targets = Vec::new();
+    let width = columns.features.len();
+    while let Some(line) = records.next(&mut record)? {
+        features.try_reserve(width).map_err(|_| {
+            Error::Memory(format!(
+                "{}: the data does not fit in memory (at line {line})",
+                path.display()
+            ))
+        })?;
+        for &c in &columns.features {
+            features.push(parse_feature(path, line, &columns.header[c], &record[c])?);
+        }
+        if let Some(t) = columns.target {
+            targets.push((line, record[t].to_string()));
+        }
+    }
+    if features.is_empty() {
+        return Err(Error::format(path, "no data rows after the header"));
+    }
+    Ok(Table {
+        columns,
+        features,
+        targets,
+    })
+}
+
+/// Loads features and target; decides the task and numbers the classes (see [`CsvOptions`]). The path
+/// `-` reads standard input.
+pub fn load_csv(path: &Path, options: &CsvOptions) -> Result<Dataset> {
+    let input = source::open(path)?;
+    let path = source::display_name(path);
+    let table = read_table(path, input, options, true)?;
+    dataset_from_table(path, table, options)
+}
+
+/// [`load_csv`] on bytes in memory; `name` stands for the file in messages.
+pub fn parse_csv(name: &str, bytes: &[u8], options: &CsvOptions) -> Result<Dataset> {
+    let path = Path::new(name);
+    let table = read_table(path, bytes, options, true)?;
+    dataset_from_table(path, table, options)
+}
+
+fn dataset_from_table(path: &Path, table: Table, options: &CsvOptions) -> Result<Dataset> {
+    let Table {
+        columns,
+        features,
+        targets,
+    } = table;
+    let target = columns.target.expect("the target column is required here");
+    let name = &columns.header[target];
+    let (task, class_names, targets) = encode_target_column(path, name, &targets, options)?;
+    Ok(Dataset {
+        features,
+        feature_names: columns
+            .features
+            .iter()
+            .map(|&i| columns.header[i].clone())
+            .collect(),
+        target_name: name.clone(),
+        targets,
+        task,
+        class_names,
+        ignored_columns: columns.ignored,
+    })
+}
+
+/// Decides classification or regression and turns the target cells into class indices or values.
 fn encode_target_column(
     path: &Path,
     name: &str,
-    raw: &[String],
+    raw: &[(u64, String)],
     options: &CsvOptions,
 ) -> Result<(Task, Vec<String>, Vec<f32>)> {
+    let at = |line: u64| format!("line {line}, column {}", quote(name));
     if let Some(classes) = &options.classes {
         let targets = raw
             .iter()
-            .enumerate()
-            .map(|(row, v)| {
+            .map(|(line, v)| {
                 class_index(classes, v).map(|c| c as f32).ok_or_else(|| {
                     Error::format(
                         path,
                         format!(
-                            "row {}: class `{v}` in `{name}` was not seen in training ({})",
-                            row + 1,
-                            classes.join(", ")
+                            "{}: class {} was not seen in training (classes: {})",
+                            at(*line),
+                            quote(v),
+                            list(classes)
                         ),
                     )
                 })
@@ -192,24 +366,22 @@ fn encode_target_column(
             .collect::<Result<Vec<_>>>()?;
         return Ok((Task::Classify, classes.clone(), targets));
     }
-    let numbers: Option<Vec<f64>> = raw
-        .iter()
-        .map(|v| v.parse::<f64>().ok().filter(|x| x.is_finite()))
-        .collect();
+    let number = |v: &str| v.parse::<f64>().ok().filter(|x| x.is_finite());
+    let numbers: Option<Vec<f64>> = raw.iter().map(|(_, v)| number(v)).collect();
     let task = match (options.task, &numbers) {
         (TaskChoice::Classify, _) => Task::Classify,
         (TaskChoice::Regress, Some(_)) => Task::Regress,
         (TaskChoice::Regress, None) => {
-            let bad = raw
+            let (line, bad) = raw
                 .iter()
-                .position(|v| v.parse::<f64>().map_or(true, |x| !x.is_finite()))
-                .unwrap_or(0);
+                .find(|(_, v)| number(v).is_none())
+                .expect("a cell is not a number");
             return Err(Error::format(
                 path,
                 format!(
-                    "row {}: regression target `{name}` must be a number, got `{}`",
-                    bad + 1,
-                    raw[bad]
+                    "{}: a regression target must be a finite number, got {}",
+                    at(*line),
+                    quote(bad)
                 ),
             ));
         }
@@ -228,15 +400,26 @@ fn encode_target_column(
     };
     if task == Task::Regress {
         let values = numbers.expect("checked numeric");
-        return Ok((
-            Task::Regress,
-            Vec::new(),
-            values.iter().map(|&v| v as f32).collect(),
-        ));
+        let mut targets = Vec::with_capacity(values.len());
+        for ((line, cell), v) in raw.iter().zip(values) {
+            let value = v as f32;
+            if !value.is_finite() {
+                return Err(Error::format(
+                    path,
+                    format!(
+                        "{}: {} is out of range for a 32-bit float (largest magnitude 3.4e38)",
+                        at(*line),
+                        quote(cell)
+                    ),
+                ));
+            }
+            targets.push(value);
+        }
+        return Ok((Task::Regress, Vec::new(), targets));
     }
     // Classes in sorted order: numeric when every value is a number, else by string.
     let mut classes: Vec<String> = Vec::new();
-    for v in raw {
+    for (_, v) in raw {
         if class_index(&classes, v).is_none() || numbers.is_none() && !classes.contains(v) {
             classes.push(v.clone());
         }
@@ -254,46 +437,37 @@ fn encode_target_column(
         return Err(Error::format(
             path,
             format!(
-                "target `{name}` has a single class (`{}`); classification needs at least 2",
-                classes[0]
+                "target {} has a single class ({}); classification needs at least 2",
+                quote(name),
+                quote(&classes[0])
             ),
         ));
     }
     let targets = raw
         .iter()
-        .map(|v| class_index(&classes, v).expect("collected above") as f32)
+        .map(|(_, v)| class_index(&classes, v).expect("collected above") as f32)
         .collect();
     Ok((Task::Classify, classes, targets))
 }
 
-/// Features for inference: the columns named `feature_names` when the header has them all (any other
-/// column, such as the target, is ignored), else every column when there are exactly that many.
-pub fn load_csv_features(path: &Path, feature_names: &[String]) -> Result<Vec<f32>> {
-    let (header, records) = read_records(path)?;
-    let columns: Vec<usize> = match feature_names
-        .iter()
-        .map(|n| header.iter().position(|h| h == n))
-        .collect()
-    {
-        Some(columns) => columns,
-        None if header.len() == feature_names.len() => (0..header.len()).collect(),
-        None => {
-            return Err(Error::shape(
-                format!("{} columns", path.display()),
-                format!(
-                    "{} feature columns ({})",
-                    feature_names.len(),
-                    feature_names.join(", ")
-                ),
-                header.len(),
-            ))
-        }
+/// Features for inference: the columns named `feature_names`, in that order, wherever they are in the
+/// file; any other column is ignored and returned by name. A missing column is an error naming it. A
+/// model without feature names (written by the library) takes every column, and their count must match.
+/// The model's `target` column, when the file has it, is skipped without being listed.
+pub fn load_csv_features(
+    path: &Path,
+    feature_names: &[String],
+    target: &str,
+    max_record_bytes: usize,
+) -> Result<(Vec<f32>, Vec<String>)> {
+    let input = source::open(path)?;
+    let path = source::display_name(path);
+    let options = CsvOptions {
+        target: (!target.is_empty()).then(|| target.to_string()),
+        features: (!feature_names.is_empty()).then(|| feature_names.to_vec()),
+        max_record_bytes,
+        ..CsvOptions::default()
     };
-    let mut features = Vec::with_capacity(records.len() * columns.len());
-    for (line, record) in &records {
-        for &c in &columns {
-            features.push(parse_feature(path, *line, &header[c], &record[c])?);
-        }
-    }
-    Ok(features)
+    let table = read_table(path, input, &options, false)?;
+    Ok((table.features, table.columns.ignored))
 }

@@ -9,41 +9,54 @@ use std::path::{Path, PathBuf};
 const IMAGES_MAGIC: u32 = 0x0000_0803;
 const LABELS_MAGIC: u32 = 0x0000_0801;
 
-/// The bytes, gunzipped when they start with the gzip magic number; `path` names them in messages.
-fn gunzip_if_needed(path: &Path, raw: Vec<u8>) -> Result<Vec<u8>> {
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(raw.as_slice())
-            .read_to_end(&mut out)
-            .map_err(|e| Error::format(path, format!("corrupt gzip stream: {e}")))?;
-        Ok(out)
-    } else {
-        Ok(raw)
-    }
-}
+/// Most bytes one byte of a deflate stream can expand to (RFC 1951's longest match per code, ~1032:1).
+const MAX_GZIP_RATIO: u64 = 1032;
 
-fn be_u32(bytes: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
-}
-
-/// Checks the magic number and header length; returns the dimensions and the payload.
-fn parse<'a>(
+/// Reads one IDX file from `input` (gunzipped when it starts with the gzip magic number): checks the magic
+/// number, then the size the header claims against what `input_len` bytes can hold, before allocating.
+fn read_idx(
     path: &Path,
-    bytes: &'a [u8],
+    mut input: impl Read,
+    input_len: u64,
     magic: u32,
     dims: usize,
-) -> Result<(Vec<usize>, &'a [u8])> {
-    let header = 4 + 4 * dims;
-    if bytes.len() < header {
+) -> Result<(Vec<usize>, Vec<u8>)> {
+    let mut first = Vec::with_capacity(2);
+    (&mut input)
+        .take(2)
+        .read_to_end(&mut first)
+        .map_err(|e| Error::file(path, e))?;
+    let gzip = first == [0x1f, 0x8b];
+    let joined = std::io::Cursor::new(first).chain(input);
+    let (mut reader, most): (Box<dyn Read + '_>, u64) = if gzip {
+        let reader = flate2::read::GzDecoder::new(joined);
+        (Box::new(reader), input_len.saturating_mul(MAX_GZIP_RATIO))
+    } else {
+        (Box::new(joined), input_len)
+    };
+    let io = |e: std::io::Error| {
+        if gzip && e.kind() != std::io::ErrorKind::UnexpectedEof {
+            Error::format(path, format!("corrupt gzip stream: {e}"))
+        } else {
+            Error::file(path, e)
+        }
+    };
+    let header_len = 4 + 4 * dims;
+    let mut header = Vec::with_capacity(header_len);
+    (&mut reader)
+        .take(header_len as u64)
+        .read_to_end(&mut header)
+        .map_err(io)?;
+    if header.len() < header_len {
         return Err(Error::format(
             path,
             format!(
-                "truncated IDX header: {} bytes, expected at least {header}",
-                bytes.len()
+                "truncated IDX header: {} bytes, expected at least {header_len}",
+                header.len()
             ),
         ));
     }
-    let found = be_u32(bytes, 0);
+    let found = be_u32(&header, 0);
     if found != magic {
         return Err(Error::format(
             path,
@@ -51,13 +64,35 @@ fn parse<'a>(
         ));
     }
     let shape: Vec<usize> = (0..dims)
-        .map(|d| be_u32(bytes, 4 + 4 * d) as usize)
+        .map(|d| be_u32(&header, 4 + 4 * d) as usize)
         .collect();
-    let expected = shape
-        .iter()
-        .try_fold(1usize, |n, &d| n.checked_mul(d))
-        .ok_or_else(|| Error::format(path, format!("IDX dimensions {shape:?} are too large")))?;
-    let payload = &bytes[header..];
+    let expected = shape.iter().map(|&d| d as u128).product::<u128>();
+    let available = u128::from(most.saturating_sub(header_len as u64));
+    if expected > available {
+        let message = if gzip {
+            format!(
+                "the header's shape {shape:?} needs {expected} bytes, more than a gzip stream of {input_len} bytes can hold"
+            )
+        } else {
+            format!(
+                "truncated IDX data: {available} bytes after the header, expected {expected} for shape {shape:?}"
+            )
+        };
+        return Err(Error::format(path, message));
+    }
+    let expected = expected as usize;
+    let mut payload = Vec::new();
+    payload.try_reserve_exact(expected).map_err(|_| {
+        Error::Memory(format!(
+            "{}: IDX data of {} does not fit in memory",
+            path.display(),
+            crate::memory::human_bytes(expected as u128)
+        ))
+    })?;
+    (&mut reader)
+        .take(expected as u64)
+        .read_to_end(&mut payload)
+        .map_err(io)?;
     if payload.len() < expected {
         return Err(Error::format(
             path,
@@ -67,7 +102,24 @@ fn parse<'a>(
             ),
         ));
     }
-    Ok((shape, &payload[..expected]))
+    Ok((shape, payload))
+}
+
+fn be_u32(bytes: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+}
+
+/// Opens an IDX file and reads it with [`read_idx`]; the file's length bounds what its header may claim.
+fn read_idx_file(path: &Path, magic: u32, dims: usize) -> Result<(Vec<usize>, Vec<u8>)> {
+    let file = std::fs::File::open(path).map_err(|e| Error::file(path, e))?;
+    let meta = file.metadata().map_err(|e| Error::file(path, e))?;
+    if !meta.is_file() {
+        return Err(Error::file(
+            path,
+            "not a regular file (IDX data must be a file)",
+        ));
+    }
+    read_idx(path, std::io::BufReader::new(file), meta.len(), magic, dims)
 }
 
 /// The labels file that belongs to an images file.
@@ -89,9 +141,9 @@ pub fn labels_path(images: &Path) -> Result<PathBuf> {
 /// `classes` is given, those names (a label must be one of them).
 pub fn load_idx(images_path: &Path, classes: Option<&[String]>) -> Result<Dataset> {
     let labels_path = labels_path(images_path)?;
-    let images = std::fs::read(images_path).map_err(|e| Error::file(images_path, e))?;
-    let labels = std::fs::read(&labels_path).map_err(|e| Error::file(&labels_path, e))?;
-    parse_idx((images_path, images), (&labels_path, labels), classes)
+    let images = read_idx_file(images_path, IMAGES_MAGIC, 3)?;
+    let labels = read_idx_file(&labels_path, LABELS_MAGIC, 1)?;
+    dataset(images_path, images, &labels_path, labels, classes)
 }
 
 /// [`load_idx`] on the two files' bytes (each optionally gzipped); the paths name them in messages.
@@ -100,11 +152,21 @@ pub fn parse_idx(
     (labels_path, labels): (&Path, Vec<u8>),
     classes: Option<&[String]>,
 ) -> Result<Dataset> {
-    let labels_path = labels_path.to_path_buf();
-    let image_bytes = gunzip_if_needed(images_path, images)?;
-    let label_bytes = gunzip_if_needed(&labels_path, labels)?;
-    let (shape, pixels) = parse(images_path, &image_bytes, IMAGES_MAGIC, 3)?;
-    let (label_shape, labels) = parse(&labels_path, &label_bytes, LABELS_MAGIC, 1)?;
+    let read = |path: &Path, bytes: &[u8], magic: u32, dims: usize| {
+        read_idx(path, bytes, bytes.len() as u64, magic, dims)
+    };
+    let image_data = read(images_path, &images, IMAGES_MAGIC, 3)?;
+    let label_data = read(labels_path, &labels, LABELS_MAGIC, 1)?;
+    dataset(images_path, image_data, labels_path, label_data, classes)
+}
+
+fn dataset(
+    images_path: &Path,
+    (shape, pixels): (Vec<usize>, Vec<u8>),
+    labels_path: &Path,
+    (label_shape, labels): (Vec<usize>, Vec<u8>),
+    classes: Option<&[String]>,
+) -> Result<Dataset> {
     if shape[0] != label_shape[0] {
         return Err(Error::format(
             &labels_path,
@@ -145,8 +207,17 @@ pub fn parse_idx(
             "a single class; classification needs at least 2",
         ));
     }
+    let mut features = Vec::new();
+    features.try_reserve_exact(pixels.len()).map_err(|_| {
+        Error::Memory(format!(
+            "{}: {} images as 32-bit floats do not fit in memory",
+            images_path.display(),
+            shape[0]
+        ))
+    })?;
+    features.extend(pixels.iter().map(|&p| f32::from(p) / 255.0));
     Ok(Dataset {
-        features: pixels.iter().map(|&p| f32::from(p) / 255.0).collect(),
+        features,
         feature_names: (0..shape[1] * shape[2])
             .map(|i| format!("pixel{i}"))
             .collect(),
@@ -154,5 +225,6 @@ pub fn parse_idx(
         targets,
         task: Task::Classify,
         class_names,
+        ignored_columns: Vec::new(),
     })
 }

@@ -3,8 +3,9 @@
 
 mod csv;
 mod idx;
+mod source;
 
-pub use self::csv::{load_csv, load_csv_features, parse_csv, CsvOptions};
+pub use self::csv::{load_csv, load_csv_features, parse_csv, CsvOptions, DEFAULT_MAX_RECORD_BYTES};
 pub use self::idx::{labels_path, load_idx, parse_idx};
 
 use crate::error::{Error, Result};
@@ -62,6 +63,8 @@ pub struct Dataset {
     pub task: Task,
     /// Class names in class-index order (empty for regression).
     pub class_names: Vec<String>,
+    /// Columns of the file that were not used (when features were chosen by name).
+    pub ignored_columns: Vec<String>,
 }
 
 impl Dataset {
@@ -86,6 +89,7 @@ impl Dataset {
             target_name: self.target_name.clone(),
             task: self.task,
             class_names: self.class_names.clone(),
+            ignored_columns: self.ignored_columns.clone(),
         }
     }
 
@@ -194,7 +198,7 @@ impl Standardizer {
 }
 
 /// Loads CSV or IDX by looking at the file: IDX when its name contains `idx` or it starts with an IDX or
-/// gzip magic number, CSV otherwise.
+/// gzip magic number, CSV otherwise. The path `-` reads CSV from standard input.
 pub fn load(path: &Path, options: &CsvOptions) -> Result<Dataset> {
     if is_idx(path)? {
         load_idx(path, options.classes.as_deref())
@@ -205,6 +209,9 @@ pub fn load(path: &Path, options: &CsvOptions) -> Result<Dataset> {
 
 /// Whether `path` holds IDX data (see [`load`]).
 pub fn is_idx(path: &Path) -> Result<bool> {
+    if crate::files::is_stdin(path) {
+        return Ok(false);
+    }
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_lowercase())

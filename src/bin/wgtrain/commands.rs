@@ -1,8 +1,7 @@
 //! `wgtrain eval`, `predict`, `summary` and `devices`.
 
-use crate::train::{mse, network_shape, parse_layers};
+use crate::train::{hidden_activation, mse, network_shape, parse_layers, warn_ignored};
 use crate::{EvalArgs, PredictArgs, SummaryArgs};
-use std::io::Write;
 use wgtrain::checkpoint::{self, ModelMeta};
 use wgtrain::data::{self, CsvOptions, Dataset, Task, TaskChoice};
 use wgtrain::{Device, Error, Loss, Model, Network, Result};
@@ -15,22 +14,33 @@ fn open_model(path: &std::path::Path, device: Device) -> Result<(Model, ModelMet
     Ok((model, meta))
 }
 
-/// Loads labelled data the way the model was trained: same target, classes and standardisation.
-fn labelled_data(
-    path: &std::path::Path,
-    target: Option<String>,
-    meta: &ModelMeta,
-) -> Result<Dataset> {
+/// Loads labelled data the way the model was trained: the model's feature columns by name, the same
+/// target, classes and standardisation.
+fn labelled_data(args: &EvalArgs, meta: &ModelMeta) -> Result<Dataset> {
+    let path = &args.data;
+    if args.target.is_some() && data::is_idx(path)? {
+        return Err(Error::InvalidValue {
+            what: "--target".into(),
+            message: "applies to CSV data; IDX labels come from the labels file".into(),
+        });
+    }
     let options = CsvOptions {
-        target: target.or_else(|| Some(meta.target.clone()).filter(|t| !t.is_empty())),
+        target: args
+            .target
+            .clone()
+            .or_else(|| Some(meta.target.clone()).filter(|t| !t.is_empty())),
         task: if meta.task == Task::Classify {
             TaskChoice::Classify
         } else {
             TaskChoice::Regress
         },
         classes: (meta.task == Task::Classify).then(|| meta.class_names.clone()),
+        features: (!meta.feature_names.is_empty() && !data::is_idx(path)?)
+            .then(|| meta.feature_names.clone()),
+        max_record_bytes: args.max_record_bytes,
     };
     let mut dataset = data::load(path, &options)?;
+    warn_ignored("--data", path, &dataset.ignored_columns);
     check_columns(path, dataset.cols(), meta)?;
     if let Some(s) = &meta.standardizer {
         s.apply(&mut dataset.features);
@@ -51,7 +61,7 @@ fn check_columns(path: &std::path::Path, cols: usize, meta: &ModelMeta) -> Resul
 
 pub fn eval(args: &EvalArgs) -> Result<()> {
     let (mut model, meta) = open_model(&args.model, args.device.resolve()?)?;
-    let data = labelled_data(&args.data, args.target.clone(), &meta)?;
+    let data = labelled_data(args, &meta)?;
     let (loss, outputs) = (model.network().loss(), model.network().outputs());
     let stats = model.evaluate(&data.features, &data.encode_targets(loss, outputs))?;
     let mut report = serde_json::Map::new();
@@ -77,33 +87,48 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
 
 pub fn predict(args: &PredictArgs) -> Result<()> {
     let (mut model, meta) = open_model(&args.model, args.device.resolve()?)?;
-    // CSV columns are picked by the model's feature names (or all, when there are exactly that many).
+    // CSV columns are picked by the model's feature names, wherever they are in the file.
     let mut features = if data::is_idx(&args.data)? {
         let images = data::load_idx(&args.data, Some(&meta.class_names))?;
         check_columns(&args.data, images.cols(), &meta)?;
         images.features
     } else {
-        data::load_csv_features(&args.data, &meta.feature_names)?
+        let (features, ignored) = data::load_csv_features(
+            &args.data,
+            &meta.feature_names,
+            &meta.target,
+            args.max_record_bytes,
+        )?;
+        warn_ignored("--data", &args.data, &ignored);
+        if features.len() % meta.inputs != 0 {
+            return Err(Error::Shape {
+                what: format!("the model ({} features)", meta.inputs),
+                expected: format!("data with {} feature columns", meta.inputs),
+                got: format!("another count in {}", args.data.display()),
+            });
+        }
+        features
     };
     if let Some(s) = &meta.standardizer {
         s.apply(&mut features);
     }
     let outputs = model.network().outputs();
     let predictions = model.predict(&features)?;
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let io = |e: std::io::Error| Error::File {
+    let mut out = csv::Writer::from_writer(std::io::stdout().lock());
+    let io = |e: csv::Error| Error::File {
         path: "stdout".into(),
         message: e.to_string(),
     };
     if meta.task == Task::Regress {
-        writeln!(out, "prediction").map_err(io)?;
+        out.write_record(["prediction"]).map_err(io)?;
         for p in &predictions {
-            writeln!(out, "{p}").map_err(io)?;
+            out.write_record([p.to_string()]).map_err(io)?;
         }
-        return out.flush().map_err(io);
+        return out.flush().map_err(|e| io(e.into()));
     }
-    let header: Vec<String> = meta.class_names.iter().map(|c| format!("p_{c}")).collect();
-    writeln!(out, "prediction,{}", header.join(",")).map_err(io)?;
+    let header = std::iter::once("prediction".to_string())
+        .chain(meta.class_names.iter().map(|c| format!("p_{c}")));
+    out.write_record(header).map_err(io)?;
     for row in predictions.chunks(outputs) {
         // One sigmoid output is P(second class); otherwise one score per class.
         let probabilities: Vec<f32> = if outputs == 1 {
@@ -118,16 +143,19 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
                 b
             }
         });
-        let cells: Vec<String> = probabilities.iter().map(|p| format!("{p:.6}")).collect();
-        writeln!(out, "{},{}", meta.class_names[best], cells.join(",")).map_err(io)?;
+        let cells = std::iter::once(meta.class_names[best].clone())
+            .chain(probabilities.iter().map(|p| format!("{p:.6}")));
+        out.write_record(cells).map_err(io)?;
     }
-    out.flush().map_err(io)
+    out.flush().map_err(|e| io(e.into()))
 }
 
 pub fn summary(args: &SummaryArgs) -> Result<()> {
+    let hidden = parse_layers(&args.layers)?;
+    let activation = hidden_activation(args.activation, &hidden)?;
     let mut builder = Network::builder(args.inputs);
-    for width in parse_layers(&args.layers)? {
-        builder = builder.dense(width, args.activation);
+    for width in hidden {
+        builder = builder.dense(width, activation);
     }
     let loss = match args.output {
         wgtrain::Activation::Softmax => Loss::Ce,

@@ -55,12 +55,17 @@ pub enum LossChoice {
 
 #[derive(Args, Clone, Debug)]
 pub struct TrainArgs {
-    /// Training data: a CSV file with a header row, or an IDX images file (optionally .gz)
+    /// Training data: a CSV file with a header row (`-` for standard input), or an IDX images file
+    /// (optionally .gz)
     #[arg(long)]
     pub data: PathBuf,
     /// Target column of a CSV file [default: the last column]
     #[arg(long)]
     pub target: Option<String>,
+    /// Longest CSV record accepted, in bytes
+    #[arg(long, default_value_t = wgtrain::data::DEFAULT_MAX_RECORD_BYTES)]
+    pub max_record_bytes: usize,
+
     #[arg(long, default_value = "auto", value_parser = parse::<TaskChoice>)]
     pub task: TaskChoice,
     /// Held-out data to report test loss and accuracy on after training
@@ -69,9 +74,9 @@ pub struct TrainArgs {
     /// Hidden layer widths, comma separated; "" for none (logistic or linear regression)
     #[arg(long, default_value = "128", allow_hyphen_values = true)]
     pub layers: String,
-    /// Hidden layers' activation: relu, leaky_relu, sigmoid, tanh, linear
-    #[arg(long, default_value = "relu", value_parser = parse::<Activation>)]
-    pub activation: Activation,
+    /// Hidden layers' activation: relu, leaky_relu, sigmoid, tanh, linear [default: relu]
+    #[arg(long, value_parser = parse::<Activation>)]
+    pub activation: Option<Activation>,
     #[arg(long, value_enum, default_value = "auto")]
     pub output: OutputChoice,
     #[arg(long, value_enum, default_value = "auto")]
@@ -81,9 +86,9 @@ pub struct TrainArgs {
     pub optimizer: Optimizer,
     #[arg(long, default_value_t = 0.001, allow_hyphen_values = true)]
     pub lr: f32,
-    /// Momentum factor of the momentum optimizer
-    #[arg(long, default_value_t = wgtrain::optim::DEFAULT_MOMENTUM, allow_hyphen_values = true)]
-    pub momentum: f32,
+    /// Momentum factor of the momentum optimizer (only with --optimizer momentum) [default: 0.9]
+    #[arg(long, allow_hyphen_values = true)]
+    pub momentum: Option<f32>,
     /// Coupled L2 penalty added to every gradient (PyTorch's weight_decay)
     #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
     pub weight_decay: f32,
@@ -149,6 +154,10 @@ pub struct EvalArgs {
     /// Target column [default: the one the model was trained on]
     #[arg(long)]
     pub target: Option<String>,
+    /// Longest CSV record accepted, in bytes
+    #[arg(long, default_value_t = wgtrain::data::DEFAULT_MAX_RECORD_BYTES)]
+    pub max_record_bytes: usize,
+
     #[command(flatten)]
     pub device: DeviceArg,
     #[arg(long)]
@@ -159,8 +168,13 @@ pub struct EvalArgs {
 pub struct PredictArgs {
     #[arg(long)]
     pub model: PathBuf,
+    /// Data to predict: CSV (`-` for standard input) or IDX images
     #[arg(long)]
     pub data: PathBuf,
+    /// Longest CSV record accepted, in bytes
+    #[arg(long, default_value_t = wgtrain::data::DEFAULT_MAX_RECORD_BYTES)]
+    pub max_record_bytes: usize,
+
     #[command(flatten)]
     pub device: DeviceArg,
 }
@@ -174,8 +188,9 @@ pub struct SummaryArgs {
     pub layers: String,
     #[arg(long)]
     pub outputs: usize,
-    #[arg(long, default_value = "relu", value_parser = parse::<Activation>)]
-    pub activation: Activation,
+    /// Hidden layers' activation [default: relu]
+    #[arg(long, value_parser = parse::<Activation>)]
+    pub activation: Option<Activation>,
     /// Output activation: linear, sigmoid or softmax
     #[arg(long, default_value = "linear", value_parser = parse::<Activation>)]
     pub output: Activation,
@@ -199,6 +214,7 @@ impl LossChoice {
 }
 
 fn main() {
+    wgtrain::device::quiet_headless_drivers();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

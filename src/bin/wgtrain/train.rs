@@ -28,15 +28,16 @@ pub fn default_job() -> TrainArgs {
     TrainArgs {
         data: bundled("data/mnist10k-train-images-idx3-ubyte.gz"),
         target: None,
+        max_record_bytes: data::DEFAULT_MAX_RECORD_BYTES,
         task: TaskChoice::Auto,
         test_data: Some(bundled("data/mnist10k-test-images-idx3-ubyte.gz")),
         layers: "128".into(),
-        activation: Activation::Relu,
+        activation: None,
         output: OutputChoice::Auto,
         loss: LossChoice::Auto,
         optimizer: Optimizer::ADAM,
         lr: 0.001,
-        momentum: wgtrain::optim::DEFAULT_MOMENTUM,
+        momentum: None,
         weight_decay: 0.0,
         epochs: 20,
         batch_size: 32,
@@ -124,13 +125,72 @@ fn check_args(args: &TrainArgs) -> Result<()> {
             "early stopping needs a validation split (--val-split)".into(),
         ));
     }
-    if args.activation == Activation::Softmax {
+    if args.max_record_bytes == 0 {
         return Err(invalid(
-            "--activation",
-            "softmax is only allowed on the output layer (see --output)".into(),
+            "--max-record-bytes",
+            "must be at least 1, got 0".into(),
+        ));
+    }
+    if args.momentum.is_some() && !matches!(args.optimizer, Optimizer::Momentum { .. }) {
+        return Err(invalid(
+            "--momentum",
+            format!(
+                "applies to --optimizer momentum only, not {}",
+                args.optimizer.name()
+            ),
+        ));
+    }
+    if let Some(m) = args.momentum {
+        if !(m.is_finite() && (0.0..1.0).contains(&m)) {
+            return Err(invalid("--momentum", format!("must be in [0, 1), got {m}")));
+        }
+    }
+    if !(args.weight_decay.is_finite() && args.weight_decay >= 0.0) {
+        return Err(invalid(
+            "--weight-decay",
+            format!("must be a number >= 0, got {}", args.weight_decay),
         ));
     }
     Ok(())
+}
+
+/// The hidden layers' activation: `--activation`, relu by default. Naming one for a network without
+/// hidden layers, or softmax (an output activation), is an error rather than a flag that does nothing.
+pub fn hidden_activation(chosen: Option<Activation>, hidden: &[usize]) -> Result<Activation> {
+    match chosen {
+        Some(Activation::Softmax) => Err(invalid(
+            "--activation",
+            "softmax is only allowed on the output layer (see --output)".into(),
+        )),
+        Some(a) if hidden.is_empty() => Err(invalid(
+            "--activation",
+            format!("{a} applies to hidden layers, and --layers \"\" has none (the output layer's is --output)"),
+        )),
+        chosen => Ok(chosen.unwrap_or(Activation::Relu)),
+    }
+}
+
+/// One `warning:` line on stderr naming the columns of `path` that were not used.
+pub fn warn_ignored(flag: &str, path: &Path, ignored: &[String]) {
+    if ignored.is_empty() {
+        return;
+    }
+    let names: Vec<String> = ignored
+        .iter()
+        .take(10)
+        .map(|n| wgtrain::error::quote(n))
+        .collect();
+    let more = if ignored.len() > 10 {
+        format!(" and {} more", ignored.len() - 10)
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "warning: {flag} {}: ignoring column{} {}{more}, not used by the model",
+        path.display(),
+        if ignored.len() == 1 { "" } else { "s" },
+        names.join(", ")
+    );
 }
 
 /// Output activation, width and loss from the data and the flags (see the README's CLI section).
@@ -229,11 +289,30 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     check_args(args)?;
     check_files(args)?;
     let hidden = parse_layers(&args.layers)?;
+    let activation = hidden_activation(args.activation, &hidden)?;
+    if data::is_idx(&args.data)? {
+        if let Some(target) = &args.target {
+            return Err(invalid(
+                "--target",
+                format!(
+                    "{} applies to CSV data; IDX labels come from the labels file",
+                    wgtrain::error::quote(target)
+                ),
+            ));
+        }
+        if args.task == TaskChoice::Regress {
+            return Err(invalid(
+                "--task",
+                "regress does not apply to IDX data, whose labels are classes".into(),
+            ));
+        }
+    }
     let device = args.device.resolve()?;
     let options = CsvOptions {
         target: args.target.clone(),
         task: args.task,
-        classes: None,
+        max_record_bytes: args.max_record_bytes,
+        ..CsvOptions::default()
     };
     let mut train = data::load(&args.data, &options)?;
     let mut test = match &args.test_data {
@@ -246,8 +325,11 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                     TaskChoice::Regress
                 },
                 classes: (train.task == Task::Classify).then(|| train.class_names.clone()),
+                features: Some(train.feature_names.clone()),
+                max_record_bytes: args.max_record_bytes,
             };
             let test = data::load(path, &known)?;
+            warn_ignored("--test-data", path, &test.ignored_columns);
             if test.cols() != train.cols() {
                 return Err(Error::Shape {
                     what: format!("test data {}", path.display()),
@@ -279,17 +361,32 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let (output, outputs, loss) = output_layer(&train, args.output, args.loss)?;
     let mut builder = Network::builder(train.cols());
     for &width in &hidden {
-        builder = builder.dense(width, args.activation);
+        builder = builder.dense(width, activation);
     }
     let network = builder.dense(outputs, output).build(loss)?;
+    let mut meta = ModelMeta::describe(&network);
+    meta.task = train.task;
+    meta.target = train.target_name.clone();
+    meta.feature_names = train.feature_names.clone();
+    meta.standardizer = standardizer;
+    meta.class_names = train.class_names.clone();
+    let initial = match &args.init {
+        Some(init) => {
+            let (params, saved) = checkpoint::load_init(init, &network)?;
+            if let Some(saved) = saved {
+                check_init(init, &saved, &meta)?;
+            }
+            Some(params)
+        }
+        None => None,
+    };
     let mut model = Model::new(network.clone(), device, args.seed)?;
-    if let Some(init) = &args.init {
-        let params = checkpoint::load_parameters(init, &network)?;
-        model.set_parameters(&params)?;
+    if let Some(params) = &initial {
+        model.set_parameters(params)?;
     }
     let optimizer = match args.optimizer {
         Optimizer::Momentum { .. } => Optimizer::Momentum {
-            momentum: args.momentum,
+            momentum: args.momentum.unwrap_or(wgtrain::optim::DEFAULT_MOMENTUM),
         },
         other => other,
     };
@@ -315,12 +412,6 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             network_shape(&network)
         );
     }
-    let mut meta = ModelMeta::describe(&network);
-    meta.task = train.task;
-    meta.target = train.target_name.clone();
-    meta.feature_names = train.feature_names.clone();
-    meta.standardizer = standardizer;
-    meta.class_names = train.class_names.clone();
     let epochs = args.epochs;
     // With --out, every good epoch is saved (atomically), so a later divergence or crash leaves the last
     // good model on disk.
@@ -357,20 +448,34 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         },
     )?;
 
-    let mut report = serde_json::Map::new();
+    // After early stopping the model holds the best epoch's weights: report that epoch everywhere.
     let last = history.last().copied().expect("at least one epoch");
-    report.insert("loss".into(), last.loss.into());
-    if let Some(a) = last.accuracy {
+    let kept = history
+        .best_epoch
+        .and_then(|b| history.epochs.get(b - 1).copied())
+        .unwrap_or(last);
+    if chatty && kept.epoch != last.epoch {
+        println!(
+            "stopped after epoch {}; restored the weights of epoch {} ({})",
+            last.epoch,
+            kept.epoch,
+            fit::describe(&kept)
+        );
+    }
+    let mut report = serde_json::Map::new();
+    report.insert("loss".into(), kept.loss.into());
+    if let Some(a) = kept.accuracy {
         report.insert("accuracy".into(), a.into());
     }
     if train.task == Task::Regress {
         report.insert("mse".into(), mse(&mut model, &train)?.into());
     }
-    report.insert("epochs".into(), history.epochs.len().into());
-    if let Some(v) = last.val_loss {
+    report.insert("epochs".into(), kept.epoch.into());
+    report.insert("epochs_run".into(), history.epochs.len().into());
+    if let Some(v) = kept.val_loss {
         report.insert("val_loss".into(), v.into());
     }
-    if let Some(a) = last.val_accuracy {
+    if let Some(a) = kept.val_accuracy {
         report.insert("val_accuracy".into(), a.into());
     }
     if let Some(best) = history.best_epoch {
@@ -403,7 +508,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
 
     if let Some(out) = &args.out {
         // The final parameters: after early stopping, those of the best epoch.
-        meta.epochs = history.epochs.len();
+        meta.epochs = kept.epoch;
         checkpoint::save(out, &model.parameters()?, &meta)?;
         if !args.json {
             println!("model written to {}", out.display());
@@ -417,6 +522,61 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     }
     if args.json {
         println!("{}", serde_json::Value::Object(report));
+    }
+    Ok(())
+}
+
+/// Refuses `--init` from a model that differs from this run in more than its weights: activations, loss,
+/// task, feature or class names (shapes are checked when the tensors are read).
+fn check_init(path: &Path, saved: &ModelMeta, run: &ModelMeta) -> Result<()> {
+    let differ = |what: String| Err(invalid("--init", format!("{}: {what}", path.display())));
+    for (i, (a, b)) in saved.layers.iter().zip(&run.layers).enumerate() {
+        if (&a.activation, a.slope) != (&b.activation, b.slope) {
+            let name = |l: &checkpoint::LayerMeta| match l.slope {
+                Some(s) => format!("{}({s})", l.activation),
+                None => l.activation.clone(),
+            };
+            return differ(format!(
+                "layer {} activation is {}, this run's is {}",
+                i + 1,
+                name(a),
+                name(b)
+            ));
+        }
+    }
+    if saved.loss != run.loss {
+        return differ(format!(
+            "the loss is {}, this run's is {}",
+            saved.loss, run.loss
+        ));
+    }
+    if saved.task != run.task {
+        return differ(format!(
+            "the task is {}, this run's is {}",
+            format!("{:?}", saved.task).to_lowercase(),
+            format!("{:?}", run.task).to_lowercase()
+        ));
+    }
+    if !saved.feature_names.is_empty() && saved.feature_names != run.feature_names {
+        let i = saved
+            .feature_names
+            .iter()
+            .zip(&run.feature_names)
+            .position(|(a, b)| a != b)
+            .unwrap_or(0);
+        return differ(format!(
+            "feature {} is {}, this run's is {}",
+            i + 1,
+            wgtrain::error::quote(&saved.feature_names[i]),
+            wgtrain::error::quote(run.feature_names.get(i).map_or("", |s| s.as_str()))
+        ));
+    }
+    if saved.class_names != run.class_names {
+        return differ(format!(
+            "the classes are {}, this run's are {}",
+            saved.class_names.join(", "),
+            run.class_names.join(", ")
+        ));
     }
     Ok(())
 }
