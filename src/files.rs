@@ -144,7 +144,10 @@ pub fn check_outputs(outputs: &[Output], inputs: &[Input]) -> Result<()> {
                 )));
             }
         }
-        let target = resolve_output(path)?;
+        let target = resolve_output(path).map_err(|e| match e {
+            Error::File { message, .. } => named(message),
+            other => other,
+        })?;
         let existing = std::fs::metadata(&target).ok();
         if let Some(meta) = &existing {
             if let Some((input, _)) = input_files.iter().find(|(_, m)| same_file(m, meta)) {
@@ -159,8 +162,13 @@ pub fn check_outputs(outputs: &[Output], inputs: &[Input]) -> Result<()> {
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, e))?;
-        probe_writable(dir)?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            named(format!(
+                "cannot create its directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        probe_writable(dir).map_err(|e| named(e.to_string()))?;
         let name = absolute_name(&target)?;
         for (other, other_name, other_meta) in &seen {
             let same = *other_name == name

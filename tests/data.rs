@@ -58,7 +58,7 @@ fn task_auto_rules_and_numeric_class_order() {
     let options = CsvOptions {
         target: Some("x".into()),
         task: TaskChoice::Classify,
-        classes: None,
+        ..CsvOptions::default()
     };
     let d = csv("forced.csv", "x,y\n1,0.5\n2,1.5\n1,2.25\n", &options).expect("load");
     assert_eq!(
@@ -73,6 +73,7 @@ fn known_classes_map_test_data_and_reject_unseen_ones() {
         target: None,
         task: TaskChoice::Classify,
         classes: Some(vec!["a".into(), "b".into()]),
+        ..CsvOptions::default()
     };
     let d = csv("known.csv", "x,label\n1,b\n2,a\n", &known).expect("load");
     assert_eq!(d.targets, [1.0, 0.0]);

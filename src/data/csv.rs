@@ -64,11 +64,16 @@ impl<'a, R: std::io::Read> Records<'a, R> {
 
     /// The next record and its line, `None` at the end.
     fn next(&mut self, record: &mut csv::StringRecord) -> Result<Option<u64>> {
+        let start = self.tape.offset();
         let read = self.reader.read_record(record);
         let line = self.tape.line_of_next();
         match read {
             Ok(true) => {
-                self.tape.consume_to(self.reader.position().byte());
+                let end = self.reader.position().byte();
+                if end.saturating_sub(start) > self.max_record_bytes as u64 {
+                    return Err(self.too_long(line));
+                }
+                self.tape.consume_to(end);
                 Ok(Some(line))
             }
             Ok(false) => Ok(None),
@@ -76,15 +81,19 @@ impl<'a, R: std::io::Read> Records<'a, R> {
         }
     }
 
+    fn too_long(&self, line: u64) -> Error {
+        Error::format(
+            self.path,
+            format!(
+                "line {line}: a record longer than {} bytes (raise the limit with --max-record-bytes)",
+                self.max_record_bytes
+            ),
+        )
+    }
+
     fn error(&self, line: u64, error: &csv::Error) -> Error {
         if self.tape.too_long() {
-            return Error::format(
-                self.path,
-                format!(
-                    "line {line}: a record longer than {} bytes (raise the limit with --max-record-bytes)",
-                    self.max_record_bytes
-                ),
-            );
+            return self.too_long(line);
         }
         match error.kind() {
             csv::ErrorKind::Io(e) => Error::file(self.path, e),

@@ -110,6 +110,11 @@ impl Tape {
         window.start += n as u64;
     }
 
+    /// The input offset of the first byte not yet consumed.
+    pub(crate) fn offset(&self) -> u64 {
+        self.window.borrow().start
+    }
+
     /// Whether a read failed because one record passed the limit.
     pub(crate) fn too_long(&self) -> bool {
         self.window.borrow().too_long

@@ -141,3 +141,4 @@ pub fn parity(
     }
     cpu_out
 }
+pub mod cli;

@@ -1,0 +1,329 @@
+//! Model files and the flags around them: checkpoints that disagree with themselves are refused with the
+//! field named; `predict` writes CSV that tools read back; flags that would do nothing are errors; `--init`
+//! must match the run; early stopping reports the epoch whose weights it kept.
+
+mod common;
+
+use common::cli::*;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use wgtrain::checkpoint::{self, ModelMeta};
+use wgtrain::data::Task;
+use wgtrain::{Activation, Error, Loss, Network};
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+fn classifier() -> Network {
+    Network::builder(4)
+        .dense(8, Activation::Relu)
+        .dense(3, Activation::Softmax)
+        .build(Loss::Ce)
+        .expect("valid")
+}
+
+fn good_meta(network: &Network) -> ModelMeta {
+    let mut meta = ModelMeta::describe(network);
+    meta.task = Task::Classify;
+    meta.target = "species".into();
+    meta.feature_names = ["f0", "f1", "f2", "f3"].map(String::from).to_vec();
+    meta.class_names = ["a", "b", "c"].map(String::from).to_vec();
+    meta
+}
+
+/// A safetensors file with the classifier's tensors and `json` as its `wgtrain` metadata.
+fn raw_checkpoint(path: &Path, json: &str) {
+    let network = classifier();
+    let good = path.with_extension("good.safetensors");
+    checkpoint::save(&good, &network.init_parameters(0), &good_meta(&network)).expect("save");
+    let bytes = std::fs::read(&good).expect("read");
+    let file = safetensors::SafeTensors::deserialize(&bytes).expect("parse");
+    let tensors: Vec<(String, safetensors::tensor::TensorView)> =
+        file.tensors().into_iter().collect();
+    let info = HashMap::from([("wgtrain".to_string(), json.to_string())]);
+    let out = safetensors::serialize(tensors, Some(info)).expect("serialize");
+    std::fs::write(path, out).expect("write");
+}
+
+#[test]
+fn checkpoints_that_disagree_with_themselves_are_refused() {
+    let dir = scratch("meta");
+    let network = classifier();
+    let params = network.init_parameters(0);
+    type Edit = fn(&mut ModelMeta);
+    let cases: [(&str, Edit, &[&str]); 6] = [
+        (
+            "regress",
+            |m| m.task = Task::Regress,
+            &["task is regress", "class_names lists 3 classes"],
+        ),
+        (
+            "regress-no-classes",
+            |m| {
+                m.task = Task::Regress;
+                m.class_names.clear();
+            },
+            &["task is regress", "3 softmax outputs"],
+        ),
+        (
+            "classes",
+            |m| m.class_names.truncate(2),
+            &["class_names has 2 classes", "3 softmax outputs"],
+        ),
+        (
+            "duplicate-feature",
+            |m| m.feature_names[2] = "f1".into(),
+            &["feature_names has `f1` twice"],
+        ),
+        (
+            "feature-count",
+            |m| m.feature_names.truncate(3),
+            &["feature_names has 3 names for 4 inputs"],
+        ),
+        (
+            "target-is-feature",
+            |m| m.target = "f2".into(),
+            &["target `f2` is also one of feature_names"],
+        ),
+    ];
+    for (name, edit, words) in cases {
+        let mut meta = good_meta(&network);
+        edit(&mut meta);
+        let path = dir.join(format!("{name}.safetensors"));
+        checkpoint::save(&path, &params, &meta).expect("save");
+        let err = checkpoint::load(&path).expect_err(name);
+        assert!(matches!(err, Error::Format { .. }), "{name}: {err:?}");
+        let message = err.to_string();
+        for word in words.iter().chain(&["`wgtrain` metadata"]) {
+            assert!(message.contains(word), "{name}: `{message}` lacks `{word}`");
+        }
+        fails(
+            &["predict", "--model", &text(&path), "--data", &iris()],
+            words,
+        );
+    }
+
+    let wrong_type = dir.join("wrong-type.safetensors");
+    let json = serde_json::to_string(&good_meta(&network)).expect("json");
+    raw_checkpoint(
+        &wrong_type,
+        &json.replace("\"inputs\":4", "\"inputs\":\"four\""),
+    );
+    fails(
+        &["eval", "--model", &text(&wrong_type), "--data", &iris()],
+        &["does not describe a model", "invalid type"],
+    );
+    let not_json = dir.join("not-json.safetensors");
+    raw_checkpoint(&not_json, "{\"format_version\": 1,");
+    fails(
+        &["eval", "--model", &text(&not_json), "--data", &iris()],
+        &["is not valid JSON"],
+    );
+}
+
+#[test]
+fn predict_writes_csv_that_tools_read() {
+    let dir = scratch("predict-csv");
+    let classes = ["a,b", "say \"hi\"", "two\nlines"];
+    let mut table = csv::Writer::from_path(dir.join("odd.csv")).expect("csv");
+    table.write_record(["x", "label"]).expect("row");
+    for i in 0..60 {
+        let class = i % 3;
+        let x = class as f32 * 10.0 + (i as f32 * 0.37).sin();
+        table
+            .write_record([x.to_string(), classes[class].to_string()])
+            .expect("row");
+    }
+    table.flush().expect("flush");
+    drop(table);
+    let data = text(&dir.join("odd.csv"));
+    let model = text(&dir.join("odd.safetensors"));
+    ok(&[
+        "train", "--data", &data, "--epochs", "60", "--lr", "0.05", "--device", "cpu", "--out",
+        &model,
+    ]);
+    let out = ok(&[
+        "predict", "--model", &model, "--data", &data, "--device", "cpu",
+    ]);
+    let mut reader = csv::Reader::from_reader(out.as_bytes());
+    let header: Vec<String> = reader
+        .headers()
+        .expect("header")
+        .iter()
+        .map(String::from)
+        .collect();
+    let expected: Vec<String> = std::iter::once("prediction".to_string())
+        .chain(classes.iter().map(|c| format!("p_{c}")))
+        .collect();
+    assert_eq!(header, expected);
+    let mut right = 0;
+    for (i, row) in reader.records().enumerate() {
+        let row = row.expect("a CSV row");
+        assert_eq!(row.len(), 4);
+        let p: Vec<f64> = (1..4).map(|c| row[c].parse().expect("number")).collect();
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-4, "{p:?}");
+        right += usize::from(&row[0] == classes[i % 3]);
+    }
+    assert!(right >= 55, "{right} of 60 predicted right");
+}
+
+#[test]
+fn flags_that_would_do_nothing_are_errors() {
+    let train = |extra: &[&str]| -> Vec<String> {
+        [
+            "train",
+            "--data",
+            &iris(),
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+        ]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect()
+    };
+    fails(
+        &strs(&train(&["--momentum", "0.9", "--optimizer", "adam"])),
+        &["--momentum", "--optimizer momentum only, not adam"],
+    );
+    fails(
+        &strs(&train(&["--momentum", "0.5"])),
+        &["--momentum", "not adam"],
+    );
+    fails(
+        &strs(&train(&["--activation", "tanh", "--layers", ""])),
+        &["--activation", "tanh applies to hidden layers"],
+    );
+    fails(
+        &[
+            "summary",
+            "--inputs",
+            "4",
+            "--outputs",
+            "1",
+            "--activation",
+            "tanh",
+        ],
+        &["--activation", "has none"],
+    );
+    let images = format!("{DATA}/mnist10k-test-images-idx3-ubyte.gz");
+    fails(
+        &["train", "--data", &images, "--target", "label"],
+        &["--target", "IDX"],
+    );
+    // General flags are always accepted, even where they change nothing.
+    ok(&strs(&train(&[
+        "--optimizer",
+        "momentum",
+        "--momentum",
+        "0.5",
+        "--no-shuffle",
+        "--seed",
+        "3",
+    ])));
+}
+
+#[test]
+fn init_from_another_run_must_match_it() {
+    let dir = scratch("init");
+    let model = text(&dir.join("tanh.safetensors"));
+    let train = |extra: &[&str]| -> Vec<String> {
+        [
+            "train",
+            "--data",
+            &iris(),
+            "--epochs",
+            "2",
+            "--device",
+            "cpu",
+        ]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect()
+    };
+    ok(&strs(&train(&["--activation", "tanh", "--out", &model])));
+    fails(
+        &strs(&train(&["--init", &model])),
+        &["--init", "layer 1 activation is tanh, this run's is relu"],
+    );
+    fails(
+        &strs(&train(&[
+            "--init",
+            &model,
+            "--activation",
+            "tanh",
+            "--loss",
+            "sse",
+            "--output",
+            "softmax",
+        ])),
+        &["--init", "the loss is ce, this run's is sse"],
+    );
+    ok(&strs(&train(&["--init", &model, "--activation", "tanh"])));
+}
+
+fn epoch_lines(out: &str) -> HashMap<usize, String> {
+    out.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("epoch ")?;
+            let (counter, metrics) = rest.split_once(' ')?;
+            let epoch = counter.split('/').next()?.parse().ok()?;
+            Some((epoch, metrics.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn early_stopping_reports_the_restored_epoch() {
+    let dir = scratch("patience");
+    let model: PathBuf = dir.join("best.safetensors");
+    let args: Vec<String> = [
+        "train",
+        "--data",
+        &iris(),
+        "--epochs",
+        "300",
+        "--lr",
+        "0.05",
+        "--val-split",
+        "0.3",
+        "--patience",
+        "3",
+        "--device",
+        "cpu",
+        "--out",
+        &text(&model),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let chatty = ok(&strs(&args));
+    let mut json_args = args.clone();
+    json_args.push("--json".into());
+    let r = report(&strs(&json_args));
+    let (epochs, run, best) = (
+        r["epochs"].as_u64().expect("epochs") as usize,
+        r["epochs_run"].as_u64().expect("epochs_run") as usize,
+        r["best_epoch"].as_u64().expect("best_epoch") as usize,
+    );
+    assert!(run < 300, "early stopping stopped the run: {r}");
+    assert_eq!(epochs, best, "{r}");
+    assert_eq!(run, best + 3, "{r}");
+    let lines = epoch_lines(&chatty);
+    let kept = &lines[&best];
+    for key in ["loss", "val_loss", "val_accuracy"] {
+        let printed = kept
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+            .expect("printed metric");
+        let reported = r[key].as_f64().expect("reported metric");
+        assert_eq!(printed, format!("{reported:.4}"), "{key} of epoch {best}");
+    }
+    assert!(chatty.contains(&format!("restored the weights of epoch {best}")));
+    let (_, _, meta) = checkpoint::load(&model).expect("load");
+    assert_eq!(meta.epochs, best);
+}

@@ -1,0 +1,306 @@
+//! Nothing a user types loses a file: outputs that are devices, FIFOs, sockets, directories or inputs are
+//! refused before training and left as they were; symbolic links are followed; identical runs write
+//! identical bytes; standard input reads like a file; a successful run prints no `error:` line.
+
+mod common;
+
+use common::cli::*;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// `wgtrain train` on `data` on the CPU (one epoch unless `extra` says), with `extra` flags.
+fn train_args(data: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["train", "--data", &text(data), "--device", "cpu"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    if !extra.contains(&"--epochs") {
+        args.extend(["--epochs".to_string(), "1".to_string()]);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// Runs under coreutils' `timeout`, so a write that blocked on a FIFO fails the test instead of hanging.
+fn run_bounded(args: &[String]) -> std::process::Output {
+    let mut command = Command::new("timeout");
+    command
+        .arg("120")
+        .arg(env!("CARGO_BIN_EXE_wgtrain"))
+        .args(args)
+        .env("NODEVICE_SELECT", "1")
+        .env_remove("WGTRAIN_DEVICE");
+    run_with(command, None)
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+fn copy_of(dir: &Path, source: &str, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::copy(source, &path).expect("copy");
+    path
+}
+
+#[test]
+fn outputs_that_are_not_regular_files_are_refused_before_training() {
+    let dir = scratch("nodes");
+    let data = copy_of(&dir, &iris(), "train.csv");
+    let before = snapshot(&[&data]);
+    let mut nodes: Vec<(PathBuf, &str, fn(&std::fs::FileType) -> bool)> = Vec::new();
+    // A character device with /dev/null's numbers, made here (as root, which CI is), never the real one.
+    let device = dir.join("device.png");
+    let made = Command::new("mknod")
+        .arg(&device)
+        .args(["c", "1", "3"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if made {
+        nodes.push((device, "character device", |t| t.is_char_device()));
+    } else {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "CI runs as root and must test a device node"
+        );
+        eprintln!("not root: testing FIFOs, sockets and directories only");
+    }
+    let fifo = dir.join("fifo.png");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo")
+        .success());
+    nodes.push((fifo, "FIFO", |t| t.is_fifo()));
+    let socket = dir.join("socket.png");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind a socket");
+    nodes.push((socket, "socket", |t| t.is_socket()));
+    let folder = dir.join("folder.png");
+    std::fs::create_dir(&folder).expect("dir");
+    nodes.push((folder, "directory", |t| t.is_dir()));
+
+    for (node, kind, is_kind) in &nodes {
+        for flag in ["--out", "--plot"] {
+            let args = train_args(&data, &[flag, &text(node)]);
+            let output = run_bounded(&args);
+            failed(
+                &strs(&args),
+                &output,
+                &[&text(node), kind, "refusing to replace it", flag],
+            );
+            let file_type = std::fs::symlink_metadata(node)
+                .expect("still there")
+                .file_type();
+            assert!(is_kind(&file_type), "{} is still a {kind}", node.display());
+        }
+    }
+    assert_eq!(snapshot(&[&data]), before, "the training data is unchanged");
+}
+
+#[test]
+fn outputs_that_are_inputs_or_each_other_are_refused() {
+    let dir = scratch("same");
+    let data = copy_of(&dir, &iris(), "train.csv");
+    let test = copy_of(&dir, &iris(), "test.csv");
+    let as_png = copy_of(&dir, &iris(), "iris.png");
+    let init = dir.join("init.safetensors");
+    ok(&strs(&train_args(&data, &["--out", &text(&init)])));
+    std::fs::create_dir(dir.join("sub")).expect("dir");
+    let respelled = dir.join("sub/../train.csv");
+    let hard = dir.join("hard.csv");
+    std::fs::hard_link(&data, &hard).expect("hard link");
+    let link = dir.join("link.csv");
+    std::os::unix::fs::symlink(&data, &link).expect("symlink");
+    let init_png = dir.join("init-link.png");
+    std::os::unix::fs::symlink(&init, &init_png).expect("symlink");
+    let images = copy_of(
+        &dir,
+        &format!("{DATA}/mnist10k-test-images-idx3-ubyte.gz"),
+        "t-images-idx3-ubyte.gz",
+    );
+    let labels = copy_of(
+        &dir,
+        &format!("{DATA}/mnist10k-test-labels-idx1-ubyte.gz"),
+        "t-labels-idx1-ubyte.gz",
+    );
+    let files = [&data, &test, &as_png, &init, &images, &labels];
+    let before = snapshot(&files);
+
+    let out = |path: &Path| vec!["--out".to_string(), text(path)];
+    let cases: Vec<(PathBuf, Vec<String>, &[&str])> = vec![
+        (data.clone(), out(&data), &["same file as --data"]),
+        (data.clone(), out(&respelled), &["same file as --data"]),
+        (data.clone(), out(&hard), &["same file as --data"]),
+        (data.clone(), out(&link), &["same file as --data"]),
+        (
+            data.clone(),
+            [out(&test), vec!["--test-data".into(), text(&test)]].concat(),
+            &["same file as --test-data"],
+        ),
+        (
+            data.clone(),
+            [out(&init), vec!["--init".into(), text(&init)]].concat(),
+            &["same file as --init"],
+        ),
+        (
+            as_png.clone(),
+            vec!["--plot".into(), text(&as_png)],
+            &["--plot", "same file as --data"],
+        ),
+        (
+            data.clone(),
+            [
+                out(&dir.join("x.png")),
+                vec!["--plot".into(), text(&dir.join("x.png"))],
+            ]
+            .concat(),
+            &["--plot", "same file as --out"],
+        ),
+        (
+            data.clone(),
+            [out(&init), vec!["--plot".into(), text(&init_png)]].concat(),
+            &["--plot", "same file as --out"],
+        ),
+        (images.clone(), out(&labels), &["same file as --data"]),
+    ];
+    for (input, extra, words) in cases {
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let args = train_args(&input, &extra);
+        failed(&strs(&args), &run_bounded(&args), words);
+    }
+    assert_eq!(snapshot(&files), before, "every input is unchanged");
+    assert!(std::fs::symlink_metadata(&link)
+        .expect("link")
+        .file_type()
+        .is_symlink());
+    assert!(!dir.join("x.png").exists(), "nothing was written");
+}
+
+#[test]
+fn a_symbolic_link_is_followed_and_kept() {
+    let dir = scratch("links");
+    let data = copy_of(&dir, &iris(), "train.csv");
+    let target = dir.join("real.safetensors");
+    std::fs::write(&target, b"old").expect("write");
+    let link = dir.join("model.safetensors");
+    std::os::unix::fs::symlink(&target, &link).expect("symlink");
+    ok(&strs(&train_args(&data, &["--out", &text(&link)])));
+    assert!(std::fs::symlink_metadata(&link)
+        .expect("link")
+        .file_type()
+        .is_symlink());
+    let (network, _, _) = wgtrain::checkpoint::load(&target).expect("the target holds the model");
+    assert_eq!(network.inputs(), 4);
+
+    let dangling = dir.join("dangling.safetensors");
+    std::os::unix::fs::symlink(dir.join("missing/nowhere"), &dangling).expect("symlink");
+    let args = train_args(&data, &["--out", &text(&dangling)]);
+    fails(&strs(&args), &["symbolic link to nothing"]);
+    assert!(!dir.join("missing").exists());
+}
+
+#[test]
+fn every_output_is_checked_before_training() {
+    let dir = scratch("early");
+    let data = copy_of(&dir, &iris(), "train.csv");
+    let svg = dir.join("curves.svg");
+    fails(
+        &strs(&train_args(&data, &["--plot", &text(&svg)])),
+        &["--plot", "curves.svg", ".png"],
+    );
+    let under_a_file = data.join("model.safetensors");
+    fails(
+        &strs(&train_args(&data, &["--out", &text(&under_a_file)])),
+        &["train.csv", "directory"],
+    );
+    fails(&strs(&train_args(&data, &["--out", ""])), &["--out"]);
+    fails(
+        &strs(&train_args(
+            &data,
+            &["--out", &format!("{}/", dir.display())],
+        )),
+        &["--out", "directory", "refusing"],
+    );
+    assert!(!svg.exists());
+}
+
+#[test]
+fn standard_input_reads_like_a_file() {
+    let flags = ["--epochs", "3", "--device", "cpu", "--json"];
+    let path = iris();
+    let from_file: Vec<&str> = ["train", "--data", &path]
+        .into_iter()
+        .chain(flags)
+        .collect();
+    let from_file = report(&from_file);
+    let args: Vec<&str> = ["train", "--data", "-"].into_iter().chain(flags).collect();
+    let bytes = std::fs::read(iris()).expect("iris");
+    let output = run_with(command(&args), Some(&bytes));
+    let last = succeeded(&args, &output);
+    let from_stdin: serde_json::Value =
+        serde_json::from_str(last.lines().last().expect("a line")).expect("JSON");
+    assert_eq!(from_stdin, from_file);
+
+    let output = run_with(command(&args), Some(b""));
+    failed(&args, &output, &["standard input", "empty"]);
+    let output = run_with(command(&args), Some(b"a,b,y\n1,x,0\n"));
+    failed(&args, &output, &["standard input", "line 2", "`x`"]);
+}
+
+#[test]
+fn identical_runs_write_identical_files() {
+    let dir = scratch("bytes");
+    let runs: Vec<(PathBuf, PathBuf)> = (0..3)
+        .map(|i| {
+            let (model, plot) = (
+                dir.join(format!("m{i}.safetensors")),
+                dir.join(format!("p{i}.png")),
+            );
+            let mut args = train_args(Path::new(&iris()), &["--epochs", "3"]);
+            args.extend(["--out".into(), text(&model), "--plot".into(), text(&plot)]);
+            ok(&strs(&args));
+            (model, plot)
+        })
+        .collect();
+    let first = snapshot(&[&runs[0].0, &runs[0].1]);
+    for (model, plot) in &runs[1..] {
+        assert_eq!(snapshot(&[model, plot]), first, "{}", model.display());
+    }
+    // The metadata map is written in sorted key order (safetensors itself writes HashMap order).
+    let bytes = &first[0];
+    let header = String::from_utf8_lossy(&bytes[8..]);
+    let (format, wgtrain) = (header.find("\"format\""), header.find("\"wgtrain\""));
+    assert!(format.is_some() && format < wgtrain, "{header:.120}");
+}
+
+#[test]
+fn successful_runs_print_no_error_lines() {
+    let mut devices = vec!["cpu"];
+    if have_fallback_adapter() {
+        devices.push("fallback");
+    }
+    for device in devices {
+        let args = [
+            "train",
+            "--data",
+            &iris(),
+            "--epochs",
+            "1",
+            "--device",
+            device,
+            "--quiet",
+        ];
+        let mut command = command(&args);
+        for name in ["NODEVICE_SELECT", "XDG_RUNTIME_DIR", "WAYLAND_DISPLAY"] {
+            command.env_remove(name);
+        }
+        let output = run_with(command, None);
+        succeeded(&args, &output);
+        let err = stderr(&output);
+        assert!(
+            !err.lines().any(|l| l.starts_with("error")),
+            "{device}: {err}"
+        );
+    }
+}
