@@ -104,7 +104,7 @@ fn empty_headerless_ragged_and_non_numeric_csv() {
         (
             "nan.csv",
             "a,b,y\n1,2,x\ninf,2,y\n",
-            &["line 3", "column `a`", "not a finite number"],
+            &["line 3", "column `a`", "expected a finite number"],
         ),
     ];
     for (name, text, words) in cases {

@@ -44,12 +44,15 @@ fn copy_of(dir: &Path, source: &str, name: &str) -> PathBuf {
     path
 }
 
+/// Whether a file type is the kind of node made for a case.
+type IsKind = fn(&std::fs::FileType) -> bool;
+
 #[test]
 fn outputs_that_are_not_regular_files_are_refused_before_training() {
     let dir = scratch("nodes");
     let data = copy_of(&dir, &iris(), "train.csv");
     let before = snapshot(&[&data]);
-    let mut nodes: Vec<(PathBuf, &str, fn(&std::fs::FileType) -> bool)> = Vec::new();
+    let mut nodes: Vec<(PathBuf, &str, IsKind)> = Vec::new();
     // A character device with /dev/null's numbers, made here (as root, which CI is), never the real one.
     let device = dir.join("device.png");
     let made = Command::new("mknod")
@@ -244,6 +247,9 @@ fn standard_input_reads_like_a_file() {
 
     let output = run_with(command(&args), Some(b""));
     failed(&args, &output, &["standard input", "empty"]);
+    let twice = ["train", "--data", "-", "--test-data", "-"];
+    let output = run_with(command(&twice), Some(&bytes));
+    failed(&twice, &output, &["--test-data", "already read by --data"]);
     let output = run_with(command(&args), Some(b"a,b,y\n1,x,0\n"));
     failed(&args, &output, &["standard input", "line 2", "`x`"]);
 }

@@ -169,7 +169,7 @@ fn dataset(
 ) -> Result<Dataset> {
     if shape[0] != label_shape[0] {
         return Err(Error::format(
-            &labels_path,
+            labels_path,
             format!(
                 "{} labels for {} images in {}",
                 label_shape[0],
@@ -195,7 +195,7 @@ fn dataset(
                 .map(|c| c as f32)
                 .ok_or_else(|| {
                     Error::format(
-                        &labels_path,
+                        labels_path,
                         format!("label {label} of image {} was not seen in training", i + 1),
                     )
                 })
@@ -203,7 +203,7 @@ fn dataset(
         .collect::<Result<Vec<_>>>()?;
     if class_names.len() < 2 {
         return Err(Error::format(
-            &labels_path,
+            labels_path,
             "a single class; classification needs at least 2",
         ));
     }

@@ -1,6 +1,7 @@
 //! `wgtrain eval`, `predict`, `summary` and `devices`.
 
-use crate::train::{hidden_activation, mse, network_shape, parse_layers, warn_ignored};
+use crate::checks::warn_ignored;
+use crate::train::{hidden_activation, mse, network_shape, parse_layers};
 use crate::{EvalArgs, PredictArgs, SummaryArgs};
 use wgtrain::checkpoint::{self, ModelMeta};
 use wgtrain::data::{self, CsvOptions, Dataset, Task, TaskChoice};

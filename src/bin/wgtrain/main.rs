@@ -1,6 +1,7 @@
 //! The `wgtrain` command line: train, eval, predict, summary, devices. With no command it trains the bundled
 //! MNIST subset. Bad input prints one `error: …` line on stderr and exits with code 2.
 
+mod checks;
 mod commands;
 mod train;
 

@@ -1,0 +1,134 @@
+//! Checks made before anything is trained: the files a run reads and writes, `--init` against the run,
+//! and the warning for columns a model does not use.
+
+use crate::train::invalid;
+use crate::TrainArgs;
+use std::path::{Path, PathBuf};
+use wgtrain::checkpoint::{self, ModelMeta};
+use wgtrain::data;
+use wgtrain::files::{Input, Output};
+use wgtrain::Result;
+
+/// The data files a run reads: each path, and the labels file beside an IDX images file.
+pub fn input_files(flag: &'static str, path: &Path) -> Result<Vec<(&'static str, PathBuf)>> {
+    let mut files = vec![(flag, path.to_path_buf())];
+    if !wgtrain::files::is_stdin(path) && path.exists() && data::is_idx(path)? {
+        files.push((flag, data::labels_path(path)?));
+    }
+    Ok(files)
+}
+
+/// Every output checked against the flags' inputs before anything is loaded or trained.
+pub fn check_files(args: &TrainArgs) -> Result<()> {
+    let mut inputs = input_files("--data", &args.data)?;
+    if let Some(test) = &args.test_data {
+        if wgtrain::files::is_stdin(test) && wgtrain::files::is_stdin(&args.data) {
+            return Err(invalid(
+                "--test-data",
+                "standard input (`-`) is already read by --data".into(),
+            ));
+        }
+        inputs.extend(input_files("--test-data", test)?);
+    }
+    if let Some(init) = &args.init {
+        inputs.push(("--init", init.clone()));
+    }
+    let inputs: Vec<Input> = inputs
+        .iter()
+        .map(|(flag, path)| Input { flag, path })
+        .collect();
+    let mut outputs = Vec::new();
+    if let Some(path) = &args.out {
+        outputs.push(Output {
+            flag: "--out",
+            path,
+            extension: None,
+        });
+    }
+    if let Some(path) = &args.plot {
+        outputs.push(Output {
+            flag: "--plot",
+            path,
+            extension: Some("png"),
+        });
+    }
+    wgtrain::files::check_outputs(&outputs, &inputs)
+}
+
+/// One `warning:` line on stderr naming the columns of `path` that were not used.
+pub fn warn_ignored(flag: &str, path: &Path, ignored: &[String]) {
+    if ignored.is_empty() {
+        return;
+    }
+    let names: Vec<String> = ignored
+        .iter()
+        .take(10)
+        .map(|n| wgtrain::error::quote(n))
+        .collect();
+    let more = if ignored.len() > 10 {
+        format!(" and {} more", ignored.len() - 10)
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "warning: {flag} {}: ignoring column{} {}{more}, not used by the model",
+        path.display(),
+        if ignored.len() == 1 { "" } else { "s" },
+        names.join(", ")
+    );
+}
+
+/// Refuses `--init` from a model that differs from this run in more than its weights: activations, loss,
+/// task, feature or class names (shapes are checked when the tensors are read).
+pub fn check_init(path: &Path, saved: &ModelMeta, run: &ModelMeta) -> Result<()> {
+    let differ = |what: String| Err(invalid("--init", format!("{}: {what}", path.display())));
+    for (i, (a, b)) in saved.layers.iter().zip(&run.layers).enumerate() {
+        if (&a.activation, a.slope) != (&b.activation, b.slope) {
+            let name = |l: &checkpoint::LayerMeta| match l.slope {
+                Some(s) => format!("{}({s})", l.activation),
+                None => l.activation.clone(),
+            };
+            return differ(format!(
+                "layer {} activation is {}, this run's is {}",
+                i + 1,
+                name(a),
+                name(b)
+            ));
+        }
+    }
+    if saved.loss != run.loss {
+        return differ(format!(
+            "the loss is {}, this run's is {}",
+            saved.loss, run.loss
+        ));
+    }
+    if saved.task != run.task {
+        return differ(format!(
+            "the task is {}, this run's is {}",
+            format!("{:?}", saved.task).to_lowercase(),
+            format!("{:?}", run.task).to_lowercase()
+        ));
+    }
+    if !saved.feature_names.is_empty() && saved.feature_names != run.feature_names {
+        let i = saved
+            .feature_names
+            .iter()
+            .zip(&run.feature_names)
+            .position(|(a, b)| a != b)
+            .unwrap_or(0);
+        return differ(format!(
+            "feature {} is {}, this run's is {}",
+            i + 1,
+            wgtrain::error::quote(&saved.feature_names[i]),
+            wgtrain::error::quote(run.feature_names.get(i).map_or("", |s| s.as_str()))
+        ));
+    }
+    if saved.class_names != run.class_names {
+        return differ(format!(
+            "the classes are {}, this run's are {}",
+            saved.class_names.join(", "),
+            run.class_names.join(", ")
+        ));
+    }
+    Ok(())
+}
