@@ -156,7 +156,8 @@ impl FromStr for Activation {
             other => Err(Error::value(
                 "activation",
                 format!(
-                    "`{other}`, expected one of linear, relu, leaky_relu, sigmoid, tanh, softmax"
+                    "{}, expected one of linear, relu, leaky_relu, sigmoid, tanh, softmax",
+                    crate::error::quote(other)
                 ),
             )),
         }

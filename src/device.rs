@@ -47,7 +47,10 @@ impl Device {
             Ok(value) if !value.trim().is_empty() => value.trim().parse().map_err(|_| {
                 Error::value(
                     DEVICE_ENV,
-                    format!("`{value}`, expected one of auto, gpu, fallback, cpu"),
+                    format!(
+                        "{}, expected one of auto, gpu, fallback, cpu",
+                        crate::error::quote(&value)
+                    ),
                 )
             }),
             _ => Ok(Device::Auto),
@@ -102,7 +105,10 @@ impl FromStr for Device {
             "cpu" => Ok(Device::Cpu),
             other => Err(Error::value(
                 "device",
-                format!("`{other}`, expected one of auto, gpu, fallback, cpu"),
+                format!(
+                    "{}, expected one of auto, gpu, fallback, cpu",
+                    crate::error::quote(other)
+                ),
             )),
         }
     }

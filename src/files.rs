@@ -69,7 +69,7 @@ pub fn resolve_output(path: &Path) -> Result<PathBuf> {
         let target = std::fs::canonicalize(path).map_err(|_| {
             Error::file(
                 path,
-                "is a symbolic link to nothing; refusing to write through it (expected a regular file or a new name)",
+                "is a symbolic link to nothing (a missing target or a loop); refusing to write through it",
             )
         })?;
         let meta = std::fs::metadata(&target).map_err(|e| Error::file(&target, e))?;

@@ -208,7 +208,10 @@ impl FromStr for Loss {
             "ce" => Ok(Loss::Ce),
             other => Err(Error::value(
                 "loss",
-                format!("`{other}`, expected one of sse, mse, bce, ce"),
+                format!(
+                    "{}, expected one of sse, mse, bce, ce",
+                    crate::error::quote(other)
+                ),
             )),
         }
     }

@@ -142,7 +142,10 @@ impl FromStr for Optimizer {
             "adam" => Ok(Optimizer::ADAM),
             other => Err(Error::value(
                 "optimizer",
-                format!("`{other}`, expected one of sgd, momentum, adam"),
+                format!(
+                    "{}, expected one of sgd, momentum, adam",
+                    crate::error::quote(other)
+                ),
             )),
         }
     }

@@ -329,4 +329,11 @@ fn messages_name_the_file_line_column_and_value() {
         &strs(&train_cpu(&wide, &["--target", "nope"])),
         &["no column `nope`", "5000 in all"],
     );
+    // A huge flag value is quoted cut short too (`failed` holds every error line under 600 bytes).
+    let huge = "x".repeat(100_000);
+    fails(&strs(&train_cpu(&iris(), &["--lr", &huge])), &["--lr"]);
+    fails(
+        &strs(&train_cpu(&iris(), &["--optimizer", &huge])),
+        &["--optimizer"],
+    );
 }

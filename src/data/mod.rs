@@ -45,7 +45,10 @@ impl FromStr for TaskChoice {
             "regress" => Ok(TaskChoice::Regress),
             other => Err(Error::value(
                 "task",
-                format!("`{other}`, expected one of auto, classify, regress"),
+                format!(
+                    "{}, expected one of auto, classify, regress",
+                    crate::error::quote(other)
+                ),
             )),
         }
     }

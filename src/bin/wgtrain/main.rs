@@ -230,7 +230,10 @@ fn main() {
                 .lines()
                 .next()
                 .unwrap_or("error: invalid arguments");
-            eprintln!("{first}");
+            // clap quotes a bad value whole; keep the line short when the value is huge.
+            let shown: String = first.chars().take(300).collect();
+            let cut = if shown.len() < first.len() { "…" } else { "" };
+            eprintln!("{shown}{cut}");
             std::process::exit(2);
         }
     };
