@@ -1,8 +1,8 @@
 //! The one seam between the backend-free model and a device. A backend owns buffers of f32, turns an [`Op`]
 //! into a prepared kernel once, and runs prepared kernels in the order they are enqueued.
 //!
-//! Every op has a CPU function in `cpu.rs` and a WGSL entry point in `shaders/` with the same name
-//! ([`Op::name`]), and a parity test in `tests/gpu_vs_cpu.rs` under that name.
+//! Every op has a CPU function in `src/cpu/` and a WGSL entry point in `shaders/` with the same name
+//! ([`Op::name`]), and a parity test under that name in `tests/gpu_vs_cpu*.rs`.
 
 use crate::activation::Activation;
 use crate::error::Result;
@@ -310,10 +310,7 @@ impl Op {
     }
 }
 
-/// The longest sum one GPU invocation runs: longer sums (matmul inner dimensions, bias-gradient rows, loss
-/// rows) run as several dispatches over windows of this length, each continuing the last one's sums.
-/// llvmpipe ends an invocation after 65535 loop iterations in total, which a 4-loop loss row must fit.
-pub const REDUCTION_WINDOW: usize = 16384;
+pub use crate::loss::REDUCTION_WINDOW;
 
 /// Floats in the `stats` operand of [`Op::LossSum`].
 pub const STATS_LEN: usize = 5;

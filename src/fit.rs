@@ -112,9 +112,10 @@ pub fn fit(
         optimizer: config.optimizer,
         weight_decay: config.weight_decay,
     };
-    // On a GPU the training set goes to the device once; each epoch then uploads only its row order.
+    // Where the device has memory of its own (a GPU), the training set goes there once and each epoch
+    // uploads only its row order; on the host it would only be a second copy.
     let held =
-        model.device_info().backend == "wgpu" && model.hold_training_set(&train.features, &y)?;
+        !model.memory_limits().host_memory && model.hold_training_set(&train.features, &y)?;
     let bar = progress_bar(config);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(config.seed);
     let mut order: Vec<usize> = (0..train.rows()).collect();

@@ -9,6 +9,12 @@ use crate::error::{Error, Result};
 use std::fmt;
 use std::str::FromStr;
 
+/// The longest sum one GPU invocation runs: longer sums (matmul inner dimensions, bias-gradient rows, loss
+/// rows) run as several dispatches over windows of this length, each continuing the last one's sums.
+/// llvmpipe ends an invocation after 65535 loop iterations in total, which a 4-loop loss row must fit.
+/// It lives here, below the backend, because the loss's accuracy rule depends on it too.
+pub const REDUCTION_WINDOW: usize = 16384;
+
 /// The training objective.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Loss {
@@ -107,7 +113,7 @@ impl Loss {
     /// Correct predictions in one row (see `loss_grad` in `shaders/loss.wgsl`, which follows the same rules):
     /// `ce` compares the first maximum logit with the class; `bce` counts outputs with `z > 0` matching
     /// `y > 0.5`; `sse`/`mse` do the same at 0.5 for one output and compare first maxima for several, in rows
-    /// of at most [`crate::backend::REDUCTION_WINDOW`] outputs (wider rows count none).
+    /// of at most [`REDUCTION_WINDOW`] outputs (wider rows count none).
     pub fn row_hits(self, prediction: &[f32], target: &[f32]) -> f32 {
         let first_max = |v: &[f32]| {
             let mut best = 0;
@@ -129,7 +135,7 @@ impl Loss {
             Loss::Sse | Loss::Mse if prediction.len() == 1 => {
                 agree(prediction[0] > 0.5, target[0] > 0.5)
             }
-            Loss::Sse | Loss::Mse if prediction.len() > crate::backend::REDUCTION_WINDOW => 0.0,
+            Loss::Sse | Loss::Mse if prediction.len() > REDUCTION_WINDOW => 0.0,
             Loss::Sse | Loss::Mse => agree(first_max(prediction) == first_max(target), true),
         }
     }

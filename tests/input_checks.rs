@@ -236,6 +236,14 @@ fn columns_are_matched_by_name() {
         "{warning}"
     );
 
+    let files = [
+        PathBuf::from(&model),
+        PathBuf::from(iris()),
+        reordered.clone(),
+        extra.clone(),
+        renamed.clone(),
+    ];
+    let before = snapshot(&files);
     let predict = |data: &Path| ok(&["predict", "--model", &model, "--data", &text(data)]);
     assert_eq!(predict(&reordered), predict(Path::new(&iris())));
     fails(
@@ -281,6 +289,7 @@ fn columns_are_matched_by_name() {
         report(&strs(&args))["test_accuracy"].clone()
     };
     assert_eq!(test_report(&reordered), test_report(Path::new(&iris())));
+    assert_eq!(snapshot(&files), before, "no input was changed");
 }
 
 #[test]

@@ -98,10 +98,12 @@ fn checkpoints_that_disagree_with_themselves_are_refused() {
         for word in words.iter().chain(&["`wgtrain` metadata"]) {
             assert!(message.contains(word), "{name}: `{message}` lacks `{word}`");
         }
+        let before = snapshot(&[&path]);
         fails(
             &["predict", "--model", &text(&path), "--data", &iris()],
             words,
         );
+        assert_eq!(snapshot(&[&path]), before, "{name} is unchanged");
     }
 
     let wrong_type = dir.join("wrong-type.safetensors");
@@ -246,6 +248,7 @@ fn init_from_another_run_must_match_it() {
         .collect()
     };
     ok(&strs(&train(&["--activation", "tanh", "--out", &model])));
+    let before = snapshot(&[&model]);
     fails(
         &strs(&train(&["--init", &model])),
         &["--init", "layer 1 activation is tanh, this run's is relu"],
@@ -263,6 +266,7 @@ fn init_from_another_run_must_match_it() {
         ])),
         &["--init", "the loss is ce, this run's is sse"],
     );
+    assert_eq!(snapshot(&[&model]), before, "--init is never written");
     ok(&strs(&train(&["--init", &model, "--activation", "tanh"])));
 }
 

@@ -2,13 +2,6 @@
 
 use super::pool;
 
-/// Cores to split large products over, asked once: `available_parallelism` reads cgroup files on Linux,
-/// which cost as much as a small product when done per call.
-pub(super) fn available_threads() -> usize {
-    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-}
-
 /// Products of at least this many multiply-adds are split over the helper threads of `pool.rs`, each
 /// part at least half of it. Below it, handing a part over costs about what it saves.
 const PARALLEL_MIN_MACS: usize = 1 << 18;

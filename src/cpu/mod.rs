@@ -15,7 +15,8 @@ use crate::optim::hyper::{
     BETA1, BETA2, BIAS_CORRECTION1, BIAS_CORRECTION2, EPSILON, LEARNING_RATE, LEN as HYPER_LEN,
     MOMENTUM, STEP, WEIGHT_DECAY,
 };
-use gemm::{available_threads, gemm, gemm_then};
+use gemm::{gemm, gemm_then};
+use pool::available_threads;
 use pool::{for_ranges, Disjoint};
 
 /// Runs ops immediately on host memory.

@@ -15,6 +15,13 @@ use std::sync::{Mutex, OnceLock, TryLockError};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
+/// Cores to split large products over, asked once: `available_parallelism` reads cgroup files on Linux,
+/// which cost as much as a small product when done per call.
+pub(super) fn available_threads() -> usize {
+    static THREADS: OnceLock<usize> = OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// How long a helper waits for the next part before it parks: longer than the gaps between the products
 /// of one training step (the elementwise work between them), far shorter than anything a user notices.
 const SPIN: Duration = Duration::from_millis(1);
@@ -55,7 +62,7 @@ struct Pool {
 fn pool() -> &'static Pool {
     static POOL: OnceLock<Pool> = OnceLock::new();
     POOL.get_or_init(|| {
-        let threads = super::gemm::available_threads().clamp(1, MAX_PARTS);
+        let threads = available_threads().clamp(1, MAX_PARTS);
         Pool {
             helpers: (1..threads)
                 .map(|_| Helper {

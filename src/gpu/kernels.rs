@@ -87,7 +87,7 @@ pub(crate) fn flat_groups(items: usize) -> [usize; 3] {
     }
 }
 
-/// 8×8 tiles over `[m, n]`; column tiles past the per-dimension limit spill into z (see matmul.wgsl).
+/// Workgroups of [`MATMUL_TILE`]² outputs over `[m, n]`; column tiles past the per-dimension limit spill into z (see matmul.wgsl).
 pub(crate) fn tiles(m: usize, n: usize) -> [usize; 3] {
     let columns = n.div_ceil(MATMUL_TILE).max(1);
     let rows = m.div_ceil(MATMUL_TILE).max(1);

@@ -160,6 +160,11 @@ impl Model {
         &self.network
     }
 
+    /// What the device can hold (see [`crate::memory`]).
+    pub fn memory_limits(&self) -> crate::memory::MemoryLimits {
+        self.backend.memory_limits()
+    }
+
     /// The backend and adapter this model runs on.
     pub fn device_info(&self) -> &DeviceInfo {
         self.backend.info()
