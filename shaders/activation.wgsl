@@ -3,29 +3,6 @@
 //   softmax_backward: per row, grad_i ← y_i (grad_i − Σ_j grad_j y_j)
 //   softmax:          per row, values ← exp(values − max) / Σ exp(values − max)
 
-struct Dims {
-    m: u32,
-    k: u32,
-    n: u32,
-    code: u32,  // activation (ACT_*)
-    slope: f32,  // leaky ReLU negative-side slope
-    scale: f32,
-    begin: u32,
-    stride: u32,
-    flags: u32,
-    rhs_begin: u32,
-    window_offset: u32,
-    window_stride: u32,
-}
-
-const ACT_LINEAR: u32 = 0u;
-const ACT_RELU: u32 = 1u;
-const ACT_LEAKY_RELU: u32 = 2u;
-const ACT_SIGMOID: u32 = 3u;
-const ACT_TANH: u32 = 4u;
-const WORKGROUP: u32 = 64u;
-
-@group(0) @binding(0) var<uniform> dims: Dims;
 @group(0) @binding(1) var<storage, read> output: array<f32>;
 @group(0) @binding(2) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(3) var<storage, read_write> values: array<f32>;

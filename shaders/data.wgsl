@@ -4,24 +4,6 @@
 // The host writes `order` and `cursor` as f32 buffers holding u32 bit patterns; they are read here as u32,
 // so no index ever passes through a float register.
 
-struct Dims {
-    m: u32,       // rows to gather (advance_cursor: rows to advance by)
-    k: u32,       // rows in source
-    n: u32,       // columns
-    code: u32,
-    slope: f32,
-    scale: f32,
-    begin: u32,
-    stride: u32,  // length of order
-    flags: u32,
-    rhs_begin: u32,
-    window_offset: u32,
-    window_stride: u32,
-}
-
-const WORKGROUP: u32 = 64u;
-
-@group(0) @binding(0) var<uniform> dims: Dims;
 @group(0) @binding(1) var<storage, read> source: array<f32>;
 @group(0) @binding(2) var<storage, read> order: array<u32>;
 @group(0) @binding(3) var<storage, read_write> output: array<f32>;

@@ -15,30 +15,8 @@
 //     step's loss); running sums over an epoch: stats[1] += Σ row_loss, stats[2] += Σ row_hits,
 //     stats[3] += 1 (steps); stats[4], while 0, becomes the step count of the first non-finite step loss.
 
-struct Dims {
-    m: u32,
-    k: u32,
-    n: u32,  // columns in this window
-    code: u32,  // loss (LOSS_*)
-    slope: f32,
-    scale: f32,  // loss_sum: 1 for a sum, 1 / count for a mean
-    begin: u32,  // first index of this window along the summed dimension
-    stride: u32,  // full length of the summed dimension
-    flags: u32,  // FLAG_*
-    rhs_begin: u32,
-    window_offset: u32,
-    window_stride: u32,
-}
-
-const LOSS_SSE: u32 = 0u;
-const LOSS_MSE: u32 = 1u;
-const LOSS_BCE: u32 = 2u;
-const LOSS_CE: u32 = 3u;
-const WORKGROUP: u32 = 64u;
 const SUM_WORKGROUP: u32 = 256u;
-const FLAG_ACCUMULATE: u32 = 1u;
 
-@group(0) @binding(0) var<uniform> dims: Dims;
 @group(0) @binding(1) var<storage, read> prediction: array<f32>;
 @group(0) @binding(2) var<storage, read> targets: array<f32>;
 @group(0) @binding(3) var<storage, read_write> grad: array<f32>;

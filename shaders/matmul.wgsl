@@ -16,34 +16,11 @@
 // [window_offset, window_offset + n) of an output `window_stride` wide; matmul_tn binds output rows for
 // lhs columns [window_offset, window_offset + m) of an lhs `window_stride` wide.
 
-struct Dims {
-    m: u32,
-    k: u32,  // length of this window of the summed dimension
-    n: u32,
-    code: u32,  // activation (ACT_*) for matmul_bias_act
-    slope: f32,  // leaky ReLU negative-side slope
-    scale: f32,
-    begin: u32,  // first index of this window along the summed dimension
-    stride: u32,  // full length of the summed dimension
-    flags: u32,  // FLAG_*
-    rhs_begin: u32,     // matmul_bias_act: the summed index where the bound window of rhs starts
-    window_offset: u32, // matmul_nt: first output column; matmul_tn: first lhs column (see above)
-    window_stride: u32, // matmul_nt: full output width; matmul_tn: full lhs width
-}
-
-const ACT_LINEAR: u32 = 0u;
-const ACT_RELU: u32 = 1u;
-const ACT_LEAKY_RELU: u32 = 2u;
-const ACT_SIGMOID: u32 = 3u;
-const ACT_TANH: u32 = 4u;
 // tanh(9.1) already rounds to 1.0 in f32; the clamp keeps exp-based tanh implementations away from inf / inf.
 const TANH_CLAMP: f32 = 15.0;
 const TILE: u32 = 8u; // @workgroup_size(8, 8)
 const BLOCK: u32 = 4u; // outputs per invocation along each dimension
-const FLAG_ACCUMULATE: u32 = 1u;
-const FLAG_LAST: u32 = 2u;
 
-@group(0) @binding(0) var<uniform> dims: Dims;
 @group(0) @binding(1) var<storage, read> lhs: array<f32>;
 @group(0) @binding(2) var<storage, read> rhs: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;

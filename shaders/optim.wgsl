@@ -7,21 +7,6 @@
 // The hyperparameters live in a buffer (HYPER_* below; src/optim.rs has the same layout), so the host can
 // change the learning rate without rebuilding anything and Adam's step count never leaves the device.
 
-struct Dims {
-    m: u32,  // element count
-    k: u32,
-    n: u32,
-    code: u32,
-    slope: f32,
-    scale: f32,
-    begin: u32,
-    stride: u32,
-    flags: u32,
-    rhs_begin: u32,
-    window_offset: u32,
-    window_stride: u32,
-}
-
 const HYPER_LEARNING_RATE: u32 = 0u;
 const HYPER_MOMENTUM: u32 = 1u;
 const HYPER_BETA1: u32 = 2u;
@@ -31,9 +16,7 @@ const HYPER_WEIGHT_DECAY: u32 = 5u;
 const HYPER_STEP: u32 = 6u;
 const HYPER_BIAS_CORRECTION1: u32 = 7u;
 const HYPER_BIAS_CORRECTION2: u32 = 8u;
-const WORKGROUP: u32 = 64u;
 
-@group(0) @binding(0) var<uniform> dims: Dims;
 @group(0) @binding(1) var<storage, read_write> parameters: array<f32>;
 @group(0) @binding(2) var<storage, read> grads: array<f32>;
 @group(0) @binding(3) var<storage, read> hyper: array<f32>;

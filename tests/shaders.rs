@@ -1,7 +1,7 @@
-//! Every WGSL file parses and validates with naga on its own, without a GPU, and holds the entry points the
-//! backend dispatches.
+//! Every WGSL file parses and validates with naga, without a GPU, joined after the shared prelude as the
+//! backend compiles it, and holds the entry points the backend dispatches.
 
-use wgtrain::gpu::kernels::SHADERS;
+use wgtrain::gpu::kernels::{joined_source, PRELUDE, SHADERS};
 
 fn validate(name: &str, source: &str) -> naga::Module {
     let module = naga::front::wgsl::parse_str(source)
@@ -16,9 +16,10 @@ fn validate(name: &str, source: &str) -> naga::Module {
 }
 
 #[test]
-fn every_shader_validates_standalone() {
-    for (name, source) in SHADERS {
-        validate(name, source);
+fn every_shader_validates_after_the_prelude() {
+    validate("prelude", PRELUDE);
+    for (name, _) in SHADERS {
+        validate(name, &joined_source(name).expect("a shader"));
     }
 }
 
@@ -37,6 +38,7 @@ fn shader_files_on_disk_are_the_ones_compiled_in() {
         .collect();
     on_disk.sort();
     let mut compiled: Vec<String> = SHADERS.iter().map(|(n, _)| format!("{n}.wgsl")).collect();
+    compiled.push("prelude.wgsl".into());
     compiled.sort();
     assert_eq!(on_disk, compiled);
 }
@@ -63,8 +65,7 @@ fn every_op_has_its_entry_point() {
         ("data", &["gather_rows", "advance_cursor"][..]),
     ];
     for (name, entries) in expected {
-        let source = SHADERS.iter().find(|(n, _)| *n == name).expect("shader").1;
-        let module = validate(name, source);
+        let module = validate(name, &joined_source(name).expect("shader"));
         let found: Vec<&str> = module
             .entry_points
             .iter()

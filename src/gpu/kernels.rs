@@ -3,7 +3,12 @@
 use crate::activation::Activation;
 use crate::backend::{Op, Region};
 
-/// Every shader file, by stem. Each is standalone WGSL; `tests/shaders.rs` validates them with naga.
+/// What every shader shares with Rust, written once: the `Dims` uniform, activation and loss codes, window
+/// flags and the workgroup size. Joined before each file of [`SHADERS`] (see [`joined_source`]).
+pub const PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
+
+/// Every shader file, by stem. Each is WGSL that validates once joined after [`PRELUDE`];
+/// `tests/shaders.rs` validates them with naga.
 pub const SHADERS: [(&str, &str); 6] = [
     ("matmul", include_str!("../../shaders/matmul.wgsl")),
     ("activation", include_str!("../../shaders/activation.wgsl")),
@@ -12,6 +17,14 @@ pub const SHADERS: [(&str, &str); 6] = [
     ("optim", include_str!("../../shaders/optim.wgsl")),
     ("data", include_str!("../../shaders/data.wgsl")),
 ];
+
+/// The source a pipeline is made from: [`PRELUDE`], then the shader file `stem`.
+pub fn joined_source(stem: &str) -> Option<String> {
+    SHADERS
+        .iter()
+        .find(|(name, _)| *name == stem)
+        .map(|(_, source)| format!("{PRELUDE}\n{source}"))
+}
 
 /// The shader file holding an entry point.
 pub(crate) fn shader_of(entry: &str) -> &'static str {
@@ -61,7 +74,7 @@ pub(crate) const FLAG_ACCUMULATE: u32 = 1;
 pub(crate) const FLAG_LAST: u32 = 2;
 
 /// Invocations per workgroup of the 1-D kernels (`WORKGROUP` in the shaders).
-const WORKGROUP: usize = 64;
+pub(crate) const WORKGROUP: usize = 64;
 /// Outputs one matmul workgroup covers along each dimension: 8 × 8 invocations (`@workgroup_size(8, 8)`),
 /// each computing a 4 × 4 block (`BLOCK` in matmul.wgsl).
 const MATMUL_TILE: usize = 32;
@@ -317,5 +330,89 @@ pub(crate) fn launch(op: &Op) -> Launch {
             bindings: vec![(5, cursor)],
             groups: [1, 1, 1],
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::activation::Activation;
+    use crate::loss::Loss;
+
+    fn prelude() -> naga::Module {
+        naga::front::wgsl::parse_str(PRELUDE).expect("the prelude parses")
+    }
+
+    /// The value of a `u32` constant of the prelude.
+    fn constant(module: &naga::Module, name: &str) -> u32 {
+        let (_, c) = module
+            .constants
+            .iter()
+            .find(|(_, c)| c.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("prelude.wgsl lacks `{name}`"));
+        match module.global_expressions[c.init] {
+            naga::Expression::Literal(naga::Literal::U32(v)) => v,
+            ref other => panic!("`{name}` is {other:?}, expected a u32 literal"),
+        }
+    }
+
+    #[test]
+    fn prelude_codes_agree_with_rust() {
+        let module = prelude();
+        for activation in [
+            Activation::Linear,
+            Activation::Relu,
+            Activation::LeakyRelu(0.01),
+            Activation::Sigmoid,
+            Activation::Tanh,
+            Activation::Softmax,
+        ] {
+            let name = format!("ACT_{}", activation.name().to_uppercase());
+            assert_eq!(constant(&module, &name), activation.code(), "{name}");
+        }
+        for loss in [Loss::Sse, Loss::Mse, Loss::Bce, Loss::Ce] {
+            let name = format!("LOSS_{}", loss.name().to_uppercase());
+            assert_eq!(constant(&module, &name), loss.code(), "{name}");
+        }
+        assert_eq!(constant(&module, "FLAG_ACCUMULATE"), FLAG_ACCUMULATE);
+        assert_eq!(constant(&module, "FLAG_LAST"), FLAG_LAST);
+        assert_eq!(constant(&module, "WORKGROUP") as usize, WORKGROUP);
+    }
+
+    #[test]
+    fn prelude_dims_has_the_rust_layout() {
+        let module = prelude();
+        let members = module
+            .types
+            .iter()
+            .find_map(|(_, t)| match &t.inner {
+                naga::TypeInner::Struct { members, span } if t.name.as_deref() == Some("Dims") => {
+                    Some((members.clone(), *span))
+                }
+                _ => None,
+            })
+            .expect("prelude.wgsl declares Dims");
+        let rust = [
+            ("m", std::mem::offset_of!(Dims, m)),
+            ("k", std::mem::offset_of!(Dims, k)),
+            ("n", std::mem::offset_of!(Dims, n)),
+            ("code", std::mem::offset_of!(Dims, code)),
+            ("slope", std::mem::offset_of!(Dims, slope)),
+            ("scale", std::mem::offset_of!(Dims, scale)),
+            ("begin", std::mem::offset_of!(Dims, begin)),
+            ("stride", std::mem::offset_of!(Dims, stride)),
+            ("flags", std::mem::offset_of!(Dims, flags)),
+            ("rhs_begin", std::mem::offset_of!(Dims, rhs_begin)),
+            ("window_offset", std::mem::offset_of!(Dims, window_offset)),
+            ("window_stride", std::mem::offset_of!(Dims, window_stride)),
+        ];
+        let wgsl: Vec<(String, usize)> = members
+            .0
+            .iter()
+            .map(|m| (m.name.clone().unwrap_or_default(), m.offset as usize))
+            .collect();
+        let rust: Vec<(String, usize)> = rust.iter().map(|(n, o)| (n.to_string(), *o)).collect();
+        assert_eq!(wgsl, rust);
+        assert_eq!(members.1 as usize, std::mem::size_of::<Dims>());
     }
 }

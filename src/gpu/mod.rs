@@ -13,7 +13,7 @@ pub const TIMESTAMP_QUERY: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY;
 
 use crate::backend::{check_op, Backend, BufferId, Counters, DeviceInfo, KernelId, Op, Region};
 use crate::error::{Error, Result};
-use kernels::{reads_dims, shader_of, MAX_GROUPS_PER_DIM, SHADERS};
+use kernels::{reads_dims, shader_of, MAX_GROUPS_PER_DIM};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
@@ -141,14 +141,11 @@ impl WgpuBackend {
         }
         let stem = shader_of(entry);
         if !self.modules.contains_key(stem) {
-            let (_, source) = SHADERS
-                .iter()
-                .find(|(name, _)| *name == stem)
-                .expect("known shader");
+            let source = kernels::joined_source(stem).expect("known shader");
             let module = self.scoped(&format!("compiling {stem}.wgsl"), |device| {
                 device.create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(stem),
-                    source: wgpu::ShaderSource::Wgsl((*source).into()),
+                    source: wgpu::ShaderSource::Wgsl(source.into()),
                 })
             })?;
             self.modules.insert(stem, module);

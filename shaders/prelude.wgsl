@@ -1,0 +1,42 @@
+// Joined before every other shader file when its pipeline is made (src/gpu/kernels.rs: `PRELUDE`), so the
+// shape uniform and the codes shared with Rust are written once. A unit test in src/gpu/kernels.rs checks
+// each field and code against the Rust side; tests/shaders.rs validates every file joined to this one.
+
+// The per-kernel shape uniform (Rust: `gpu::kernels::Dims`); each entry point reads the fields it needs.
+struct Dims {
+    m: u32,
+    k: u32,              // length of this window of the summed dimension
+    n: u32,
+    code: u32,           // ACT_* for activations, LOSS_* for losses
+    slope: f32,          // leaky ReLU negative-side slope
+    scale: f32,
+    begin: u32,          // first index of this window along the summed dimension
+    stride: u32,         // full length of the summed dimension
+    flags: u32,          // FLAG_*
+    rhs_begin: u32,      // matmul_bias_act: the summed index where the bound window of rhs starts
+    window_offset: u32,  // matmul_nt: first output column; matmul_tn: first lhs column
+    window_stride: u32,  // matmul_nt: full output width; matmul_tn: full lhs width
+}
+
+@group(0) @binding(0) var<uniform> dims: Dims;
+
+// Activation codes (Rust: `Activation::code`).
+const ACT_LINEAR: u32 = 0u;
+const ACT_RELU: u32 = 1u;
+const ACT_LEAKY_RELU: u32 = 2u;
+const ACT_SIGMOID: u32 = 3u;
+const ACT_TANH: u32 = 4u;
+const ACT_SOFTMAX: u32 = 5u;
+
+// Loss codes (Rust: `Loss::code`).
+const LOSS_SSE: u32 = 0u;
+const LOSS_MSE: u32 = 1u;
+const LOSS_BCE: u32 = 2u;
+const LOSS_CE: u32 = 3u;
+
+// Window flags (Rust: `gpu::kernels::FLAG_*`): continue the previous window's sum; the last window.
+const FLAG_ACCUMULATE: u32 = 1u;
+const FLAG_LAST: u32 = 2u;
+
+// Invocations per workgroup of the one-dimensional kernels (Rust: `gpu::kernels::WORKGROUP`).
+const WORKGROUP: u32 = 64u;
