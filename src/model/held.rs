@@ -4,7 +4,7 @@
 
 use super::{HeldData, Model, Plan};
 use crate::error::{Error, Result};
-use crate::model::train::{batch_rows, check_order, EpochStats, TrainConfig};
+use crate::model::train::{EpochStats, TrainConfig};
 
 /// Training steps recorded into one queue submission when the data is held on the device. More steps per
 /// submission cost nothing on the device and spread the submission's fixed host cost; 16 keeps an epoch's
@@ -69,24 +69,8 @@ impl Model {
             ));
         };
         let (rows, order_buffer, cursor) = (held.rows, held.order, held.cursor);
-        check_order(order, rows)?;
-        let batch = batch_rows(config, rows)?;
-        self.set_optimizer(config.optimizer, config.learning_rate, config.weight_decay)?;
-        self.ensure_capacity(batch)?;
-        self.reset_stats()?;
-        let train = Plan::Train(config.optimizer.name());
-        // Every kernel of the epoch exists before its first step: a step is its gather, then the train plan,
-        // for a full batch and (when the rows do not divide evenly) the last, partial one.
-        let mut step_kernels = |n: usize| -> Result<Vec<_>> {
-            let mut kernels = self.plan(Plan::Gather, n)?;
-            kernels.extend(self.plan(train, n)?);
-            Ok(kernels)
-        };
-        let full = step_kernels(batch)?;
-        let last = step_kernels(match rows % batch {
-            0 => batch,
-            partial => partial,
-        })?;
+        let epoch = self.begin_epoch(rows, order, config, true)?;
+        let (batch, full, last) = (epoch.batch, epoch.full, epoch.last);
         let mut bits = std::mem::take(&mut self.scratch.0);
         bits.clear();
         bits.extend((0..rows).map(|p| f32::from_bits(order.map_or(p, |o| o[p]) as u32)));

@@ -1,6 +1,7 @@
 //! Training and inference entry points of [`Model`].
 
 use super::{Model, Plan};
+use crate::backend::KernelId;
 use crate::error::{Error, Result};
 use crate::network::LayerParams;
 use crate::optim::Optimizer;
@@ -42,6 +43,15 @@ pub struct EpochStats {
     pub accuracy: f32,
     /// The 1-based step (batch) of the pass whose loss was first NaN or infinite, if any.
     pub first_bad_step: Option<usize>,
+}
+
+/// The kernels of one epoch's steps, made before its first step (see [`Model::begin_epoch`]).
+pub(super) struct EpochKernels {
+    pub batch: usize,
+    /// A step over a full batch.
+    pub full: Vec<KernelId>,
+    /// The epoch's last step (a partial batch when the rows do not divide evenly).
+    pub last: Vec<KernelId>,
 }
 
 impl Model {
@@ -121,21 +131,11 @@ impl Model {
         order: Option<&[usize]>,
         config: &TrainConfig,
     ) -> Result<EpochStats> {
-        check_order(order, rows)?;
-        let batch = batch_rows(config, rows)?;
-        self.set_optimizer(config.optimizer, config.learning_rate, config.weight_decay)?;
-        self.ensure_capacity(batch)?;
-        self.reset_stats()?;
-        let plan_key = Plan::Train(config.optimizer.name());
-        // Both batch sizes' kernels exist before the first step, so none is made inside the epoch.
-        self.plan(plan_key, batch)?;
-        if !rows.is_multiple_of(batch) {
-            self.plan(plan_key, rows % batch)?;
-        }
+        let epoch = self.begin_epoch(rows, order, config, false)?;
+        let batch = epoch.batch;
         if order.is_none() && batch == rows {
             self.upload(inputs, targets)?;
-            let plan = self.plan(plan_key, rows)?;
-            self.enqueue_only(&plan)?;
+            self.enqueue_only(&epoch.last)?;
             self.count_step();
             return self.read_stats(rows);
         }
@@ -152,11 +152,10 @@ impl Model {
             }
             // The last step rides along with the read of the epoch's sums: one submission for both.
             let step = self.upload(&xs, &ys).and_then(|()| {
-                let plan = self.plan(plan_key, end - start)?;
                 if end == rows {
-                    self.enqueue_only(&plan)
+                    self.enqueue_only(&epoch.last)
                 } else {
-                    self.run(&plan)
+                    self.run(&epoch.full)
                 }
             });
             if let Err(e) = step {
@@ -167,6 +166,40 @@ impl Model {
         }
         self.scratch = (xs, ys);
         self.read_stats(rows)
+    }
+
+    /// What both epoch loops do first: check the row order, fix the batch size, set the optimizer, size the
+    /// workspace, zero the epoch's sums, and make every kernel of the epoch, so none is made inside it: a
+    /// full step and the last (possibly partial) one. With `gather`, each step first gathers its batch from
+    /// the training set held on the device.
+    pub(super) fn begin_epoch(
+        &mut self,
+        rows: usize,
+        order: Option<&[usize]>,
+        config: &TrainConfig,
+        gather: bool,
+    ) -> Result<EpochKernels> {
+        check_order(order, rows)?;
+        let batch = batch_rows(config, rows)?;
+        self.set_optimizer(config.optimizer, config.learning_rate, config.weight_decay)?;
+        self.ensure_capacity(batch)?;
+        self.reset_stats()?;
+        let train = Plan::Train(config.optimizer.name());
+        let mut step_kernels = |n: usize| -> Result<Vec<KernelId>> {
+            let mut kernels = if gather {
+                self.plan(Plan::Gather, n)?
+            } else {
+                Vec::new()
+            };
+            kernels.extend(self.plan(train, n)?);
+            Ok(kernels)
+        };
+        let full = step_kernels(batch)?;
+        let last = match rows % batch {
+            0 => full.clone(),
+            partial => step_kernels(partial)?,
+        };
+        Ok(EpochKernels { batch, full, last })
     }
 
     /// One training step on this batch with every kernel timed (`(op name, microseconds)`, in order), or

@@ -197,6 +197,22 @@ pub struct SummaryArgs {
     pub output: Activation,
 }
 
+/// clap quotes a bad value whole (`invalid value 'VALUE' for '--lr <LR>'`): each quoted part is cut to 80
+/// characters, so a huge value still leaves a short line that names the flag.
+fn shorten_quoted(line: &str) -> String {
+    line.split('\'')
+        .enumerate()
+        .map(|(i, part)| {
+            if i % 2 == 1 && part.chars().count() > 80 {
+                format!("{}…", part.chars().take(80).collect::<String>())
+            } else {
+                part.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("'")
+}
+
 /// clap value parser from a wgtrain `FromStr`, keeping its message.
 fn parse<T: std::str::FromStr<Err = wgtrain::Error>>(s: &str) -> Result<T, String> {
     s.parse().map_err(|e: wgtrain::Error| e.to_string())
@@ -230,10 +246,7 @@ fn main() {
                 .lines()
                 .next()
                 .unwrap_or("error: invalid arguments");
-            // clap quotes a bad value whole; keep the line short when the value is huge.
-            let shown: String = first.chars().take(300).collect();
-            let cut = if shown.len() < first.len() { "…" } else { "" };
-            eprintln!("{shown}{cut}");
+            eprintln!("{}", shorten_quoted(first));
             std::process::exit(2);
         }
     };
