@@ -20,6 +20,7 @@ pub const META_KEY: &str = "wgtrain";
 
 /// One dense layer in the metadata.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LayerMeta {
     pub units: usize,
     pub activation: String,
@@ -28,8 +29,10 @@ pub struct LayerMeta {
     pub slope: Option<f32>,
 }
 
-/// Everything about a trained model besides its tensors.
+/// Everything about a trained model besides its tensors. Unknown fields are refused: a newer layout has a
+/// newer `format_version`, and anything else is a file that was edited wrongly.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ModelMeta {
     pub format_version: u32,
     pub inputs: usize,
@@ -94,16 +97,12 @@ impl ModelMeta {
                 self.inputs
             ));
         }
-        if let Some((i, name)) = names
-            .iter()
-            .enumerate()
-            .find(|(i, n)| names[..*i].contains(n))
-        {
+        if let Some((first, second)) = first_duplicate(names) {
             return Err(format!(
                 "feature_names has {} twice (at {} and {})",
-                quote(name),
-                names.iter().position(|n| n == name).unwrap_or(0) + 1,
-                i + 1
+                quote(&names[second]),
+                first + 1,
+                second + 1
             ));
         }
         if !self.target.is_empty() && names.contains(&self.target) {
@@ -137,16 +136,12 @@ impl ModelMeta {
                         if outputs == 1 { "" } else { "s" }
                     ));
                 }
-                if let Some((i, name)) = self
-                    .class_names
-                    .iter()
-                    .enumerate()
-                    .find(|(i, n)| self.class_names[..*i].contains(n))
-                {
+                if let Some((first, second)) = first_duplicate(&self.class_names) {
                     return Err(format!(
-                        "class_names has {} twice (second at {})",
-                        quote(name),
-                        i + 1
+                        "class_names has {} twice (at {} and {})",
+                        quote(&self.class_names[second]),
+                        first + 1,
+                        second + 1
                     ));
                 }
             }
@@ -179,6 +174,16 @@ impl ModelMeta {
         }
         builder.build(self.loss.parse::<Loss>()?)
     }
+}
+
+/// The first name that appears twice: the indices of its first and second appearance.
+fn first_duplicate(names: &[String]) -> Option<(usize, usize)> {
+    (0..names.len()).find_map(|second| {
+        names[..second]
+            .iter()
+            .position(|n| *n == names[second])
+            .map(|first| (first, second))
+    })
 }
 
 /// Writes `params` and `meta` to `path` atomically.
@@ -256,14 +261,8 @@ pub fn load(path: &Path) -> Result<(Network, Vec<LayerParams>, ModelMeta)> {
 /// endless source cannot be read into memory.
 fn read_file(path: &Path) -> Result<Vec<u8>> {
     use std::io::Read;
+    let meta = crate::files::regular_file(path, "a safetensors file")?;
     let mut file = std::fs::File::open(path).map_err(|e| Error::file(path, e))?;
-    let meta = file.metadata().map_err(|e| Error::file(path, e))?;
-    if !meta.is_file() {
-        return Err(Error::file(
-            path,
-            "not a regular file (expected a safetensors file)",
-        ));
-    }
     let mut bytes = Vec::new();
     bytes.try_reserve_exact(meta.len() as usize).map_err(|_| {
         Error::Memory(format!(
@@ -285,17 +284,21 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<(Network, Vec<LayerParams>, Mo
         .as_ref()
         .and_then(|m| m.get(META_KEY))
         .ok_or_else(|| Error::format(path, format!("no `{META_KEY}` metadata: not a wgtrain model (use --init to load bare tensors)")))?;
-    let meta: ModelMeta = serde_json::from_str(json).map_err(|e| {
-        let what = if e.is_data() {
-            "does not describe a model"
+    // serde_path_to_error names the field a wrong value sits in (`layers[1].units: invalid type …`).
+    let mut reader = serde_json::Deserializer::from_str(json);
+    let meta: ModelMeta = serde_path_to_error::deserialize(&mut reader).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        let what = if inner.is_data() {
+            format!("does not describe a model: field `{field}`")
         } else {
-            "is not valid JSON"
+            "is not valid JSON".to_string()
         };
         Error::format(
             path,
             format!(
                 "`{META_KEY}` metadata {what}: {}",
-                crate::error::one_line(&e)
+                crate::error::one_line(&inner)
             ),
         )
     })?;
@@ -338,14 +341,20 @@ fn read_tensors(path: &Path, bytes: &[u8], network: &Network) -> Result<Vec<Laye
     let file = SafeTensors::deserialize(bytes)
         .map_err(|e| Error::format(path, format!("not a safetensors file: {e}")))?;
     let layers = network.layers().len();
-    if file
-        .names()
-        .iter()
-        .any(|n| n.strip_prefix(&format!("layers.{layers}.")).is_some())
-    {
+    let known = |name: &str| {
+        (0..layers)
+            .any(|i| name == format!("layers.{i}.weight") || name == format!("layers.{i}.bias"))
+    };
+    let mut names = file.names();
+    names.sort();
+    if let Some(name) = names.into_iter().find(|n| !known(n)) {
         return Err(Error::format(
             path,
-            format!("has more than the network's {layers} layers (a different architecture)"),
+            format!(
+                "tensor {} is not part of the network (it has layers.0 to layers.{} .weight and .bias; a different architecture?)",
+                crate::error::quote(name),
+                layers - 1
+            ),
         ));
     }
     let tensor = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {

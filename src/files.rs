@@ -104,26 +104,65 @@ fn same_file(a: &Metadata, b: &Metadata) -> bool {
     }
 }
 
-/// `path` made absolute with its directory's symbolic links resolved, for comparing names of files that
-/// may not exist yet.
-fn absolute_name(path: &Path) -> Result<PathBuf> {
-    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        Some(dir) => dir.to_path_buf(),
-        None => PathBuf::from("."),
-    };
-    let dir = std::fs::canonicalize(&dir).map_err(|e| Error::file(&dir, e))?;
-    Ok(match path.file_name() {
-        Some(name) => dir.join(name),
-        None => dir,
-    })
+/// What standard input is open on (a file, a pipe), from a duplicate of its descriptor.
+fn stdin_metadata() -> Option<Metadata> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        let fd = std::io::stdin().as_fd().try_clone_to_owned().ok()?;
+        File::from(fd).metadata().ok()
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
 }
 
-/// Checks every output before work starts (see the module docs); creates missing output directories.
+/// A regular file's metadata, taken before opening it, so a FIFO (whose open would wait for a writer) or
+/// a device is refused instead of read. `what` says what was expected, e.g. `a safetensors file`.
+pub fn regular_file(path: &Path, what: &str) -> Result<Metadata> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::file(path, e))?;
+    if !meta.is_file() {
+        return Err(Error::file(
+            path,
+            format!("is {}, expected {what}", kind(&meta)),
+        ));
+    }
+    Ok(meta)
+}
+
+/// `path` made absolute with the symbolic links of its existing part resolved, for comparing names of files
+/// that may not exist yet; `existing` is its nearest existing ancestor directory.
+fn absolute_name(path: &Path, existing: &Path) -> Result<PathBuf> {
+    let base = std::fs::canonicalize(existing).map_err(|e| Error::file(existing, e))?;
+    let rest = path.strip_prefix(existing).unwrap_or(path);
+    // The rest does not exist yet, so `..` is resolved by name, as it will be once its directories are made.
+    let mut name = base;
+    for part in rest.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                name.pop();
+            }
+            std::path::Component::Normal(p) => name.push(p),
+            _ => {}
+        }
+    }
+    Ok(name)
+}
+
+/// Checks every output before work starts (see the module docs); creates nothing.
 pub fn check_outputs(outputs: &[Output], inputs: &[Input]) -> Result<()> {
+    // Standard input counts as the file (or pipe) behind it: `--out /dev/stdin` must not replace it.
     let input_files: Vec<(&Input, Metadata)> = inputs
         .iter()
-        .filter(|i| !is_stdin(i.path))
-        .filter_map(|i| std::fs::metadata(i.path).ok().map(|m| (i, m)))
+        .filter_map(|i| {
+            let meta = if is_stdin(i.path) {
+                stdin_metadata()
+            } else {
+                std::fs::metadata(i.path).ok()
+            };
+            meta.map(|m| (i, m))
+        })
         .collect();
     let mut seen: Vec<(&Output, PathBuf, Option<Metadata>)> = Vec::new();
     for output in outputs {
@@ -162,14 +201,27 @@ pub fn check_outputs(outputs: &[Output], inputs: &[Input]) -> Result<()> {
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| {
-            named(format!(
-                "cannot create its directory {}: {e}",
-                dir.display()
-            ))
-        })?;
-        probe_writable(dir).map_err(|e| named(e.to_string()))?;
-        let name = absolute_name(&target)?;
+        // Missing directories are made when the file is written; now their nearest existing ancestor must
+        // be a directory we can write in, so a run that fails later leaves no empty directories behind.
+        let existing_dir = dir
+            .ancestors()
+            .find(|d| d.as_os_str().is_empty() || d.exists())
+            .map(|d| {
+                if d.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    d
+                }
+            })
+            .unwrap_or(Path::new("."));
+        if !existing_dir.is_dir() {
+            return Err(named(format!(
+                "its directory cannot be made: {} is not a directory",
+                existing_dir.display()
+            )));
+        }
+        probe_writable(existing_dir).map_err(|e| named(e.to_string()))?;
+        let name = absolute_name(&target, existing_dir)?;
         for (other, other_name, other_meta) in &seen {
             let same = *other_name == name
                 || matches!((&existing, other_meta), (Some(a), Some(b)) if same_file(a, b));

@@ -131,11 +131,11 @@ fn endless_or_oversized_input_is_cut_off() {
     // --model and --init read regular files only.
     fails(
         &["eval", "--model", "/dev/zero", "--data", &iris()],
-        &["/dev/zero", "not a regular file"],
+        &["/dev/zero", "is a character device"],
     );
     fails(
         &strs(&train_cpu(&iris(), &["--init", "/dev/zero"])),
-        &["/dev/zero", "not a regular file"],
+        &["/dev/zero", "is a character device"],
     );
 
     // IDX headers that claim more than the file holds fail before anything is allocated.
@@ -344,5 +344,124 @@ fn messages_name_the_file_line_column_and_value() {
     fails(
         &strs(&train_cpu(&iris(), &["--optimizer", &huge])),
         &["--optimizer"],
+    );
+}
+
+/// A FIFO at `path` that a thread fills with `bytes` once a reader opens it.
+fn fifo_with(path: &Path, bytes: Vec<u8>) -> std::thread::JoinHandle<()> {
+    assert!(std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo")
+        .success());
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        // Opening for writing waits for the reader; a reader that gave up leaves a broken pipe, not a hang.
+        if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&path) {
+            let _ = std::io::Write::write_all(&mut f, &bytes);
+        }
+    })
+}
+
+#[test]
+fn pipes_are_read_once_and_fifos_are_not_models() {
+    let dir = scratch("pipes");
+    let pipe = dir.join("pipe");
+    let writer = fifo_with(&pipe, b"a,b,y\n1,2,x\n3,4,y\n5,6,x\n7,8,y\n".to_vec());
+    let model = dir.join("m.safetensors");
+    let args = train_cpu(&text(&pipe), &["--out", &text(&model)]);
+    let output = run_with(bounded(&strs(&args)), None);
+    succeeded(&strs(&args), &output);
+    writer.join().expect("writer");
+    let (network, _, meta) = wgtrain::checkpoint::load(&model).expect("load");
+    assert_eq!(network.inputs(), 2);
+    assert_eq!(
+        meta.feature_names,
+        ["a", "b"],
+        "every byte of the pipe was read once"
+    );
+
+    // Opening a FIFO for reading waits for a writer: --model and --init are refused before opening.
+    let fifo = dir.join("model-fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo")
+        .success());
+    for args in [
+        vec!["eval", "--model", fifo.to_str().unwrap(), "--data", &iris()],
+        vec![
+            "predict",
+            "--model",
+            fifo.to_str().unwrap(),
+            "--data",
+            &iris(),
+        ],
+    ] {
+        failed(
+            &args,
+            &run_with(bounded(&args), None),
+            &["is a FIFO", "safetensors"],
+        );
+    }
+    let args = train_cpu(&iris(), &["--init", &text(&fifo)]);
+    failed(
+        &strs(&args),
+        &run_with(bounded(&strs(&args)), None),
+        &["is a FIFO"],
+    );
+}
+
+#[test]
+fn reading_flags_and_targets_are_checked() {
+    fails(
+        &strs(&train_cpu(&iris(), &["--max-record-bytes", "1073741825"])),
+        &["--max-record-bytes", "1 GiB"],
+    );
+    let images = format!("{DATA}/mnist10k-test-images-idx3-ubyte.gz");
+    fails(
+        &strs(&train_cpu(&images, &["--max-record-bytes", "100"])),
+        &["--max-record-bytes", "IDX"],
+    );
+    let dir = scratch("targets");
+    let empty = dir.join("empty-target.csv");
+    std::fs::write(&empty, "a,b,y\n1,2,x\n3,4,\n5,6,y\n").expect("write");
+    fails(
+        &strs(&train_cpu(&text(&empty), &[])),
+        &["line 3, column `y`", "the target is empty"],
+    );
+    let mac = dir.join("mac.csv");
+    std::fs::write(&mac, "a,b,y\r1,2,x\r\r3,4,y\r5,zz,x\r").expect("write");
+    fails(
+        &strs(&train_cpu(&text(&mac), &[])),
+        &["line 5, column `b`", "`zz`"],
+    );
+}
+
+#[test]
+fn predict_reads_idx_images_without_labels() {
+    let dir = scratch("idx-predict");
+    let images = format!("{DATA}/mnist10k-test-images-idx3-ubyte.gz");
+    let model = text(&dir.join("mnist.safetensors"));
+    ok(&strs(&train_cpu(&images, &["--out", &model])));
+    let alone = dir.join("alone-images-idx3-ubyte.gz");
+    std::fs::copy(&images, &alone).expect("copy");
+    let out = ok(&[
+        "predict",
+        "--model",
+        &model,
+        "--data",
+        &text(&alone),
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(out.lines().count(), 2001, "a header and one row per image");
+    assert!(out.starts_with("prediction,p_0,p_1,"), "{}", &out[..40]);
+
+    let iris_model = text(&dir.join("iris.safetensors"));
+    ok(&strs(&train_cpu(&iris(), &["--out", &iris_model])));
+    fails(
+        &["predict", "--model", &iris_model, "--data", &text(&alone)],
+        &["4 feature columns", "784"],
     );
 }

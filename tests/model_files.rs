@@ -116,12 +116,66 @@ fn checkpoints_that_disagree_with_themselves_are_refused() {
         &["eval", "--model", &text(&wrong_type), "--data", &iris()],
         &["does not describe a model", "invalid type"],
     );
+    let negative = dir.join("negative.safetensors");
+    raw_checkpoint(&negative, &json.replace("\"epochs\":0", "\"epochs\":-1"));
+    fails(
+        &["eval", "--model", &text(&negative), "--data", &iris()],
+        &["field `epochs`", "invalid value: integer `-1`"],
+    );
+    let unknown = dir.join("unknown-field.safetensors");
+    raw_checkpoint(
+        &unknown,
+        &json.replace("\"epochs\":0", "\"epochs\":0,\"bogus\":1"),
+    );
+    fails(
+        &["eval", "--model", &text(&unknown), "--data", &iris()],
+        &["unknown field `bogus`"],
+    );
     let not_json = dir.join("not-json.safetensors");
     raw_checkpoint(&not_json, "{\"format_version\": 1,");
     fails(
         &["eval", "--model", &text(&not_json), "--data", &iris()],
         &["is not valid JSON"],
     );
+}
+
+#[test]
+fn tensors_that_are_not_part_of_the_network_are_refused() {
+    let dir = scratch("extra-tensor");
+    let network = classifier();
+    let good = dir.join("good.safetensors");
+    checkpoint::save(&good, &network.init_parameters(0), &good_meta(&network)).expect("save");
+    let bytes = std::fs::read(&good).expect("read");
+    let file = safetensors::SafeTensors::deserialize(&bytes).expect("parse");
+    let meta = file_metadata(&bytes);
+    let mut tensors: Vec<(String, safetensors::tensor::TensorView)> =
+        file.tensors().into_iter().collect();
+    let extra = [0u8; 12];
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![3], &extra)
+        .expect("a view");
+    tensors.push(("layers.7.bias".into(), view));
+    let path = dir.join("extra.safetensors");
+    std::fs::write(
+        &path,
+        safetensors::serialize(tensors, Some(meta)).expect("serialize"),
+    )
+    .expect("write");
+    let err = checkpoint::load(&path).expect_err("an extra tensor");
+    assert!(
+        err.to_string()
+            .contains("tensor `layers.7.bias` is not part of the network"),
+        "{err}"
+    );
+    fails(
+        &["predict", "--model", &text(&path), "--data", &iris()],
+        &["`layers.7.bias`", "not part of the network"],
+    );
+}
+
+/// The metadata map of a safetensors file.
+fn file_metadata(bytes: &[u8]) -> HashMap<String, String> {
+    let (_, header) = safetensors::SafeTensors::read_metadata(bytes).expect("header");
+    header.metadata().clone().expect("metadata")
 }
 
 #[test]

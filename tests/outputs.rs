@@ -24,14 +24,7 @@ fn train_args(data: &Path, extra: &[&str]) -> Vec<String> {
 
 /// Runs under coreutils' `timeout`, so a write that blocked on a FIFO fails the test instead of hanging.
 fn run_bounded(args: &[String]) -> std::process::Output {
-    let mut command = Command::new("timeout");
-    command
-        .arg("120")
-        .arg(env!("CARGO_BIN_EXE_wgtrain"))
-        .args(args)
-        .env("NODEVICE_SELECT", "1")
-        .env_remove("WGTRAIN_DEVICE");
-    run_with(command, None)
+    run_with(bounded(&strs(args)), None)
 }
 
 fn strs(args: &[String]) -> Vec<&str> {
@@ -165,7 +158,11 @@ fn outputs_that_are_inputs_or_each_other_are_refused() {
             [out(&init), vec!["--plot".into(), text(&init_png)]].concat(),
             &["--plot", "same file as --out"],
         ),
-        (images.clone(), out(&labels), &["same file as --data"]),
+        (
+            images.clone(),
+            out(&labels),
+            &["same file as the labels file of --data"],
+        ),
     ];
     for (input, extra, words) in cases {
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
@@ -309,4 +306,40 @@ fn successful_runs_print_no_error_lines() {
             "{device}: {err}"
         );
     }
+}
+
+#[test]
+fn standard_input_is_an_input_too() {
+    let dir = scratch("stdin-out");
+    let data = copy_of(&dir, &iris(), "piped.csv");
+    let link = dir.join("fd0.png");
+    std::os::unix::fs::symlink("/proc/self/fd/0", &link).expect("symlink");
+    let before = snapshot(&[&data]);
+    for extra in [
+        vec!["--out", "/dev/stdin"],
+        vec!["--out", "/proc/self/fd/0"],
+        vec!["--plot", link.to_str().expect("path")],
+    ] {
+        let args: Vec<&str> = ["train", "--data", "-", "--epochs", "1", "--device", "cpu"]
+            .into_iter()
+            .chain(extra)
+            .collect();
+        let mut command = bounded(&args);
+        command.stdin(std::fs::File::open(&data).expect("open"));
+        let output = command.output().expect("run");
+        failed(&args, &output, &["same file as --data -"]);
+        assert_eq!(snapshot(&[&data]), before, "{args:?}");
+    }
+}
+
+#[test]
+fn a_failed_run_leaves_no_directories_behind() {
+    let dir = scratch("no-dirs");
+    let bad = dir.join("bad.csv");
+    std::fs::write(&bad, "a,y\n1,0\nx,1\n").expect("write");
+    let out = dir.join("new/deeper/model.safetensors");
+    let plot = dir.join("other/plot.png");
+    let args = train_args(&bad, &["--out", &text(&out), "--plot", &text(&plot)]);
+    fails(&strs(&args), &["line 3", "`x`"]);
+    assert!(!dir.join("new").exists() && !dir.join("other").exists());
 }

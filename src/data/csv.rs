@@ -356,6 +356,15 @@ fn encode_target_column(
     options: &CsvOptions,
 ) -> Result<(Task, Vec<String>, Vec<f32>)> {
     let at = |line: u64| format!("line {line}, column {}", quote(name));
+    if let Some((line, _)) = raw.iter().find(|(_, v)| v.is_empty()) {
+        return Err(Error::format(
+            path,
+            format!(
+                "{}: the target is empty (every row needs a target value)",
+                at(*line)
+            ),
+        ));
+    }
     if let Some(classes) = &options.classes {
         let targets = raw
             .iter()

@@ -80,6 +80,17 @@ fn read_idx(
         };
         return Err(Error::format(path, message));
     }
+    // The payload, and the f32 features made from it: checked against the host before either exists.
+    if let Some(available) = crate::memory::host_available_bytes() {
+        if expected * 5 > u128::from(available) {
+            return Err(Error::Memory(format!(
+                "{}: the header's shape {shape:?} needs {} as bytes and 32-bit floats, but the host has {} available",
+                path.display(),
+                crate::memory::human_bytes(expected * 5),
+                crate::memory::human_bytes(available.into())
+            )));
+        }
+    }
     let expected = expected as usize;
     let mut payload = Vec::new();
     payload.try_reserve_exact(expected).map_err(|_| {
@@ -111,14 +122,8 @@ fn be_u32(bytes: &[u8], at: usize) -> u32 {
 
 /// Opens an IDX file and reads it with [`read_idx`]; the file's length bounds what its header may claim.
 fn read_idx_file(path: &Path, magic: u32, dims: usize) -> Result<(Vec<usize>, Vec<u8>)> {
+    let meta = crate::files::regular_file(path, "an IDX file")?;
     let file = std::fs::File::open(path).map_err(|e| Error::file(path, e))?;
-    let meta = file.metadata().map_err(|e| Error::file(path, e))?;
-    if !meta.is_file() {
-        return Err(Error::file(
-            path,
-            "not a regular file (IDX data must be a file)",
-        ));
-    }
     read_idx(path, std::io::BufReader::new(file), meta.len(), magic, dims)
 }
 
@@ -144,6 +149,29 @@ pub fn load_idx(images_path: &Path, classes: Option<&[String]>) -> Result<Datase
     let images = read_idx_file(images_path, IMAGES_MAGIC, 3)?;
     let labels = read_idx_file(&labels_path, LABELS_MAGIC, 1)?;
     dataset(images_path, images, &labels_path, labels, classes)
+}
+
+/// The images of an IDX file without labels (for prediction): pixels scaled to [0, 1], and the pixels per
+/// image.
+pub fn load_idx_images(images_path: &Path) -> Result<(Vec<f32>, usize)> {
+    let (shape, pixels) = read_idx_file(images_path, IMAGES_MAGIC, 3)?;
+    if shape[0] == 0 || shape[1].saturating_mul(shape[2]) == 0 {
+        return Err(Error::format(images_path, "no images"));
+    }
+    Ok((scaled(images_path, shape[0], &pixels)?, shape[1] * shape[2]))
+}
+
+/// Pixels as f32 in [0, 1], reserved fallibly.
+fn scaled(path: &Path, images: usize, pixels: &[u8]) -> Result<Vec<f32>> {
+    let mut features = Vec::new();
+    features.try_reserve_exact(pixels.len()).map_err(|_| {
+        Error::Memory(format!(
+            "{}: {images} images as 32-bit floats do not fit in memory",
+            path.display()
+        ))
+    })?;
+    features.extend(pixels.iter().map(|&p| f32::from(p) / 255.0));
+    Ok(features)
 }
 
 /// [`load_idx`] on the two files' bytes (each optionally gzipped); the paths name them in messages.
@@ -207,15 +235,7 @@ fn dataset(
             "a single class; classification needs at least 2",
         ));
     }
-    let mut features = Vec::new();
-    features.try_reserve_exact(pixels.len()).map_err(|_| {
-        Error::Memory(format!(
-            "{}: {} images as 32-bit floats do not fit in memory",
-            images_path.display(),
-            shape[0]
-        ))
-    })?;
-    features.extend(pixels.iter().map(|&p| f32::from(p) / 255.0));
+    let features = scaled(images_path, shape[0], &pixels)?;
     Ok(Dataset {
         features,
         feature_names: (0..shape[1] * shape[2])

@@ -6,7 +6,7 @@ mod idx;
 mod source;
 
 pub use self::csv::{load_csv, load_csv_features, parse_csv, CsvOptions, DEFAULT_MAX_RECORD_BYTES};
-pub use self::idx::{labels_path, load_idx, parse_idx};
+pub use self::idx::{labels_path, load_idx, load_idx_images, parse_idx};
 
 use crate::error::{Error, Result};
 use crate::loss::Loss;
@@ -150,6 +150,7 @@ impl Dataset {
 
 /// Per-feature mean and standard deviation of a training split; applied as `(x − mean) / std`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Standardizer {
     pub mean: Vec<f32>,
     /// Population standard deviation; 1 for constant columns, so they stay finite (and become 0).
@@ -223,6 +224,10 @@ pub fn is_idx(path: &Path) -> Result<bool> {
         return Ok(true);
     }
     if name.ends_with(".csv") {
+        return Ok(false);
+    }
+    // Only a regular file is sniffed: reading from a pipe (`<(cat data.csv)`) would eat the bytes.
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
         return Ok(false);
     }
     use std::io::Read;

@@ -34,6 +34,24 @@ pub(crate) fn open(path: &Path) -> Result<Box<dyn Read>> {
     Ok(Box::new(std::io::BufReader::new(file)))
 }
 
+/// Line ends in `bytes`: `\n`, `\r\n` and a lone `\r` (old Mac files) each count once. A `\r` at the end
+/// counts: callers only pass one that is followed by something other than `\n`.
+fn line_ends(bytes: impl Iterator<Item = u8>) -> u64 {
+    let (mut ends, mut after_cr) = (0, false);
+    for b in bytes {
+        match b {
+            b'\n' => ends += 1,
+            _ if after_cr => ends += 1,
+            _ => {}
+        }
+        after_cr = b == b'\r';
+    }
+    if after_cr {
+        ends += 1;
+    }
+    ends
+}
+
 #[derive(Default)]
 struct Window {
     /// Bytes read but not yet passed by [`Tape::consume_to`].
@@ -92,21 +110,26 @@ impl Tape {
     /// line ends the CSV reader skipped before it (blank lines, the `\n` of a `\r\n`).
     pub(crate) fn line_of_next(&self) -> u64 {
         let window = self.window.borrow();
-        let skipped = window
+        let run = window
             .bytes
             .iter()
             .take_while(|&&b| b == b'\r' || b == b'\n')
-            .filter(|&&b| b == b'\n')
-            .count() as u64;
+            .count();
+        let skipped = line_ends(window.bytes.range(..run).copied());
         window.lines + skipped + 1
     }
 
-    /// Drops the bytes before input offset `offset`, counting their newlines.
+    /// Drops the bytes before input offset `offset`, counting their line ends. A `\r` that would be the
+    /// last byte dropped stays, so whether a `\n` follows it is known when it is counted.
     pub(crate) fn consume_to(&self, offset: u64) {
         let mut window = self.window.borrow_mut();
-        let n = (offset.saturating_sub(window.start) as usize).min(window.bytes.len());
-        let newlines = window.bytes.drain(..n).filter(|&b| b == b'\n').count() as u64;
-        window.lines += newlines;
+        let mut n = (offset.saturating_sub(window.start) as usize).min(window.bytes.len());
+        if n > 0 && window.bytes[n - 1] == b'\r' {
+            n -= 1;
+        }
+        let ends = line_ends(window.bytes.range(..n).copied());
+        window.bytes.drain(..n);
+        window.lines += ends;
         window.start += n as u64;
     }
 

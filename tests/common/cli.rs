@@ -45,6 +45,19 @@ pub fn run_with(mut command: Command, stdin: Option<&[u8]>) -> Output {
     child.wait_with_output().expect("wait for wgtrain")
 }
 
+/// The binary under coreutils' `timeout` (120 s), so a run that would block (on a FIFO, say) fails the
+/// test instead of hanging it.
+pub fn bounded(args: &[&str]) -> Command {
+    let mut command = Command::new("timeout");
+    command
+        .arg("120")
+        .arg(env!("CARGO_BIN_EXE_wgtrain"))
+        .args(args)
+        .env("NODEVICE_SELECT", "1")
+        .env_remove("WGTRAIN_DEVICE");
+    command
+}
+
 pub fn run(args: &[&str]) -> Output {
     run_with(command(args), None)
 }

@@ -13,7 +13,12 @@ use wgtrain::Result;
 pub fn input_files(flag: &'static str, path: &Path) -> Result<Vec<(&'static str, PathBuf)>> {
     let mut files = vec![(flag, path.to_path_buf())];
     if !wgtrain::files::is_stdin(path) && path.exists() && data::is_idx(path)? {
-        files.push((flag, data::labels_path(path)?));
+        let labels = if flag == "--data" {
+            "the labels file of --data"
+        } else {
+            "the labels file of --test-data"
+        };
+        files.push((labels, data::labels_path(path)?));
     }
     Ok(files)
 }
@@ -131,4 +136,27 @@ pub fn check_init(path: &Path, saved: &ModelMeta, run: &ModelMeta) -> Result<()>
         ));
     }
     Ok(())
+}
+
+/// The most `--max-record-bytes` may be: past it, one record could take more memory than a CSV row needs.
+const MAX_RECORD_LIMIT: usize = 1 << 30;
+
+/// `--max-record-bytes` checked: from 1 byte to 1 GiB, and only for CSV data (IDX has no records).
+pub fn record_limit(flag: Option<usize>, data: &Path) -> Result<usize> {
+    let Some(limit) = flag else {
+        return Ok(data::DEFAULT_MAX_RECORD_BYTES);
+    };
+    if !(1..=MAX_RECORD_LIMIT).contains(&limit) {
+        return Err(invalid(
+            "--max-record-bytes",
+            format!("must be from 1 to {MAX_RECORD_LIMIT} (1 GiB), got {limit}"),
+        ));
+    }
+    if data::is_idx(data)? {
+        return Err(invalid(
+            "--max-record-bytes",
+            "applies to CSV data; IDX files have no records".into(),
+        ));
+    }
+    Ok(limit)
 }

@@ -1,6 +1,6 @@
 //! `wgtrain eval`, `predict`, `summary` and `devices`.
 
-use crate::checks::warn_ignored;
+use crate::checks::{record_limit, warn_ignored};
 use crate::train::{hidden_activation, mse, network_shape, parse_layers};
 use crate::{EvalArgs, PredictArgs, SummaryArgs};
 use wgtrain::checkpoint::{self, ModelMeta};
@@ -38,7 +38,7 @@ fn labelled_data(args: &EvalArgs, meta: &ModelMeta) -> Result<Dataset> {
         classes: (meta.task == Task::Classify).then(|| meta.class_names.clone()),
         features: (!meta.feature_names.is_empty() && !data::is_idx(path)?)
             .then(|| meta.feature_names.clone()),
-        max_record_bytes: args.max_record_bytes,
+        max_record_bytes: record_limit(args.max_record_bytes, path)?,
     };
     let mut dataset = data::load(path, &options)?;
     warn_ignored("--data", path, &dataset.ignored_columns);
@@ -90,15 +90,18 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
     let (mut model, meta) = open_model(&args.model, args.device.resolve()?)?;
     // CSV columns are picked by the model's feature names, wherever they are in the file.
     let mut features = if data::is_idx(&args.data)? {
-        let images = data::load_idx(&args.data, Some(&meta.class_names))?;
-        check_columns(&args.data, images.cols(), &meta)?;
-        images.features
+        if args.max_record_bytes.is_some() {
+            record_limit(args.max_record_bytes, &args.data)?;
+        }
+        let (pixels, cols) = data::load_idx_images(&args.data)?;
+        check_columns(&args.data, cols, &meta)?;
+        pixels
     } else {
         let (features, ignored) = data::load_csv_features(
             &args.data,
             &meta.feature_names,
             &meta.target,
-            args.max_record_bytes,
+            record_limit(args.max_record_bytes, &args.data)?,
         )?;
         warn_ignored("--data", &args.data, &ignored);
         if features.len() % meta.inputs != 0 {

@@ -63,9 +63,9 @@ pub struct TrainArgs {
     /// Target column of a CSV file [default: the last column]
     #[arg(long)]
     pub target: Option<String>,
-    /// Longest CSV record accepted, in bytes
-    #[arg(long, default_value_t = wgtrain::data::DEFAULT_MAX_RECORD_BYTES)]
-    pub max_record_bytes: usize,
+    /// Longest CSV record accepted, in bytes (at most 1 GiB) [default: 1048576]
+    #[arg(long)]
+    pub max_record_bytes: Option<usize>,
 
     #[arg(long, default_value = "auto", value_parser = parse::<TaskChoice>)]
     pub task: TaskChoice,
@@ -155,9 +155,9 @@ pub struct EvalArgs {
     /// Target column [default: the one the model was trained on]
     #[arg(long)]
     pub target: Option<String>,
-    /// Longest CSV record accepted, in bytes
-    #[arg(long, default_value_t = wgtrain::data::DEFAULT_MAX_RECORD_BYTES)]
-    pub max_record_bytes: usize,
+    /// Longest CSV record accepted, in bytes (at most 1 GiB) [default: 1048576]
+    #[arg(long)]
+    pub max_record_bytes: Option<usize>,
 
     #[command(flatten)]
     pub device: DeviceArg,
@@ -172,9 +172,9 @@ pub struct PredictArgs {
     /// Data to predict: CSV (`-` for standard input) or IDX images
     #[arg(long)]
     pub data: PathBuf,
-    /// Longest CSV record accepted, in bytes
-    #[arg(long, default_value_t = wgtrain::data::DEFAULT_MAX_RECORD_BYTES)]
-    pub max_record_bytes: usize,
+    /// Longest CSV record accepted, in bytes (at most 1 GiB) [default: 1048576]
+    #[arg(long)]
+    pub max_record_bytes: Option<usize>,
 
     #[command(flatten)]
     pub device: DeviceArg,

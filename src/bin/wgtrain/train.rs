@@ -1,6 +1,6 @@
 //! `wgtrain train` and the default job (no command): data → network → fit → test → checkpoint and plot.
 
-use crate::checks::{check_files, check_init, warn_ignored};
+use crate::checks::{check_files, check_init, record_limit, warn_ignored};
 use crate::{DeviceArg, LossChoice, OutputChoice, TrainArgs};
 use std::path::{Path, PathBuf};
 use wgtrain::checkpoint::{self, ModelMeta};
@@ -28,7 +28,7 @@ pub fn default_job() -> TrainArgs {
     TrainArgs {
         data: bundled("data/mnist10k-train-images-idx3-ubyte.gz"),
         target: None,
-        max_record_bytes: data::DEFAULT_MAX_RECORD_BYTES,
+        max_record_bytes: None,
         task: TaskChoice::Auto,
         test_data: Some(bundled("data/mnist10k-test-images-idx3-ubyte.gz")),
         layers: "128".into(),
@@ -123,12 +123,6 @@ fn check_args(args: &TrainArgs) -> Result<()> {
         return Err(invalid(
             "--patience",
             "early stopping needs a validation split (--val-split)".into(),
-        ));
-    }
-    if args.max_record_bytes == 0 {
-        return Err(invalid(
-            "--max-record-bytes",
-            "must be at least 1, got 0".into(),
         ));
     }
     if args.momentum.is_some() && !matches!(args.optimizer, Optimizer::Momentum { .. }) {
@@ -227,6 +221,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     check_files(args)?;
     let hidden = parse_layers(&args.layers)?;
     let activation = hidden_activation(args.activation, &hidden)?;
+    let max_record_bytes = record_limit(args.max_record_bytes, &args.data)?;
     if data::is_idx(&args.data)? {
         if let Some(target) = &args.target {
             return Err(invalid(
@@ -248,7 +243,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let options = CsvOptions {
         target: args.target.clone(),
         task: args.task,
-        max_record_bytes: args.max_record_bytes,
+        max_record_bytes,
         ..CsvOptions::default()
     };
     let mut train = data::load(&args.data, &options)?;
@@ -263,7 +258,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                 },
                 classes: (train.task == Task::Classify).then(|| train.class_names.clone()),
                 features: Some(train.feature_names.clone()),
-                max_record_bytes: args.max_record_bytes,
+                max_record_bytes,
             };
             let test = data::load(path, &known)?;
             warn_ignored("--test-data", path, &test.ignored_columns);
