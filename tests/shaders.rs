@@ -1,7 +1,7 @@
 //! Every WGSL file parses and validates with naga, without a GPU, joined after the shared prelude as the
 //! backend compiles it, and holds the entry points the backend dispatches.
 
-use wgtrain::gpu::kernels::{joined_source, PRELUDE, SHADERS};
+use wgtrain::gpu::kernels::{joined_source, ENTRY_POINTS, PRELUDE, SHADERS};
 
 fn validate(name: &str, source: &str) -> naga::Module {
     let module = naga::front::wgsl::parse_str(source)
@@ -44,37 +44,27 @@ fn shader_files_on_disk_are_the_ones_compiled_in() {
 }
 
 #[test]
-fn every_op_has_its_entry_point() {
-    let expected = [
-        ("matmul", &["matmul_bias_act", "matmul_nt", "matmul_tn"][..]),
-        (
-            "activation",
-            &["act_backward", "softmax_backward", "softmax"][..],
-        ),
-        ("loss", &["loss_grad", "loss_sum"][..]),
-        ("reduce", &["bias_grad"][..]),
-        (
-            "optim",
-            &[
-                "sgd_update",
-                "momentum_update",
-                "adam_update",
-                "advance_step",
-            ][..],
-        ),
-        ("data", &["gather_rows", "advance_cursor"][..]),
-    ];
-    for (name, entries) in expected {
-        let module = validate(name, &joined_source(name).expect("shader"));
+fn every_entry_point_is_in_its_shader() {
+    for (entry, shader) in ENTRY_POINTS {
+        let module = validate(shader, &joined_source(shader).expect("shader"));
         let found: Vec<&str> = module
             .entry_points
             .iter()
             .map(|e| e.name.as_str())
             .collect();
-        for entry in entries {
+        assert!(
+            found.contains(&entry),
+            "{shader}.wgsl lacks `{entry}`, has {found:?}"
+        );
+    }
+    // And every entry point a shader declares is dispatched by some op.
+    for (shader, _) in SHADERS {
+        let module = validate(shader, &joined_source(shader).expect("shader"));
+        for entry in &module.entry_points {
             assert!(
-                found.contains(entry),
-                "{name}.wgsl lacks `{entry}`, has {found:?}"
+                ENTRY_POINTS.contains(&(entry.name.as_str(), shader)),
+                "{shader}.wgsl declares `{}`, which no op dispatches",
+                entry.name
             );
         }
     }

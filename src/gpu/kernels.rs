@@ -26,17 +26,32 @@ pub fn joined_source(stem: &str) -> Option<String> {
         .map(|(_, source)| format!("{PRELUDE}\n{source}"))
 }
 
-/// The shader file holding an entry point.
-pub(crate) fn shader_of(entry: &str) -> &'static str {
-    match entry {
-        "matmul_bias_act" | "matmul_nt" | "matmul_tn" => "matmul",
-        "act_backward" | "softmax_backward" | "softmax" => "activation",
-        "loss_grad" | "loss_sum" => "loss",
-        "bias_grad" => "reduce",
-        "gather_rows" | "advance_cursor" => "data",
-        // sgd_update, momentum_update, adam_update, advance_step
-        _ => "optim",
-    }
+/// Every entry point the backend dispatches ([`Op::name`]) and the shader file holding it: the one list.
+/// `tests/shaders.rs` checks each is in its file; a name missing here is an error when its pipeline is made.
+pub const ENTRY_POINTS: [(&str, &str); 15] = [
+    ("matmul_bias_act", "matmul"),
+    ("matmul_nt", "matmul"),
+    ("matmul_tn", "matmul"),
+    ("act_backward", "activation"),
+    ("softmax_backward", "activation"),
+    ("softmax", "activation"),
+    ("loss_grad", "loss"),
+    ("loss_sum", "loss"),
+    ("bias_grad", "reduce"),
+    ("sgd_update", "optim"),
+    ("momentum_update", "optim"),
+    ("adam_update", "optim"),
+    ("advance_step", "optim"),
+    ("gather_rows", "data"),
+    ("advance_cursor", "data"),
+];
+
+/// The shader file holding an entry point, if it is one.
+pub(crate) fn shader_of(entry: &str) -> Option<&'static str> {
+    ENTRY_POINTS
+        .iter()
+        .find(|(name, _)| *name == entry)
+        .map(|(_, shader)| *shader)
 }
 
 /// Whether an entry point reads the `Dims` uniform (wgpu's derived layouts drop unused bindings).

@@ -139,7 +139,8 @@ impl WgpuBackend {
         if let Some(pipeline) = self.pipelines.get(entry) {
             return Ok(pipeline.clone());
         }
-        let stem = shader_of(entry);
+        let stem = shader_of(entry)
+            .ok_or_else(|| Error::Gpu(format!("no shader holds the entry point `{entry}`")))?;
         if !self.modules.contains_key(stem) {
             let source = kernels::joined_source(stem).expect("known shader");
             let module = self.scoped(&format!("compiling {stem}.wgsl"), |device| {
