@@ -43,6 +43,15 @@ pub enum Device {
 impl Device {
     /// Reads `WGTRAIN_DEVICE`; unset or empty means [`Device::Auto`].
     pub fn from_env() -> Result<Device> {
+        if let Err(std::env::VarError::NotUnicode(value)) = std::env::var(DEVICE_ENV) {
+            return Err(Error::value(
+                DEVICE_ENV,
+                format!(
+                    "{}, not text; expected one of auto, gpu, fallback, cpu",
+                    crate::error::quote(&value.to_string_lossy())
+                ),
+            ));
+        }
         match std::env::var(DEVICE_ENV) {
             Ok(value) if !value.trim().is_empty() => value.trim().parse().map_err(|_| {
                 Error::value(

@@ -66,12 +66,24 @@ pub fn resolve_output(path: &Path) -> Result<PathBuf> {
         Ok(meta) => meta,
     };
     let (target, meta) = if link.file_type().is_symlink() {
-        let target = std::fs::canonicalize(path).map_err(|_| {
-            Error::file(
-                path,
-                "is a symbolic link to nothing (a missing target or a loop); refusing to write through it",
-            )
-        })?;
+        let target = match std::fs::canonicalize(path) {
+            Ok(target) => target,
+            // A link to something without a path, such as a pipe (`/dev/fd/63`, `/dev/stdin`).
+            Err(_) => match std::fs::metadata(path) {
+                Ok(meta) => {
+                    return Err(Error::file(
+                        path,
+                        format!("leads to {}; refusing to replace it", kind(&meta)),
+                    ))
+                }
+                Err(_) => {
+                    return Err(Error::file(
+                        path,
+                        "is a symbolic link to nothing (a missing target or a loop); refusing to write through it",
+                    ))
+                }
+            },
+        };
         let meta = std::fs::metadata(&target).map_err(|e| Error::file(&target, e))?;
         (target, meta)
     } else {
@@ -169,14 +181,25 @@ pub fn check_outputs(outputs: &[Output], inputs: &[Input]) -> Result<()> {
         let path = output.path;
         let named =
             |message: String| Error::value(output.flag, format!("{}: {message}", path.display()));
-        if is_stdin(path) || path.file_name().is_none() {
-            return Err(named("expected a file name".into()));
+        // `dir/` and `dir/.` name directories (Rust's `file_name` would quietly drop the slash).
+        let text = path.as_os_str().to_string_lossy();
+        let last = text
+            .rsplit(['/', std::path::MAIN_SEPARATOR])
+            .next()
+            .unwrap_or("");
+        let names_a_directory = matches!(last, "" | "." | "..");
+        if is_stdin(path) || path.file_name().is_none() || names_a_directory {
+            return Err(named("expected a file name, not a directory".into()));
         }
         if let Some(wanted) = output.extension {
             let found = path
                 .extension()
                 .map(|e| e.to_string_lossy().to_lowercase())
                 .unwrap_or_default();
+            let stem = path.file_stem().map(|s| s.to_string_lossy().to_lowercase());
+            if stem.as_deref() == Some(&format!(".{wanted}")) {
+                return Err(named(format!("needs a name before .{wanted}")));
+            }
             if found != wanted {
                 return Err(named(format!(
                     "the file name must end in .{wanted}, the only format written here"
@@ -205,7 +228,7 @@ pub fn check_outputs(outputs: &[Output], inputs: &[Input]) -> Result<()> {
         // be a directory we can write in, so a run that fails later leaves no empty directories behind.
         let existing_dir = dir
             .ancestors()
-            .find(|d| d.as_os_str().is_empty() || d.exists())
+            .find(|d| d.as_os_str().is_empty() || std::fs::symlink_metadata(d).is_ok())
             .map(|d| {
                 if d.as_os_str().is_empty() {
                     Path::new(".")

@@ -338,6 +338,34 @@ fn messages_name_the_file_line_column_and_value() {
         &strs(&train_cpu(&wide, &["--target", "nope"])),
         &["no column `nope`", "5000 in all"],
     );
+    let unclosed = write(
+        "unclosed.csv",
+        b"a,b,y\n1,2,x\n3,4,z\n5,6,\"oops\n7,8,x\n9,10,z\n",
+    );
+    fails(
+        &strs(&train_cpu(&unclosed, &[])),
+        &["line 4", "a quote that is never closed"],
+    );
+    let unnamed = write("unnamed.csv", b"a,b,y,\n1,2,x,\n3,4,z,\n");
+    fails(
+        &strs(&train_cpu(&unnamed, &[])),
+        &["line 1", "column 4 has no name"],
+    );
+    let semicolons = write("semicolons.csv", b"a;b;y\n1;2;x\n");
+    fails(
+        &strs(&train_cpu(&semicolons, &[])),
+        &["no feature columns", "separated by `;`"],
+    );
+    let bidi = write("bidi.csv", "a,b\u{202e}x,y\n1,zz,0\n".as_bytes());
+    fails(&strs(&train_cpu(&bidi, &[])), &["column `b\\u{202e}x`"]);
+    fails(
+        &strs(&train_cpu(&iris(), &["--lr", "1e39"])),
+        &["--lr", "`1e39` is not a finite 32-bit number"],
+    );
+    fails(
+        &["summary", "--inputs", "1", "--layers", "3"],
+        &["not provided", "--outputs"],
+    );
     // A huge flag value is quoted cut short too (`failed` holds every error line under 600 bytes).
     let huge = "x".repeat(100_000);
     fails(&strs(&train_cpu(&iris(), &["--lr", &huge])), &["--lr"]);
@@ -463,5 +491,112 @@ fn predict_reads_idx_images_without_labels() {
     fails(
         &["predict", "--model", &iris_model, "--data", &text(&alone)],
         &["4 feature columns", "784"],
+    );
+}
+
+#[test]
+fn idx_files_with_more_than_their_header_says_are_refused() {
+    let dir = scratch("idx-trailing");
+    let labels = [be(&[0x801, 2]), vec![0, 1]].concat();
+    idx_file(&dir, "junk-labels-idx1-ubyte", &labels);
+    let images = idx_file(
+        &dir,
+        "junk-images-idx3-ubyte",
+        &[be(&[0x803, 2, 1, 2]), vec![1, 2, 3, 4], b"JUNK".to_vec()].concat(),
+    );
+    fails(
+        &strs(&train_cpu(&text(&images), &[])),
+        &["more data than the header's shape [2, 1, 2] describes"],
+    );
+    // Two gzip members: the second is data the header does not describe.
+    let gz = |bytes: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut e, bytes).expect("gzip");
+        e.finish().expect("gzip")
+    };
+    let member = gz(&[be(&[0x803, 2, 1, 2]), vec![1, 2, 3, 4]].concat());
+    idx_file(&dir, "twice-labels-idx1-ubyte.gz", &gz(&labels));
+    let twice = idx_file(
+        &dir,
+        "twice-images-idx3-ubyte.gz",
+        &[member.clone(), member].concat(),
+    );
+    fails(
+        &strs(&train_cpu(&text(&twice), &[])),
+        &["more data than the header's shape"],
+    );
+}
+
+#[test]
+fn outputs_that_overflow_are_errors_not_metrics() {
+    let dir = scratch("overflow");
+    let model = text(&dir.join("iris.safetensors"));
+    ok(&strs(&train_cpu(&iris(), &["--out", &model])));
+    let far = dir.join("far.csv");
+    std::fs::write(
+        &far,
+        "sepal_length,sepal_width,petal_length,petal_width,species\n5,3,1.5,0.2,setosa\n1e38,1e38,1e38,1e38,setosa\n",
+    )
+    .expect("write");
+    fails(
+        &["predict", "--model", &model, "--data", &text(&far)],
+        &["far.csv", "data row 2"],
+    );
+    fails(
+        &["eval", "--model", &model, "--data", &text(&far)],
+        &["far.csv"],
+    );
+    let huge = dir.join("huge.csv");
+    std::fs::write(
+        &huge,
+        "sepal_length,sepal_width,petal_length,petal_width,species\n5,3e38,1.5,0.2,setosa\n",
+    )
+    .expect("write");
+    fails(
+        &["predict", "--model", &model, "--data", &text(&huge)],
+        &[
+            "huge.csv",
+            "data row 1, column `sepal_width`",
+            "too far outside the training data",
+        ],
+    );
+    // An IDX file of another image size is reported as that, not as an unseen label.
+    let images = format!("{DATA}/mnist10k-test-images-idx3-ubyte.gz");
+    fails(
+        &["eval", "--model", &model, "--data", &images],
+        &["4 feature columns", "784"],
+    );
+}
+
+#[test]
+fn the_environment_and_summary_are_checked_too() {
+    let mut bogus = command(&["devices"]);
+    bogus.env("WGTRAIN_DEVICE", "bogus");
+    failed(
+        &["devices"],
+        &run_with(bogus, None),
+        &["WGTRAIN_DEVICE", "`bogus`"],
+    );
+    let mut bytes = command(&["train", "--data", &iris()]);
+    bytes.env(
+        "WGTRAIN_DEVICE",
+        <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"\xff"),
+    );
+    failed(
+        &["train"],
+        &run_with(bytes, None),
+        &["WGTRAIN_DEVICE", "not text"],
+    );
+    fails(
+        &[
+            "summary",
+            "--inputs",
+            "3",
+            "--outputs",
+            "1",
+            "--output",
+            "softmax",
+        ],
+        &["softmax over one output"],
     );
 }

@@ -215,12 +215,28 @@ fn every_output_is_checked_before_training() {
         &["train.csv", "directory"],
     );
     fails(&strs(&train_args(&data, &["--out", ""])), &["--out"]);
+    for named_directory in [
+        format!("{}/", dir.display()),
+        "newd/".into(),
+        "newd/.".into(),
+    ] {
+        fails(
+            &strs(&train_args(&data, &["--out", &named_directory])),
+            &["--out", "expected a file name, not a directory"],
+        );
+    }
+    let dangling = dir.join("dangling-dir");
+    std::os::unix::fs::symlink(dir.join("nowhere"), &dangling).expect("symlink");
     fails(
         &strs(&train_args(
             &data,
-            &["--out", &format!("{}/", dir.display())],
+            &["--out", &text(&dangling.join("m.safetensors"))],
         )),
-        &["--out", "directory", "refusing"],
+        &["--out", "is not a directory"],
+    );
+    fails(
+        &strs(&train_args(&data, &["--plot", &text(&dir.join(".png"))])),
+        &["--plot", "needs a name before .png"],
     );
     assert!(!svg.exists());
 }
@@ -330,6 +346,20 @@ fn standard_input_is_an_input_too() {
         failed(&args, &output, &["same file as --data -"]);
         assert_eq!(snapshot(&[&data]), before, "{args:?}");
     }
+    // Through a pipe, /dev/stdin leads to the pipe itself.
+    let args = [
+        "train",
+        "--data",
+        "-",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        "/dev/stdin",
+    ];
+    let output = run_with(bounded(&args), Some(&before[0]));
+    failed(&args, &output, &["/dev/stdin", "leads to a FIFO"]);
 }
 
 #[test]

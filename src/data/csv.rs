@@ -7,6 +7,7 @@
 use super::source::{self, Tape};
 use super::{class_index, Dataset, Task, TaskChoice, MAX_AUTO_CLASSES};
 use crate::error::{quote, Error, Result};
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 /// Longest CSV record read by default, in bytes.
@@ -45,6 +46,8 @@ struct Records<'a, R: std::io::Read> {
     tape: Tape,
     path: &'a Path,
     max_record_bytes: usize,
+    /// The line of the last record read when it looks like an unclosed quote (see [`Records::next`]).
+    unclosed_quote: Option<u64>,
 }
 
 impl<'a, R: std::io::Read> Records<'a, R> {
@@ -59,6 +62,7 @@ impl<'a, R: std::io::Read> Records<'a, R> {
             tape,
             path,
             max_record_bytes,
+            unclosed_quote: None,
         }
     }
 
@@ -73,10 +77,24 @@ impl<'a, R: std::io::Read> Records<'a, R> {
                 if end.saturating_sub(start) > self.max_record_bytes as u64 {
                     return Err(self.too_long(line));
                 }
+                // Quotes come in pairs (an escaped quote is doubled). A record with an odd count, a line
+                // break inside a field, that turns out to be the last one, had a quote never closed: its
+                // field swallowed the rest of the file.
+                let swallowed = self.tape.quotes_before(end) % 2 == 1
+                    && record.iter().any(|f| f.contains(['\n', '\r']));
+                self.unclosed_quote = swallowed.then_some(line);
                 self.tape.consume_to(end);
                 Ok(Some(line))
             }
-            Ok(false) => Ok(None),
+            Ok(false) => match self.unclosed_quote {
+                Some(line) => Err(Error::format(
+                    self.path,
+                    format!(
+                        "line {line}: a quote that is never closed (its field runs to the end of the file)"
+                    ),
+                )),
+                None => Ok(None),
+            },
             Err(e) => Err(self.error(line, &e)),
         }
     }
@@ -127,6 +145,7 @@ struct Columns {
 /// Checks the header (distinct names) and maps the wanted columns by name.
 fn columns(
     path: &Path,
+    header_line: u64,
     header: Vec<String>,
     target: Option<&str>,
     need_target: bool,
@@ -138,12 +157,23 @@ fn columns(
             "the file is empty (expected a header row)",
         ));
     }
+    // Names to positions once, so wide files (100k columns) cost linear time.
+    let mut index: HashMap<&str, usize> = HashMap::with_capacity(header.len());
     for (i, name) in header.iter().enumerate() {
-        if let Some(j) = header[..i].iter().position(|h| h == name) {
+        if name.is_empty() {
             return Err(Error::format(
                 path,
                 format!(
-                    "line 1: column name {} appears twice (columns {} and {}); names must be distinct",
+                    "line {header_line}: column {} has no name (a trailing comma?); every column needs one",
+                    i + 1
+                ),
+            ));
+        }
+        if let Some(j) = index.insert(name, i) {
+            return Err(Error::format(
+                path,
+                format!(
+                    "line {header_line}: column name {} appears twice (columns {} and {}); names must be distinct",
                     quote(name),
                     j + 1,
                     i + 1
@@ -151,7 +181,7 @@ fn columns(
             ));
         }
     }
-    let find = |name: &str| header.iter().position(|h| h == name);
+    let find = |name: &str| index.get(name).copied();
     let target = match target {
         Some(name) => match find(name) {
             Some(i) => Some(i),
@@ -196,8 +226,9 @@ fn columns(
                 }
                 indices.push(i);
             }
+            let used: HashSet<usize> = indices.iter().copied().collect();
             let ignored = (0..header.len())
-                .filter(|i| Some(*i) != target && !indices.contains(i))
+                .filter(|i| Some(*i) != target && !used.contains(i))
                 .map(|i| header[i].clone())
                 .collect();
             (indices, ignored)
@@ -208,9 +239,19 @@ fn columns(
         ),
     };
     if features.is_empty() {
+        let separator = [';', '\t', '|']
+            .into_iter()
+            .find(|c| header.len() == 1 && header[0].contains(*c));
+        let hint = match separator {
+            Some(c) => format!(
+                " (the header seems separated by `{}`; wgtrain reads comma-separated values)",
+                c.escape_default()
+            ),
+            None => String::new(),
+        };
         return Err(Error::format(
             path,
-            "only a target column, no feature columns",
+            format!("only a target column, no feature columns{hint}"),
         ));
     }
     Ok(Columns {
@@ -270,12 +311,13 @@ fn read_table<R: std::io::Read>(
 ) -> Result<Table> {
     let mut records = Records::new(path, input, options.max_record_bytes);
     let mut record = csv::StringRecord::new();
-    let header = match records.next(&mut record)? {
-        Some(_) => record.iter().map(str::to_string).collect(),
-        None => Vec::new(),
+    let (header_line, header) = match records.next(&mut record)? {
+        Some(line) => (line, record.iter().map(str::to_string).collect()),
+        None => (1, Vec::new()),
     };
     let columns = columns(
         path,
+        header_line,
         header,
         options.target.as_deref(),
         need_target,

@@ -29,7 +29,8 @@ fn read_idx(
     let gzip = first == [0x1f, 0x8b];
     let joined = std::io::Cursor::new(first).chain(input);
     let (mut reader, most): (Box<dyn Read + '_>, u64) = if gzip {
-        let reader = flate2::read::GzDecoder::new(joined);
+        // Every member of the stream: a second gzip member appended is data too, and is refused below.
+        let reader = flate2::read::MultiGzDecoder::new(joined);
         (Box::new(reader), input_len.saturating_mul(MAX_GZIP_RATIO))
     } else {
         (Box::new(joined), input_len)
@@ -111,6 +112,13 @@ fn read_idx(
                 "truncated IDX data: {} bytes, expected {expected} for shape {shape:?}",
                 payload.len()
             ),
+        ));
+    }
+    let mut more = [0u8; 1];
+    if reader.read(&mut more).map_err(io)? > 0 {
+        return Err(Error::format(
+            path,
+            format!("more data than the header's shape {shape:?} describes ({expected} bytes after the header)"),
         ));
     }
     Ok((shape, payload))

@@ -199,6 +199,31 @@ impl Standardizer {
             }
         }
     }
+
+    /// [`Standardizer::apply`], refusing a value whose standardised form is not a finite f32 (one far
+    /// outside the training data, such as 3e38 with a small spread); `names` and `path` name it.
+    pub fn apply_checked(&self, features: &mut [f32], names: &[String], path: &Path) -> Result<()> {
+        let cols = self.mean.len().max(1);
+        for (i, v) in features.iter_mut().enumerate() {
+            let c = i % cols;
+            let scaled = (*v - self.mean[c]) / self.std[c];
+            if !scaled.is_finite() {
+                return Err(Error::format(
+                    path,
+                    format!(
+                        "data row {}, column {}: {:e} is too far outside the training data to standardise (mean {}, std {})",
+                        i / cols + 1,
+                        crate::error::quote(names.get(c).map_or("", |n| n.as_str())),
+                        *v,
+                        self.mean[c],
+                        self.std[c]
+                    ),
+                ));
+            }
+            *v = scaled;
+        }
+        Ok(())
+    }
 }
 
 /// Loads CSV or IDX by looking at the file: IDX when its name contains `idx` or it starts with an IDX or

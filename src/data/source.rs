@@ -133,6 +133,13 @@ impl Tape {
         window.start += n as u64;
     }
 
+    /// Quote characters between the consumed offset and input offset `end`.
+    pub(crate) fn quotes_before(&self, end: u64) -> usize {
+        let window = self.window.borrow();
+        let n = (end.saturating_sub(window.start) as usize).min(window.bytes.len());
+        window.bytes.range(..n).filter(|&&b| b == b'"').count()
+    }
+
     /// The input offset of the first byte not yet consumed.
     pub(crate) fn offset(&self) -> u64 {
         self.window.borrow().start

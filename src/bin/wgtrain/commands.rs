@@ -40,11 +40,16 @@ fn labelled_data(args: &EvalArgs, meta: &ModelMeta) -> Result<Dataset> {
             .then(|| meta.feature_names.clone()),
         max_record_bytes: record_limit(args.max_record_bytes, path)?,
     };
+    if data::is_idx(path)? {
+        // The image size first: a model of another shape is the error to report, not its labels.
+        let (_, cols) = data::load_idx_images(path)?;
+        check_columns(path, cols, meta)?;
+    }
     let mut dataset = data::load(path, &options)?;
     warn_ignored("--data", path, &dataset.ignored_columns);
     check_columns(path, dataset.cols(), meta)?;
     if let Some(s) = &meta.standardizer {
-        s.apply(&mut dataset.features);
+        s.apply_checked(&mut dataset.features, &dataset.feature_names, path)?;
     }
     Ok(dataset)
 }
@@ -65,6 +70,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     let data = labelled_data(args, &meta)?;
     let (loss, outputs) = (model.network().loss(), model.network().outputs());
     let stats = model.evaluate(&data.features, &data.encode_targets(loss, outputs))?;
+    crate::train::finite_loss(stats.loss, &args.data)?;
     let mut report = serde_json::Map::new();
     report.insert("loss".into(), stats.loss.into());
     if data.task == Task::Classify {
@@ -114,10 +120,20 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
         features
     };
     if let Some(s) = &meta.standardizer {
-        s.apply(&mut features);
+        s.apply_checked(&mut features, &meta.feature_names, &args.data)?;
     }
     let outputs = model.network().outputs();
     let predictions = model.predict(&features)?;
+    if let Some(i) = predictions.iter().position(|p| !p.is_finite()) {
+        return Err(Error::Format {
+            path: args.data.display().to_string(),
+            message: format!(
+                "data row {}: the model's output is {}, not a number it can report (inputs far outside the training data?)",
+                i / outputs.max(1) + 1,
+                predictions[i]
+            ),
+        });
+    }
     let mut out = csv::Writer::from_writer(std::io::stdout().lock());
     let io = |e: csv::Error| Error::File {
         path: "stdout".into(),
@@ -166,6 +182,12 @@ pub fn summary(args: &SummaryArgs) -> Result<()> {
         wgtrain::Activation::Sigmoid => Loss::Bce,
         _ => Loss::Mse,
     };
+    if args.output == wgtrain::Activation::Softmax && args.outputs == 1 {
+        return Err(Error::InvalidValue {
+            what: "--output".into(),
+            message: "softmax over one output is always 1; use sigmoid for two classes".into(),
+        });
+    }
     let network = builder.dense(args.outputs, args.output).build(loss)?;
     println!("network {}", network_shape(&network));
     println!("{}", network.summary());
@@ -173,6 +195,8 @@ pub fn summary(args: &SummaryArgs) -> Result<()> {
 }
 
 pub fn devices() -> Result<()> {
+    // What a run would use: WGTRAIN_DEVICE when set (checked like any run), else auto.
+    let device = Device::from_env()?;
     let adapters = wgtrain::gpu::list_adapters();
     if adapters.is_empty() {
         println!("wgpu sees no adapter");
@@ -187,11 +211,11 @@ pub fn devices() -> Result<()> {
             info.driver_info
         );
     }
-    let auto = Device::Auto.open()?;
+    let chosen = device.open()?;
     println!(
-        "auto picks: {} ({})",
-        auto.info().adapter,
-        auto.info().backend
+        "{device} picks: {} ({})",
+        chosen.info().adapter,
+        chosen.info().backend
     );
     Ok(())
 }

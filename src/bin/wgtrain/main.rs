@@ -85,13 +85,13 @@ pub struct TrainArgs {
     /// sgd, momentum or adam
     #[arg(long, default_value = "adam", value_parser = parse::<Optimizer>)]
     pub optimizer: Optimizer,
-    #[arg(long, default_value_t = 0.001, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = 0.001, allow_hyphen_values = true, value_parser = finite_f32)]
     pub lr: f32,
     /// Momentum factor of the momentum optimizer (only with --optimizer momentum) [default: 0.9]
-    #[arg(long, allow_hyphen_values = true)]
+    #[arg(long, allow_hyphen_values = true, value_parser = finite_f32)]
     pub momentum: Option<f32>,
     /// Coupled L2 penalty added to every gradient (PyTorch's weight_decay)
-    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true, value_parser = finite_f32)]
     pub weight_decay: f32,
     #[arg(long, default_value_t = 20)]
     pub epochs: usize,
@@ -103,7 +103,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Fraction of the training rows held out for validation (stratified for classification)
-    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true, value_parser = finite_f32)]
     pub val_split: f32,
     /// Stop after this many epochs without a lower validation loss, keeping the best weights
     #[arg(long)]
@@ -213,6 +213,21 @@ fn shorten_quoted(line: &str) -> String {
         .join("'")
 }
 
+/// A finite 32-bit number, quoting the text as written when it is not one (`1e39` overflows to inf).
+fn finite_f32(s: &str) -> Result<f32, String> {
+    match s.trim().parse::<f32>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        Ok(_) => Err(format!(
+            "{} is not a finite 32-bit number",
+            wgtrain::error::quote(s)
+        )),
+        Err(_) => Err(format!(
+            "expected a number, got {}",
+            wgtrain::error::quote(s)
+        )),
+    }
+}
+
 /// clap value parser from a wgtrain `FromStr`, keeping its message.
 fn parse<T: std::str::FromStr<Err = wgtrain::Error>>(s: &str) -> Result<T, String> {
     s.parse().map_err(|e: wgtrain::Error| e.to_string())
@@ -242,11 +257,17 @@ fn main() {
         }
         Err(e) => {
             let rendered = e.render().to_string();
-            let first = rendered
-                .lines()
+            // The first line, with the indented lines under it (the missing arguments' names) joined on.
+            let mut lines = rendered.lines();
+            let mut line = lines
                 .next()
-                .unwrap_or("error: invalid arguments");
-            eprintln!("{}", shorten_quoted(first));
+                .unwrap_or("error: invalid arguments")
+                .to_string();
+            for more in lines.take_while(|l| l.starts_with("  ")) {
+                line.push(' ');
+                line.push_str(more.trim());
+            }
+            eprintln!("{}", shorten_quoted(&line));
             std::process::exit(2);
         }
     };

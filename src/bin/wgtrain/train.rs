@@ -205,6 +205,19 @@ pub fn output_layer(
     Ok((activation, width, loss))
 }
 
+/// A non-finite loss on held-out data means outputs that overflowed: an error, not metrics of NaN.
+pub fn finite_loss(loss: f32, path: &Path) -> Result<()> {
+    if loss.is_finite() {
+        return Ok(());
+    }
+    Err(Error::Format {
+        path: path.display().to_string(),
+        message: format!(
+            "the model's loss on this data is {loss}: its outputs overflow (inputs far outside the training data?)"
+        ),
+    })
+}
+
 /// Mean squared error of `model` on a regression dataset (any loss).
 pub fn mse(model: &mut Model, data: &Dataset) -> Result<f32> {
     let predictions = model.predict(&data.features)?;
@@ -282,11 +295,15 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let standardize = args.standardize || (!args.no_standardize && !data::is_idx(&args.data)?);
     let standardizer = standardize.then(|| Standardizer::fit(&train));
     if let Some(s) = &standardizer {
-        for set in [Some(&mut train), validation.as_mut(), test.as_mut()]
-            .into_iter()
-            .flatten()
-        {
-            s.apply(&mut set.features);
+        let test_path = args.test_data.as_deref().unwrap_or(&args.data);
+        for (set, path) in [
+            (Some(&mut train), args.data.as_path()),
+            (validation.as_mut(), args.data.as_path()),
+            (test.as_mut(), test_path),
+        ] {
+            if let Some(set) = set {
+                s.apply_checked(&mut set.features, &set.feature_names, path)?;
+            }
         }
     }
 
@@ -416,6 +433,9 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     if let Some(test) = &test {
         let y = test.encode_targets(loss, outputs);
         let stats = model.evaluate(&test.features, &y)?;
+        if let Some(path) = &args.test_data {
+            finite_loss(stats.loss, path)?;
+        }
         report.insert("test_loss".into(), stats.loss.into());
         if test.task == Task::Classify {
             report.insert("test_accuracy".into(), stats.accuracy.into());
