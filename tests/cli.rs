@@ -3,85 +3,16 @@
 
 mod common;
 
+use common::cli::*;
 use common::{assert_close, gpu_backend, TRAINING};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data");
-
-/// A fresh scratch directory for one test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("wgtrain-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
-
-fn wgtrain(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wgtrain"))
-        .args(args)
-        .env("NODEVICE_SELECT", "1")
-        .env_remove("WGTRAIN_DEVICE")
-        .output()
-        .expect("run wgtrain")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).to_string()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).to_string()
-}
-
-/// Runs a command that must succeed and returns its stdout.
-fn ok(args: &[&str]) -> String {
-    let output = wgtrain(args);
-    assert!(
-        output.status.success(),
-        "wgtrain {args:?} failed: {}",
-        stderr(&output)
-    );
-    stdout(&output)
-}
-
-/// The JSON object on the last stdout line.
-fn report(args: &[&str]) -> serde_json::Value {
-    let out = ok(args);
-    let last = out.lines().last().expect("some output");
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {last}"))
-}
 
 fn number(report: &serde_json::Value, key: &str) -> f32 {
     report[key]
         .as_f64()
         .unwrap_or_else(|| panic!("no `{key}` in {report}")) as f32
-}
-
-/// Exit code 2 and exactly one stderr line, starting `error:` and containing `words`.
-fn fails(args: &[&str], words: &[&str]) {
-    let output = wgtrain(args);
-    let err = stderr(&output);
-    assert_eq!(
-        output.status.code(),
-        Some(2),
-        "wgtrain {args:?}: expected exit 2, stderr: {err}"
-    );
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "wgtrain {args:?}: expected one stderr line, got {lines:?}"
-    );
-    assert!(lines[0].starts_with("error:"), "{}", lines[0]);
-    for word in words {
-        assert!(lines[0].contains(word), "`{}` lacks `{word}`", lines[0]);
-    }
-    assert!(!err.contains("panicked"), "{err}");
-}
-
-fn iris() -> String {
-    format!("{DATA}/iris.csv")
 }
 
 #[test]
@@ -361,7 +292,7 @@ fn summary_and_devices() {
 
 #[test]
 fn progress_bar_stays_off_a_pipe() {
-    let output = wgtrain(&["train", "--data", &iris(), "--epochs", "3"]);
+    let output = run(&["train", "--data", &iris(), "--epochs", "3"]);
     assert!(output.status.success());
     assert!(
         stdout(&output).contains("epoch 3/3 loss="),
@@ -373,7 +304,7 @@ fn progress_bar_stays_off_a_pipe() {
         "stderr is not a terminal, yet got: {}",
         stderr(&output)
     );
-    let quiet = wgtrain(&["train", "--data", &iris(), "--epochs", "3", "--quiet"]);
+    let quiet = run(&["train", "--data", &iris(), "--epochs", "3", "--quiet"]);
     assert!(!stdout(&quiet).contains("epoch"), "{}", stdout(&quiet));
 }
 

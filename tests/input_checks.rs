@@ -9,25 +9,6 @@ use std::path::{Path, PathBuf};
 use wgtrain::data::{self, CsvOptions};
 use wgtrain::{Activation, Device, Error, Loss, Model, Network};
 
-/// `train` on the CPU, one epoch unless `extra` says otherwise.
-fn train_cpu(data: &str, extra: &[&str]) -> Vec<String> {
-    let epochs: &[&str] = if extra.contains(&"--epochs") {
-        &[]
-    } else {
-        &["--epochs", "1"]
-    };
-    ["train", "--data", data, "--device", "cpu"]
-        .iter()
-        .chain(epochs)
-        .chain(extra)
-        .map(|s| s.to_string())
-        .collect()
-}
-
-fn strs(args: &[String]) -> Vec<&str> {
-    args.iter().map(String::as_str).collect()
-}
-
 #[test]
 fn sizes_give_an_error_never_an_abort_or_a_wrap() {
     let cases: [(&str, &[&str]); 4] = [

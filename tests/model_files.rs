@@ -11,10 +11,6 @@ use wgtrain::checkpoint::{self, ModelMeta};
 use wgtrain::data::Task;
 use wgtrain::{Activation, Error, Loss, Network};
 
-fn strs(args: &[String]) -> Vec<&str> {
-    args.iter().map(String::as_str).collect()
-}
-
 fn classifier() -> Network {
     Network::builder(4)
         .dense(8, Activation::Relu)
@@ -226,21 +222,7 @@ fn predict_writes_csv_that_tools_read() {
 
 #[test]
 fn flags_that_would_do_nothing_are_errors() {
-    let train = |extra: &[&str]| -> Vec<String> {
-        [
-            "train",
-            "--data",
-            &iris(),
-            "--epochs",
-            "1",
-            "--device",
-            "cpu",
-        ]
-        .iter()
-        .chain(extra)
-        .map(|s| s.to_string())
-        .collect()
-    };
+    let train = |extra: &[&str]| train_cpu(&iris(), extra);
     fails(
         &strs(&train(&["--momentum", "0.9", "--optimizer", "adam"])),
         &["--momentum", "--optimizer momentum only, not adam"],
@@ -286,21 +268,7 @@ fn flags_that_would_do_nothing_are_errors() {
 fn init_from_another_run_must_match_it() {
     let dir = scratch("init");
     let model = text(&dir.join("tanh.safetensors"));
-    let train = |extra: &[&str]| -> Vec<String> {
-        [
-            "train",
-            "--data",
-            &iris(),
-            "--epochs",
-            "2",
-            "--device",
-            "cpu",
-        ]
-        .iter()
-        .chain(extra)
-        .map(|s| s.to_string())
-        .collect()
-    };
+    let train = |extra: &[&str]| train_cpu(&iris(), &[&["--epochs", "2"], extra].concat());
     ok(&strs(&train(&["--activation", "tanh", "--out", &model])));
     let before = snapshot(&[&model]);
     fails(

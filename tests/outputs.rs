@@ -11,24 +11,12 @@ use std::process::Command;
 
 /// `wgtrain train` on `data` on the CPU (one epoch unless `extra` says), with `extra` flags.
 fn train_args(data: &Path, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = ["train", "--data", &text(data), "--device", "cpu"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    if !extra.contains(&"--epochs") {
-        args.extend(["--epochs".to_string(), "1".to_string()]);
-    }
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
+    train_cpu(&text(data), extra)
 }
 
 /// Runs under coreutils' `timeout`, so a write that blocked on a FIFO fails the test instead of hanging.
 fn run_bounded(args: &[String]) -> std::process::Output {
     run_with(bounded(&strs(args)), None)
-}
-
-fn strs(args: &[String]) -> Vec<&str> {
-    args.iter().map(String::as_str).collect()
 }
 
 fn copy_of(dir: &Path, source: &str, name: &str) -> PathBuf {

@@ -10,6 +10,25 @@ pub fn iris() -> String {
     format!("{DATA}/iris.csv")
 }
 
+/// `train` on `data` on the CPU backend, one epoch unless `extra` sets `--epochs`, then `extra`.
+pub fn train_cpu(data: &str, extra: &[&str]) -> Vec<String> {
+    let epochs: &[&str] = if extra.contains(&"--epochs") {
+        &[]
+    } else {
+        &["--epochs", "1"]
+    };
+    ["train", "--data", data, "--device", "cpu"]
+        .iter()
+        .chain(epochs)
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect()
+}
+
+pub fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
 /// A fresh scratch directory for one test.
 pub fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("wgtrain-t-{}-{name}", std::process::id()));
