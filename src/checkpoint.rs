@@ -262,6 +262,16 @@ pub fn load(path: &Path) -> Result<(Network, Vec<LayerParams>, ModelMeta)> {
 fn read_file(path: &Path) -> Result<Vec<u8>> {
     use std::io::Read;
     let meta = crate::files::regular_file(path, "a safetensors file")?;
+    if let Some(available) = crate::memory::host_available_bytes() {
+        if meta.len() > available {
+            return Err(Error::Memory(format!(
+                "{}: the file is {}, more than the host's {} available",
+                path.display(),
+                crate::memory::human_bytes(meta.len().into()),
+                crate::memory::human_bytes(available.into())
+            )));
+        }
+    }
     let mut file = std::fs::File::open(path).map_err(|e| Error::file(path, e))?;
     let mut bytes = Vec::new();
     bytes.try_reserve_exact(meta.len() as usize).map_err(|_| {

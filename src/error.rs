@@ -94,7 +94,7 @@ pub fn quote(text: &str) -> String {
         .take(QUOTE_CHARS)
         .flat_map(|c| {
             // Control characters, and the invisible marks that reorder text (bidi overrides), escaped.
-            let invisible = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{061c}');
+            let invisible = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{061c}' | '\u{feff}');
             if invisible {
                 c.escape_unicode().collect::<Vec<_>>()
             } else if c.is_control() {

@@ -98,6 +98,12 @@ pub fn resolve_output(path: &Path) -> Result<PathBuf> {
             ),
         ));
     }
+    if meta.permissions().readonly() {
+        return Err(Error::file(
+            path,
+            "is read-only; refusing to replace it (make it writable first)",
+        ));
+    }
     Ok(target)
 }
 
@@ -270,15 +276,12 @@ fn probe_writable(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A new file `.NAME.PID.N.tmp` beside `path`, created exclusively so nothing existing is touched.
+/// A new file `.wgtrain-PID-N.tmp` beside `path`, created exclusively so nothing existing is touched. The
+/// name is short, so a target whose name is near the file system's limit still has room for it.
 fn create_temp(path: &Path) -> std::io::Result<(PathBuf, File)> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
     let mut attempt = 0u32;
     loop {
-        let temp = path.with_file_name(format!(".{name}.{}.{attempt}.tmp", std::process::id()));
+        let temp = path.with_file_name(format!(".wgtrain-{}-{attempt}.tmp", std::process::id()));
         match OpenOptions::new().write(true).create_new(true).open(&temp) {
             Ok(file) => return Ok((temp, file)),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => {
@@ -306,7 +309,13 @@ pub(crate) fn write_atomically_with(
     }
     let (temp, mut file) =
         create_temp(&target).map_err(|e| Error::file(path, format!("could not write: {e}")))?;
+    // The replacement keeps the replaced file's permission bits.
+    let permissions = std::fs::metadata(&target).ok().map(|m| m.permissions());
     let written = write(&mut file)
+        .and_then(|()| match permissions {
+            Some(p) => file.set_permissions(p),
+            None => Ok(()),
+        })
         .and_then(|()| file.sync_all())
         .and_then(|()| {
             drop(file);

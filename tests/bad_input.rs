@@ -417,7 +417,8 @@ fn predict_data_with_other_columns() {
         &["a".into(), "b".into(), "c".into(), "d".into()],
         "",
         data::DEFAULT_MAX_RECORD_BYTES,
-    );
+    )
+    .map(|(features, _, _)| features);
     expect_err(err, is_format, &["no column `a`", "a feature of the model"]);
     cli_fails(
         &[

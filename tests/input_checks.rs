@@ -327,6 +327,11 @@ fn messages_name_the_file_line_column_and_value() {
         &strs(&train_cpu(&unclosed, &[])),
         &["line 4", "a quote that is never closed"],
     );
+    let open_quote = write("open-quote.csv", b"a,b,y\n1,\"2,x\n3,4,z\n");
+    fails(
+        &strs(&train_cpu(&open_quote, &[])),
+        &["fields, expected 3", "a quote left open?"],
+    );
     let unnamed = write("unnamed.csv", b"a,b,y,\n1,2,x,\n3,4,z,\n");
     fails(
         &strs(&train_cpu(&unnamed, &[])),
@@ -431,6 +436,15 @@ fn reading_flags_and_targets_are_checked() {
     fails(
         &strs(&train_cpu(&images, &["--max-record-bytes", "100"])),
         &["--max-record-bytes", "IDX"],
+    );
+    // With CSV test data beside IDX training data the flag applies to the CSV, so it is accepted (the
+    // run then fails on the test file's columns, which is a different error).
+    fails(
+        &strs(&train_cpu(
+            &images,
+            &["--max-record-bytes", "100000", "--test-data", &iris()],
+        )),
+        &["no column `label`", "iris.csv"],
     );
     let dir = scratch("targets");
     let empty = dir.join("empty-target.csv");

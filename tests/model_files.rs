@@ -353,3 +353,38 @@ fn early_stopping_reports_the_restored_epoch() {
     let (_, _, meta) = checkpoint::load(&model).expect("load");
     assert_eq!(meta.epochs, best);
 }
+
+#[test]
+fn a_model_without_feature_names_still_checks_the_column_count() {
+    let dir = scratch("unnamed-model");
+    let network = Network::builder(2)
+        .dense(1, Activation::Linear)
+        .build(Loss::Mse)
+        .expect("valid");
+    let path = dir.join("bare.safetensors");
+    // What the library writes for a model it knows nothing about: no feature names, no target.
+    checkpoint::save(
+        &path,
+        &network.init_parameters(0),
+        &ModelMeta::describe(&network),
+    )
+    .expect("save");
+    let three = dir.join("three.csv");
+    std::fs::write(&three, "a,b,c\n1,2,3\n4,5,6\n").expect("write");
+    fails(
+        &["predict", "--model", &text(&path), "--data", &text(&three)],
+        &["2 feature columns", "3 in"],
+    );
+    let two = dir.join("two.csv");
+    std::fs::write(&two, "a,b\n1,2\n4,5\n").expect("write");
+    let out = ok(&[
+        "predict",
+        "--model",
+        &text(&path),
+        "--data",
+        &text(&two),
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(out.lines().count(), 3, "{out}");
+}

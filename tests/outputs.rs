@@ -361,3 +361,34 @@ fn a_failed_run_leaves_no_directories_behind() {
     fails(&strs(&args), &["line 3", "`x`"]);
     assert!(!dir.join("new").exists() && !dir.join("other").exists());
 }
+
+#[test]
+fn long_names_read_only_files_and_permissions() {
+    let dir = scratch("names");
+    let data = copy_of(&dir, &iris(), "train.csv");
+    // A name at the file system's 255-byte limit: the temporary file's name must not be longer.
+    let long = dir.join(format!("{}.safetensors", "m".repeat(243)));
+    ok(&strs(&train_args(&data, &["--out", &text(&long)])));
+    assert!(long.exists());
+
+    use std::os::unix::fs::PermissionsExt;
+    let read_only = dir.join("kept.safetensors");
+    std::fs::write(&read_only, b"keep me").expect("write");
+    std::fs::set_permissions(&read_only, std::fs::Permissions::from_mode(0o444)).expect("chmod");
+    fails(
+        &strs(&train_args(&data, &["--out", &text(&read_only)])),
+        &["--out", "is read-only"],
+    );
+    assert_eq!(std::fs::read(&read_only).expect("read"), b"keep me");
+
+    let shared = dir.join("shared.safetensors");
+    std::fs::write(&shared, b"old").expect("write");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    ok(&strs(&train_args(&data, &["--out", &text(&shared)])));
+    let mode = std::fs::metadata(&shared)
+        .expect("meta")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o640, "the replaced file's permission bits are kept");
+}

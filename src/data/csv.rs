@@ -68,9 +68,8 @@ impl<'a, R: std::io::Read> Records<'a, R> {
 
     /// The next record and its line, `None` at the end.
     fn next(&mut self, record: &mut csv::StringRecord) -> Result<Option<u64>> {
-        let start = self.tape.offset();
         let read = self.reader.read_record(record);
-        let line = self.tape.line_of_next();
+        let (line, start) = self.tape.next_record();
         match read {
             Ok(true) => {
                 let end = self.reader.position().byte();
@@ -100,10 +99,15 @@ impl<'a, R: std::io::Read> Records<'a, R> {
     }
 
     fn too_long(&self, line: u64) -> Error {
+        let message = if self.tape.quotes_before(u64::MAX) % 2 == 1 {
+            "a quote that is never closed runs on past".to_string()
+        } else {
+            "a record longer than".to_string()
+        };
         Error::format(
             self.path,
             format!(
-                "line {line}: a record longer than {} bytes (raise the limit with --max-record-bytes)",
+                "line {line}: {message} {} bytes (raise the limit with --max-record-bytes if the record is meant to be this long)",
                 self.max_record_bytes
             ),
         )
@@ -117,10 +121,19 @@ impl<'a, R: std::io::Read> Records<'a, R> {
             csv::ErrorKind::Io(e) => Error::file(self.path, e),
             csv::ErrorKind::UnequalLengths {
                 expected_len, len, ..
-            } => Error::format(
-                self.path,
-                format!("line {line}: {len} fields, expected {expected_len} like the header"),
-            ),
+            } => {
+                let hint = if self.tape.quotes_before(u64::MAX) % 2 == 1 {
+                    " (a quote left open?)"
+                } else {
+                    ""
+                };
+                Error::format(
+                    self.path,
+                    format!(
+                        "line {line}: {len} fields, expected {expected_len} like the header{hint}"
+                    ),
+                )
+            }
             csv::ErrorKind::Utf8 { err, .. } => Error::format(
                 self.path,
                 format!("line {line}, field {}: not valid UTF-8", err.field() + 1),
@@ -511,7 +524,7 @@ fn encode_target_column(
 }
 
 /// Features for inference: the columns named `feature_names`, in that order, wherever they are in the
-/// file; any other column is ignored and returned by name. A missing column is an error naming it. A
+/// file; returns them, their count, and the other columns' names, which were ignored. A missing column is an error naming it. A
 /// model without feature names (written by the library) takes every column, and their count must match.
 /// The model's `target` column, when the file has it, is skipped without being listed.
 pub fn load_csv_features(
@@ -519,7 +532,7 @@ pub fn load_csv_features(
     feature_names: &[String],
     target: &str,
     max_record_bytes: usize,
-) -> Result<(Vec<f32>, Vec<String>)> {
+) -> Result<(Vec<f32>, usize, Vec<String>)> {
     let input = source::open(path)?;
     let path = source::display_name(path);
     let options = CsvOptions {
@@ -529,5 +542,9 @@ pub fn load_csv_features(
         ..CsvOptions::default()
     };
     let table = read_table(path, input, &options, false)?;
-    Ok((table.features, table.columns.ignored))
+    Ok((
+        table.features,
+        table.columns.features.len(),
+        table.columns.ignored,
+    ))
 }

@@ -82,12 +82,18 @@ fn read_idx(
         return Err(Error::format(path, message));
     }
     // The payload, and the f32 features made from it: checked against the host before either exists.
+    // A feature name (`pixelN`) per pixel of an image too: about 40 bytes each.
+    let names = if dims == 3 {
+        shape[1] as u128 * shape[2] as u128 * 40
+    } else {
+        0
+    };
     if let Some(available) = crate::memory::host_available_bytes() {
-        if expected * 5 > u128::from(available) {
+        if expected * 5 + names > u128::from(available) {
             return Err(Error::Memory(format!(
                 "{}: the header's shape {shape:?} needs {} as bytes and 32-bit floats, but the host has {} available",
                 path.display(),
-                crate::memory::human_bytes(expected * 5),
+                crate::memory::human_bytes(expected * 5 + names),
                 crate::memory::human_bytes(available.into())
             )));
         }
@@ -114,8 +120,9 @@ fn read_idx(
             ),
         ));
     }
+    // Anything after the data (junk, padding, a second gzip member) is refused, however it reads.
     let mut more = [0u8; 1];
-    if reader.read(&mut more).map_err(io)? > 0 {
+    if !matches!(reader.read(&mut more), Ok(0)) {
         return Err(Error::format(
             path,
             format!("more data than the header's shape {shape:?} describes ({expected} bytes after the header)"),

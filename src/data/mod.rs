@@ -201,7 +201,8 @@ impl Standardizer {
     }
 
     /// [`Standardizer::apply`], refusing a value whose standardised form is not a finite f32 (one far
-    /// outside the training data, such as 3e38 with a small spread); `names` and `path` name it.
+    /// outside the training data, such as 3e38 with a small spread); `names` and `path` name it, and
+    /// the row is counted within `features`.
     pub fn apply_checked(&self, features: &mut [f32], names: &[String], path: &Path) -> Result<()> {
         let cols = self.mean.len().max(1);
         for (i, v) in features.iter_mut().enumerate() {

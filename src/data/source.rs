@@ -106,9 +106,9 @@ impl<R: Read> Read for Tap<R> {
 }
 
 impl Tape {
-    /// The physical line (from 1) where the record that starts at the consumed offset begins: past any
-    /// line ends the CSV reader skipped before it (blank lines, the `\n` of a `\r\n`).
-    pub(crate) fn line_of_next(&self) -> u64 {
+    /// Where the record that starts at the consumed offset begins: its physical line (from 1) and input
+    /// offset, past any line ends the CSV reader skipped before it (blank lines, the `\n` of a `\r\n`).
+    pub(crate) fn next_record(&self) -> (u64, u64) {
         let window = self.window.borrow();
         let run = window
             .bytes
@@ -116,7 +116,7 @@ impl Tape {
             .take_while(|&&b| b == b'\r' || b == b'\n')
             .count();
         let skipped = line_ends(window.bytes.range(..run).copied());
-        window.lines + skipped + 1
+        (window.lines + skipped + 1, window.start + run as u64)
     }
 
     /// Drops the bytes before input offset `offset`, counting their line ends. A `\r` that would be the
@@ -138,11 +138,6 @@ impl Tape {
         let window = self.window.borrow();
         let n = (end.saturating_sub(window.start) as usize).min(window.bytes.len());
         window.bytes.range(..n).filter(|&&b| b == b'"').count()
-    }
-
-    /// The input offset of the first byte not yet consumed.
-    pub(crate) fn offset(&self) -> u64 {
-        self.window.borrow().start
     }
 
     /// Whether a read failed because one record passed the limit.

@@ -141,8 +141,9 @@ pub fn check_init(path: &Path, saved: &ModelMeta, run: &ModelMeta) -> Result<()>
 /// The most `--max-record-bytes` may be: past it, one record could take more memory than a CSV row needs.
 const MAX_RECORD_LIMIT: usize = 1 << 30;
 
-/// `--max-record-bytes` checked: from 1 byte to 1 GiB, and only for CSV data (IDX has no records).
-pub fn record_limit(flag: Option<usize>, data: &Path) -> Result<usize> {
+/// `--max-record-bytes` checked: from 1 byte to 1 GiB, and only where some of the `data` is CSV (IDX files
+/// have no records).
+pub fn record_limit(flag: Option<usize>, data: &[&Path]) -> Result<usize> {
     let Some(limit) = flag else {
         return Ok(data::DEFAULT_MAX_RECORD_BYTES);
     };
@@ -152,7 +153,11 @@ pub fn record_limit(flag: Option<usize>, data: &Path) -> Result<usize> {
             format!("must be from 1 to {MAX_RECORD_LIMIT} (1 GiB), got {limit}"),
         ));
     }
-    if data::is_idx(data)? {
+    let mut any_csv = false;
+    for path in data {
+        any_csv |= !data::is_idx(path)?;
+    }
+    if !any_csv {
         return Err(invalid(
             "--max-record-bytes",
             "applies to CSV data; IDX files have no records".into(),

@@ -38,7 +38,7 @@ fn labelled_data(args: &EvalArgs, meta: &ModelMeta) -> Result<Dataset> {
         classes: (meta.task == Task::Classify).then(|| meta.class_names.clone()),
         features: (!meta.feature_names.is_empty() && !data::is_idx(path)?)
             .then(|| meta.feature_names.clone()),
-        max_record_bytes: record_limit(args.max_record_bytes, path)?,
+        max_record_bytes: record_limit(args.max_record_bytes, &[path])?,
     };
     if data::is_idx(path)? {
         // The image size first: a model of another shape is the error to report, not its labels.
@@ -97,26 +97,20 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
     // CSV columns are picked by the model's feature names, wherever they are in the file.
     let mut features = if data::is_idx(&args.data)? {
         if args.max_record_bytes.is_some() {
-            record_limit(args.max_record_bytes, &args.data)?;
+            record_limit(args.max_record_bytes, &[&args.data])?;
         }
         let (pixels, cols) = data::load_idx_images(&args.data)?;
         check_columns(&args.data, cols, &meta)?;
         pixels
     } else {
-        let (features, ignored) = data::load_csv_features(
+        let (features, cols, ignored) = data::load_csv_features(
             &args.data,
             &meta.feature_names,
             &meta.target,
-            record_limit(args.max_record_bytes, &args.data)?,
+            record_limit(args.max_record_bytes, &[&args.data])?,
         )?;
         warn_ignored("--data", &args.data, &ignored);
-        if features.len() % meta.inputs != 0 {
-            return Err(Error::Shape {
-                what: format!("the model ({} features)", meta.inputs),
-                expected: format!("data with {} feature columns", meta.inputs),
-                got: format!("another count in {}", args.data.display()),
-            });
-        }
+        check_columns(&args.data, cols, &meta)?;
         features
     };
     if let Some(s) = &meta.standardizer {

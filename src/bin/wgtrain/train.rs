@@ -234,7 +234,10 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     check_files(args)?;
     let hidden = parse_layers(&args.layers)?;
     let activation = hidden_activation(args.activation, &hidden)?;
-    let max_record_bytes = record_limit(args.max_record_bytes, &args.data)?;
+    let data_paths: Vec<&Path> = std::iter::once(args.data.as_path())
+        .chain(args.test_data.as_deref())
+        .collect();
+    let max_record_bytes = record_limit(args.max_record_bytes, &data_paths)?;
     if data::is_idx(&args.data)? {
         if let Some(target) = &args.target {
             return Err(invalid(
@@ -295,10 +298,16 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let standardize = args.standardize || (!args.no_standardize && !data::is_idx(&args.data)?);
     let standardizer = standardize.then(|| Standardizer::fit(&train));
     if let Some(s) = &standardizer {
+        // Rows of the training and validation splits are not numbered as in the file: name the split.
+        let split = if validation.is_some() {
+            PathBuf::from(format!("{} (its training rows)", args.data.display()))
+        } else {
+            args.data.clone()
+        };
         let test_path = args.test_data.as_deref().unwrap_or(&args.data);
         for (set, path) in [
-            (Some(&mut train), args.data.as_path()),
-            (validation.as_mut(), args.data.as_path()),
+            (Some(&mut train), split.as_path()),
+            (validation.as_mut(), split.as_path()),
             (test.as_mut(), test_path),
         ] {
             if let Some(set) = set {
