@@ -273,8 +273,50 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
         }
     }
     let mut file = std::fs::File::open(path).map_err(|e| Error::file(path, e))?;
+    // The header first: its length, then the tensors' extent, checked against the file's size before
+    // the rest is read, so a huge or padded file is refused without reading it.
     let mut bytes = Vec::new();
-    bytes.try_reserve_exact(meta.len() as usize).map_err(|_| {
+    (&mut file)
+        .take(8)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::file(path, e))?;
+    if bytes.len() < 8 {
+        return Err(Error::format(
+            path,
+            "not a safetensors file: shorter than its 8-byte header length",
+        ));
+    }
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+    if header_len > MAX_HEADER_BYTES || 8 + header_len > meta.len() {
+        return Err(Error::format(
+            path,
+            format!(
+                "not a safetensors file: a header of {header_len} bytes in a file of {}",
+                meta.len()
+            ),
+        ));
+    }
+    (&mut file)
+        .take(header_len)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::file(path, e))?;
+    let data_len = tensor_extent(&bytes[8..]).ok_or_else(|| {
+        Error::format(
+            path,
+            "not a safetensors file: its header is not a tensor table",
+        )
+    })?;
+    let expected = 8 + header_len + data_len;
+    if expected != meta.len() {
+        return Err(Error::format(
+            path,
+            format!(
+                "not a safetensors file: the header describes {expected} bytes, but the file holds {}",
+                meta.len()
+            ),
+        ));
+    }
+    bytes.try_reserve_exact(data_len as usize).map_err(|_| {
         Error::Memory(format!(
             "{}: the file does not fit in memory",
             path.display()
@@ -283,6 +325,24 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
     file.read_to_end(&mut bytes)
         .map_err(|e| Error::file(path, e))?;
     Ok(bytes)
+}
+
+/// safetensors' own limit on its JSON header.
+const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// The end of the last tensor's bytes in a safetensors header (`data_offsets` of every entry but
+/// `__metadata__`), or `None` when the header is not such a table.
+fn tensor_extent(header: &[u8]) -> Option<u64> {
+    let table: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(header).ok()?;
+    let mut end = 0;
+    for (name, entry) in &table {
+        if name == "__metadata__" {
+            continue;
+        }
+        let offsets = entry.get("data_offsets")?.as_array()?;
+        end = end.max(offsets.get(1)?.as_u64()?);
+    }
+    Some(end)
 }
 
 /// [`load`] on bytes in memory; `path` names them in messages.

@@ -107,8 +107,17 @@ pub fn resolve_output(path: &Path) -> Result<PathBuf> {
     Ok(target)
 }
 
+/// What an input path reads: the file (or pipe) behind standard input for `-`, else the path's target.
+pub fn input_metadata(path: &Path) -> Option<Metadata> {
+    if is_stdin(path) {
+        stdin_metadata()
+    } else {
+        std::fs::metadata(path).ok()
+    }
+}
+
 /// Two metadata of the same file (the same device and inode; elsewhere the same length and times).
-fn same_file(a: &Metadata, b: &Metadata) -> bool {
+pub fn same_file(a: &Metadata, b: &Metadata) -> bool {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
@@ -139,6 +148,12 @@ fn stdin_metadata() -> Option<Metadata> {
 /// A regular file's metadata, taken before opening it, so a FIFO (whose open would wait for a writer) or
 /// a device is refused instead of read. `what` says what was expected, e.g. `a safetensors file`.
 pub fn regular_file(path: &Path, what: &str) -> Result<Metadata> {
+    if is_stdin(path) {
+        return Err(Error::file(
+            path,
+            format!("standard input is not read here; expected the path of {what}"),
+        ));
+    }
     let meta = std::fs::metadata(path).map_err(|e| Error::file(path, e))?;
     if !meta.is_file() {
         return Err(Error::file(
@@ -173,14 +188,7 @@ pub fn check_outputs(outputs: &[Output], inputs: &[Input]) -> Result<()> {
     // Standard input counts as the file (or pipe) behind it: `--out /dev/stdin` must not replace it.
     let input_files: Vec<(&Input, Metadata)> = inputs
         .iter()
-        .filter_map(|i| {
-            let meta = if is_stdin(i.path) {
-                stdin_metadata()
-            } else {
-                std::fs::metadata(i.path).ok()
-            };
-            meta.map(|m| (i, m))
-        })
+        .filter_map(|i| input_metadata(i.path).map(|m| (i, m)))
         .collect();
     let mut seen: Vec<(&Output, PathBuf, Option<Metadata>)> = Vec::new();
     for output in outputs {

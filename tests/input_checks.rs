@@ -332,6 +332,16 @@ fn messages_name_the_file_line_column_and_value() {
         &strs(&train_cpu(&open_quote, &[])),
         &["fields, expected 3", "a quote left open?"],
     );
+    for (name, bytes) in [
+        ("last-line.csv", &b"a,b\n1,x\n2,\"y\n"[..]),
+        ("no-newline.csv", &b"a,b\n1,x\n3,\"4"[..]),
+    ] {
+        let path = write(name, bytes);
+        fails(
+            &strs(&train_cpu(&path, &[])),
+            &["line 3", "a quote that is never closed"],
+        );
+    }
     let unnamed = write("unnamed.csv", b"a,b,y,\n1,2,x,\n3,4,z,\n");
     fails(
         &strs(&train_cpu(&unnamed, &[])),
@@ -395,6 +405,41 @@ fn pipes_are_read_once_and_fifos_are_not_models() {
         "every byte of the pipe was read once"
     );
 
+    // A pipe named twice can be read only once.
+    let args = [
+        "train",
+        "--data",
+        "-",
+        "--test-data",
+        "/dev/stdin",
+        "--device",
+        "cpu",
+    ];
+    let bytes = std::fs::read(iris()).expect("iris");
+    failed(
+        &args,
+        &run_with(bounded(&args), Some(&bytes)),
+        &["/dev/stdin is the same stream as --data -"],
+    );
+
+    // A checkpoint whose header does not cover the file is refused before the rest is read.
+    let sparse = dir.join("sparse.safetensors");
+    std::fs::File::create(&sparse)
+        .and_then(|f| f.set_len(2 << 30))
+        .expect("a sparse file");
+    fails(
+        &["eval", "--model", &text(&sparse), "--data", &iris()],
+        &["sparse.safetensors", "not a safetensors file"],
+    );
+    let padded = dir.join("padded.safetensors");
+    let mut bytes = std::fs::read(&model).expect("model");
+    bytes.extend(vec![0u8; 1000]);
+    std::fs::write(&padded, bytes).expect("write");
+    fails(
+        &["eval", "--model", &text(&padded), "--data", &iris()],
+        &["the header describes", "but the file holds"],
+    );
+
     // Opening a FIFO for reading waits for a writer: --model and --init are refused before opening.
     let fifo = dir.join("model-fifo");
     assert!(std::process::Command::new("mkfifo")
@@ -429,22 +474,25 @@ fn pipes_are_read_once_and_fifos_are_not_models() {
 #[test]
 fn reading_flags_and_targets_are_checked() {
     fails(
-        &strs(&train_cpu(&iris(), &["--max-record-bytes", "1073741825"])),
-        &["--max-record-bytes", "1 GiB"],
+        &strs(&train_cpu(&iris(), &["--val-split", "1e-300"])),
+        &["--val-split", "`1e-300` is too small", "rounds to 0"],
     );
     let images = format!("{DATA}/mnist10k-test-images-idx3-ubyte.gz");
     fails(
+        &strs(&train_cpu(&iris(), &["--test-data", &images])),
+        &["--test-data", "not in the format of --data"],
+    );
+    fails(
+        &["eval", "--model", "-", "--data", &iris()],
+        &["standard input is not read here", "safetensors"],
+    );
+    fails(
+        &strs(&train_cpu(&iris(), &["--max-record-bytes", "1073741825"])),
+        &["--max-record-bytes", "1 GiB"],
+    );
+    fails(
         &strs(&train_cpu(&images, &["--max-record-bytes", "100"])),
         &["--max-record-bytes", "IDX"],
-    );
-    // With CSV test data beside IDX training data the flag applies to the CSV, so it is accepted (the
-    // run then fails on the test file's columns, which is a different error).
-    fails(
-        &strs(&train_cpu(
-            &images,
-            &["--max-record-bytes", "100000", "--test-data", &iris()],
-        )),
-        &["no column `label`", "iris.csv"],
     );
     let dir = scratch("targets");
     let empty = dir.join("empty-target.csv");

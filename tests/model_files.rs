@@ -290,6 +290,48 @@ fn init_from_another_run_must_match_it() {
     );
     assert_eq!(snapshot(&[&model]), before, "--init is never written");
     ok(&strs(&train(&["--init", &model, "--activation", "tanh"])));
+
+    // The same columns in another order are matched by name: with a learning rate too small to move
+    // anything, the model started from the file predicts what the file's model predicts.
+    let text_rows = std::fs::read_to_string(iris()).expect("iris");
+    let reordered: Vec<String> = text_rows
+        .lines()
+        .map(|l| {
+            let c: Vec<&str> = l.split(',').collect();
+            [c[2], c[0], c[3], c[1], c[4]].join(",")
+        })
+        .collect();
+    let shuffled = dir.join("reordered.csv");
+    std::fs::write(&shuffled, reordered.join("\n") + "\n").expect("write");
+    let moved = text(&dir.join("moved.safetensors"));
+    ok(&[
+        "train",
+        "--data",
+        &text(&shuffled),
+        "--epochs",
+        "1",
+        "--lr",
+        "1e-30",
+        "--device",
+        "cpu",
+        "--activation",
+        "tanh",
+        "--init",
+        &model,
+        "--out",
+        &moved,
+    ]);
+    let predict =
+        |m: &str, data: &str| ok(&["predict", "--model", m, "--data", data, "--device", "cpu"]);
+    let (before, after) = (predict(&model, &iris()), predict(&moved, &text(&shuffled)));
+    for (a, b) in before.lines().zip(after.lines()).skip(1) {
+        let (a, b): (Vec<&str>, Vec<&str>) = (a.split(',').collect(), b.split(',').collect());
+        assert_eq!(a[0], b[0], "the predicted class");
+        for (x, y) in a[1..].iter().zip(&b[1..]) {
+            let (x, y): (f32, f32) = (x.parse().expect("p"), y.parse().expect("p"));
+            assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+        }
+    }
 }
 
 fn epoch_lines(out: &str) -> HashMap<usize, String> {

@@ -250,7 +250,7 @@ fn standard_input_reads_like_a_file() {
     failed(&args, &output, &["standard input", "empty"]);
     let twice = ["train", "--data", "-", "--test-data", "-"];
     let output = run_with(command(&twice), Some(&bytes));
-    failed(&twice, &output, &["--test-data", "already read by --data"]);
+    failed(&twice, &output, &["--test-data", "can be read only once"]);
     let output = run_with(command(&args), Some(b"a,b,y\n1,x,0\n"));
     failed(&args, &output, &["standard input", "line 2", "`x`"]);
 }
@@ -391,4 +391,30 @@ fn long_names_read_only_files_and_permissions() {
         .mode()
         & 0o777;
     assert_eq!(mode, 0o640, "the replaced file's permission bits are kept");
+}
+
+#[test]
+fn a_failed_write_to_standard_output_is_an_error() {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let args = [
+        "train",
+        "--data",
+        &iris(),
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+    ];
+    let mut command = bounded(&args);
+    command.stdout(full);
+    let output = command.output().expect("run");
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(
+        err.trim().starts_with("error: standard output:") && !err.contains("panicked"),
+        "{err}"
+    );
 }

@@ -5,7 +5,7 @@
 //! they appear) and the column.
 
 use super::source::{self, Tape};
-use super::{class_index, Dataset, Task, TaskChoice, MAX_AUTO_CLASSES};
+use super::{ClassIndex, Dataset, Task, TaskChoice, MAX_AUTO_CLASSES};
 use crate::error::{quote, Error, Result};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -76,12 +76,9 @@ impl<'a, R: std::io::Read> Records<'a, R> {
                 if end.saturating_sub(start) > self.max_record_bytes as u64 {
                     return Err(self.too_long(line));
                 }
-                // Quotes come in pairs (an escaped quote is doubled). A record with an odd count, a line
-                // break inside a field, that turns out to be the last one, had a quote never closed: its
-                // field swallowed the rest of the file.
-                let swallowed = self.tape.quotes_before(end) % 2 == 1
-                    && record.iter().any(|f| f.contains(['\n', '\r']));
-                self.unclosed_quote = swallowed.then_some(line);
+                // A record that ends inside a quoted field, and turns out to be the last one, had a quote
+                // never closed: its field swallowed the rest of the file.
+                self.unclosed_quote = self.tape.ends_inside_quotes(start, end).then_some(line);
                 self.tape.consume_to(end);
                 Ok(Some(line))
             }
@@ -421,10 +418,11 @@ fn encode_target_column(
         ));
     }
     if let Some(classes) = &options.classes {
+        let index = ClassIndex::new(classes);
         let targets = raw
             .iter()
             .map(|(line, v)| {
-                class_index(classes, v).map(|c| c as f32).ok_or_else(|| {
+                index.get(v).map(|c| c as f32).ok_or_else(|| {
                     Error::format(
                         path,
                         format!(
@@ -491,9 +489,18 @@ fn encode_target_column(
         return Ok((Task::Regress, Vec::new(), targets));
     }
     // Classes in sorted order: numeric when every value is a number, else by string.
+    // Distinct by number when every value is one (`1` and `1.0` are one class), else by text; a set keeps
+    // this linear in the rows however many classes there are.
     let mut classes: Vec<String> = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
     for (_, v) in raw {
-        if class_index(&classes, v).is_none() || numbers.is_none() && !classes.contains(v) {
+        let key = match &numbers {
+            Some(_) => v.trim().parse::<f64>().map_or(v.clone(), |x| {
+                if x == 0.0 { 0.0f64 } else { x }.to_bits().to_string()
+            }),
+            None => v.clone(),
+        };
+        if seen.insert(key) {
             classes.push(v.clone());
         }
     }
@@ -516,9 +523,10 @@ fn encode_target_column(
             ),
         ));
     }
+    let index = ClassIndex::new(&classes);
     let targets = raw
         .iter()
-        .map(|(_, v)| class_index(&classes, v).expect("collected above") as f32)
+        .map(|(_, v)| index.get(v).expect("collected above") as f32)
         .collect();
     Ok((Task::Classify, classes, targets))
 }

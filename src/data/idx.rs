@@ -230,11 +230,13 @@ fn dataset(
             .map(|l| l.to_string())
             .collect(),
     };
+    let index = super::ClassIndex::new(&class_names);
     let targets = labels
         .iter()
         .enumerate()
         .map(|(i, &label)| {
-            super::class_index(&class_names, &label.to_string())
+            index
+                .get(&label.to_string())
                 .map(|c| c as f32)
                 .ok_or_else(|| {
                     Error::format(

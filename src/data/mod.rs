@@ -13,6 +13,7 @@ use crate::loss::Loss;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -263,12 +264,42 @@ pub fn is_idx(path: &Path) -> Result<bool> {
     Ok(n >= 2 && (head[..2] == [0x1f, 0x8b] || (n == 4 && head[..3] == [0, 0, 8])))
 }
 
-/// Maps a target string onto known class names: equal text, or equal numbers (`1` matches `1.0`).
-pub(crate) fn class_index(classes: &[String], value: &str) -> Option<usize> {
-    classes.iter().position(|c| c == value).or_else(|| {
-        let v: f64 = value.trim().parse().ok()?;
-        classes
-            .iter()
-            .position(|c| c.trim().parse::<f64>().ok() == Some(v))
-    })
+/// Finds a target's class among class names in constant time: the same text, else the same number (`1`
+/// is class `1.0`). The first of equal names wins.
+pub(crate) struct ClassIndex<'a> {
+    exact: HashMap<&'a str, usize>,
+    numeric: HashMap<u64, usize>,
+}
+
+/// A number as a map key: `-0` and `0` are the same class; NaN is no number's class.
+fn number_key(text: &str) -> Option<u64> {
+    let v: f64 = text.trim().parse().ok()?;
+    if v.is_nan() {
+        None
+    } else if v == 0.0 {
+        Some(0)
+    } else {
+        Some(v.to_bits())
+    }
+}
+
+impl<'a> ClassIndex<'a> {
+    pub(crate) fn new(classes: &'a [String]) -> Self {
+        let mut exact = HashMap::with_capacity(classes.len());
+        let mut numeric = HashMap::new();
+        for (i, c) in classes.iter().enumerate() {
+            exact.entry(c.as_str()).or_insert(i);
+            if let Some(k) = number_key(c) {
+                numeric.entry(k).or_insert(i);
+            }
+        }
+        ClassIndex { exact, numeric }
+    }
+
+    pub(crate) fn get(&self, value: &str) -> Option<usize> {
+        self.exact
+            .get(value)
+            .or_else(|| number_key(value).and_then(|k| self.numeric.get(&k)))
+            .copied()
+    }
 }

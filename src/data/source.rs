@@ -133,6 +133,31 @@ impl Tape {
         window.start += n as u64;
     }
 
+    /// Whether the record in input offsets `[start, end)` ends inside a quoted field, read as the CSV
+    /// reader does: a quote opens a field only as its first byte, and `""` inside one is a quote.
+    pub(crate) fn ends_inside_quotes(&self, start: u64, end: u64) -> bool {
+        let window = self.window.borrow();
+        let from = (start.saturating_sub(window.start) as usize).min(window.bytes.len());
+        let to = (end.saturating_sub(window.start) as usize).min(window.bytes.len());
+        let mut bytes = window.bytes.range(from..to).copied().peekable();
+        let (mut quoted, mut field_start) = (false, true);
+        while let Some(b) = bytes.next() {
+            if quoted {
+                if b == b'"' {
+                    if bytes.peek() == Some(&b'"') {
+                        bytes.next();
+                    } else {
+                        quoted = false;
+                    }
+                }
+            } else {
+                quoted = field_start && b == b'"';
+                field_start = b == b',';
+            }
+        }
+        quoted
+    }
+
     /// Quote characters between the consumed offset and input offset `end`.
     pub(crate) fn quotes_before(&self, end: u64) -> usize {
         let window = self.window.borrow();

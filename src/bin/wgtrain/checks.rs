@@ -27,10 +27,35 @@ pub fn input_files(flag: &'static str, path: &Path) -> Result<Vec<(&'static str,
 pub fn check_files(args: &TrainArgs) -> Result<()> {
     let mut inputs = input_files("--data", &args.data)?;
     if let Some(test) = &args.test_data {
-        if wgtrain::files::is_stdin(test) && wgtrain::files::is_stdin(&args.data) {
+        // A pipe (standard input, `/dev/stdin`, `<(…)`) can be read only once.
+        let stream = |p: &Path| wgtrain::files::input_metadata(p).filter(|m| !m.is_file());
+        let both_stdin = wgtrain::files::is_stdin(test) && wgtrain::files::is_stdin(&args.data);
+        if let (Some(a), Some(b)) = (stream(&args.data), stream(test)) {
+            if both_stdin || wgtrain::files::same_file(&a, &b) {
+                return Err(invalid(
+                    "--test-data",
+                    format!(
+                        "{} is the same stream as --data {}, which can be read only once",
+                        test.display(),
+                        args.data.display()
+                    ),
+                ));
+            }
+        }
+        if both_stdin {
             return Err(invalid(
                 "--test-data",
-                "standard input (`-`) is already read by --data".into(),
+                "standard input (`-`) is already read by --data, and can be read only once".into(),
+            ));
+        }
+        if data::is_idx(test)? != data::is_idx(&args.data)? {
+            return Err(invalid(
+                "--test-data",
+                format!(
+                    "{} is not in the format of --data {} (both CSV or both IDX)",
+                    test.display(),
+                    args.data.display()
+                ),
             ));
         }
         inputs.extend(input_files("--test-data", test)?);
@@ -75,17 +100,19 @@ pub fn warn_ignored(flag: &str, path: &Path, ignored: &[String]) {
     } else {
         String::new()
     };
-    eprintln!(
+    crate::complain(&format!(
         "warning: {flag} {}: ignoring column{} {}{more}, not used by the model",
         path.display(),
         if ignored.len() == 1 { "" } else { "s" },
         names.join(", ")
-    );
+    ));
 }
 
 /// Refuses `--init` from a model that differs from this run in more than its weights: activations, loss,
 /// task, feature or class names (shapes are checked when the tensors are read).
-pub fn check_init(path: &Path, saved: &ModelMeta, run: &ModelMeta) -> Result<()> {
+/// Returns, when the columns are the same but in another order, the saved row of each of this run's
+/// features.
+pub fn check_init(path: &Path, saved: &ModelMeta, run: &ModelMeta) -> Result<Option<Vec<usize>>> {
     let differ = |what: String| Err(invalid("--init", format!("{}: {what}", path.display())));
     for (i, (a, b)) in saved.layers.iter().zip(&run.layers).enumerate() {
         if (&a.activation, a.slope) != (&b.activation, b.slope) {
@@ -114,19 +141,34 @@ pub fn check_init(path: &Path, saved: &ModelMeta, run: &ModelMeta) -> Result<()>
             format!("{:?}", run.task).to_lowercase()
         ));
     }
+    // The same columns in another order are matched by name: the caller reorders the first layer's rows.
+    let mut order = None;
     if !saved.feature_names.is_empty() && saved.feature_names != run.feature_names {
-        let i = saved
+        let position: std::collections::HashMap<&str, usize> = saved
             .feature_names
             .iter()
-            .zip(&run.feature_names)
-            .position(|(a, b)| a != b)
-            .unwrap_or(0);
-        return differ(format!(
-            "feature {} is {}, this run's is {}",
-            i + 1,
-            wgtrain::error::quote(&saved.feature_names[i]),
-            wgtrain::error::quote(run.feature_names.get(i).map_or("", |s| s.as_str()))
-        ));
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i))
+            .collect();
+        let found: Option<Vec<usize>> = run
+            .feature_names
+            .iter()
+            .map(|n| position.get(n.as_str()).copied())
+            .collect();
+        match found {
+            Some(rows) if rows.len() == saved.feature_names.len() => order = Some(rows),
+            _ => {
+                let missing = run
+                    .feature_names
+                    .iter()
+                    .find(|n| !position.contains_key(n.as_str()))
+                    .map_or("", |n| n.as_str());
+                return differ(format!(
+                    "it was not trained on column {} of this run's data",
+                    wgtrain::error::quote(missing)
+                ));
+            }
+        }
     }
     if saved.class_names != run.class_names {
         return differ(format!(
@@ -135,7 +177,7 @@ pub fn check_init(path: &Path, saved: &ModelMeta, run: &ModelMeta) -> Result<()>
             run.class_names.join(", ")
         ));
     }
-    Ok(())
+    Ok(order)
 }
 
 /// The most `--max-record-bytes` may be: past it, one record could take more memory than a CSV row needs.

@@ -83,10 +83,10 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     report.insert("device".into(), model.device_info().backend.clone().into());
     report.insert("adapter".into(), model.device_info().adapter.clone().into());
     if args.json {
-        println!("{}", serde_json::Value::Object(report));
+        say!("{}", serde_json::Value::Object(report))?;
     } else {
         for (key, value) in &report {
-            println!("{key}: {value}");
+            say!("{key}: {value}")?;
         }
     }
     Ok(())
@@ -176,6 +176,29 @@ pub fn summary(args: &SummaryArgs) -> Result<()> {
         wgtrain::Activation::Sigmoid => Loss::Bce,
         _ => Loss::Mse,
     };
+    if args.inputs == 0 || args.outputs == 0 {
+        let flag = if args.inputs == 0 {
+            "--inputs"
+        } else {
+            "--outputs"
+        };
+        return Err(Error::InvalidValue {
+            what: flag.into(),
+            message: "must be at least 1, got 0".into(),
+        });
+    }
+    if !matches!(
+        args.output,
+        wgtrain::Activation::Linear | wgtrain::Activation::Sigmoid | wgtrain::Activation::Softmax
+    ) {
+        return Err(Error::InvalidValue {
+            what: "--output".into(),
+            message: format!(
+                "{} is not an output activation; expected linear, sigmoid or softmax",
+                args.output
+            ),
+        });
+    }
     if args.output == wgtrain::Activation::Softmax && args.outputs == 1 {
         return Err(Error::InvalidValue {
             what: "--output".into(),
@@ -183,8 +206,8 @@ pub fn summary(args: &SummaryArgs) -> Result<()> {
         });
     }
     let network = builder.dense(args.outputs, args.output).build(loss)?;
-    println!("network {}", network_shape(&network));
-    println!("{}", network.summary());
+    say!("network {}", network_shape(&network))?;
+    say!("{}", network.summary())?;
     Ok(())
 }
 
@@ -193,23 +216,23 @@ pub fn devices() -> Result<()> {
     let device = Device::from_env()?;
     let adapters = wgtrain::gpu::list_adapters();
     if adapters.is_empty() {
-        println!("wgpu sees no adapter");
+        say!("wgpu sees no adapter")?;
     }
     for info in &adapters {
-        println!(
+        say!(
             "{:<12} {:<8} {} ({} {})",
             format!("{:?}", info.device_type),
             info.backend.to_str(),
             info.name,
             info.driver,
             info.driver_info
-        );
+        )?;
     }
     let chosen = device.open()?;
-    println!(
+    say!(
         "{device} picks: {} ({})",
         chosen.info().adapter,
         chosen.info().backend
-    );
+    )?;
     Ok(())
 }

@@ -1,6 +1,14 @@
 //! The `wgtrain` command line: train, eval, predict, summary, devices. With no command it trains the bundled
 //! MNIST subset. Bad input prints one `error: …` line on stderr and exits with code 2.
 
+/// `println!` that returns an error instead of panicking when standard output cannot be written (a full
+/// disk, a pipe whose reader has gone).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::write_stdout(format_args!($($arg)*))
+    };
+}
+
 mod checks;
 mod commands;
 mod train;
@@ -213,9 +221,15 @@ fn shorten_quoted(line: &str) -> String {
         .join("'")
 }
 
-/// A finite 32-bit number, quoting the text as written when it is not one (`1e39` overflows to inf).
+/// A finite 32-bit number, quoting the text as written when it is not one (`1e39` overflows to inf,
+/// `1e-300` underflows to 0).
 fn finite_f32(s: &str) -> Result<f32, String> {
     match s.trim().parse::<f32>() {
+        // A value so small it rounds to 0 would quietly switch a feature off (`--val-split 1e-300`).
+        Ok(v) if v == 0.0 && s.trim().parse::<f64>().is_ok_and(|w| w != 0.0) => Err(format!(
+            "{} is too small for a 32-bit number (it rounds to 0)",
+            wgtrain::error::quote(s)
+        )),
         Ok(v) if v.is_finite() => Ok(v),
         Ok(_) => Err(format!(
             "{} is not a finite 32-bit number",
@@ -245,6 +259,24 @@ impl LossChoice {
     }
 }
 
+/// One line on standard output; a failed write is an error naming standard output.
+pub fn write_stdout(line: std::fmt::Arguments) -> wgtrain::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_fmt(line)
+        .and_then(|()| out.write_all(b"\n"))
+        .map_err(|e| wgtrain::Error::File {
+            path: "standard output".into(),
+            message: e.to_string(),
+        })
+}
+
+/// One line on standard error; if even that cannot be written, the exit code still says what happened.
+pub fn complain(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
 fn main() {
     wgtrain::device::quiet_headless_drivers();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
@@ -267,7 +299,7 @@ fn main() {
                 line.push(' ');
                 line.push_str(more.trim());
             }
-            eprintln!("{}", shorten_quoted(&line));
+            complain(&shorten_quoted(&line));
             std::process::exit(2);
         }
     };
@@ -280,7 +312,7 @@ fn main() {
         Some(Command::Devices) => commands::devices(),
     };
     if let Err(e) = result {
-        eprintln!("error: {e}");
+        complain(&format!("error: {e}"));
         std::process::exit(2);
     }
 }

@@ -330,9 +330,18 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     meta.class_names = train.class_names.clone();
     let initial = match &args.init {
         Some(init) => {
-            let (params, saved) = checkpoint::load_init(init, &network)?;
-            if let Some(saved) = saved {
-                check_init(init, &saved, &meta)?;
+            let (mut params, saved) = checkpoint::load_init(init, &network)?;
+            let order = match saved {
+                Some(saved) => check_init(init, &saved, &meta)?,
+                None => None,
+            };
+            if let (Some(order), Some(first)) = (order, params.first_mut()) {
+                let units = first.bias.len();
+                let rows: Vec<f32> = order
+                    .iter()
+                    .flat_map(|&r| first.weights[r * units..(r + 1) * units].iter().copied())
+                    .collect();
+                first.weights = rows;
             }
             Some(params)
         }
@@ -361,14 +370,14 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     };
     let chatty = !args.quiet && !args.json;
     if chatty {
-        println!(
+        say!(
             "training {} rows x {} features on {} ({}), network {}",
             train.rows(),
             train.cols(),
             model.device_info().adapter,
             model.device_info().backend,
             network_shape(&network)
-        );
+        )?;
     }
     let epochs = args.epochs;
     // With --out, every good epoch is saved (atomically), so a later divergence or crash leaves the last
@@ -380,7 +389,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         &config,
         |record, model| {
             if chatty {
-                println!("epoch {}/{epochs} {}", record.epoch, fit::describe(record));
+                say!("epoch {}/{epochs} {}", record.epoch, fit::describe(record))?;
             }
             if let Some(out) = &args.out {
                 let params = model.parameters()?;
@@ -413,12 +422,12 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         .and_then(|b| history.epochs.get(b - 1).copied())
         .unwrap_or(last);
     if chatty && kept.epoch != last.epoch {
-        println!(
+        say!(
             "stopped after epoch {}; restored the weights of epoch {} ({})",
             last.epoch,
             kept.epoch,
             fit::describe(&kept)
-        );
+        )?;
     }
     let mut report = serde_json::Map::new();
     report.insert("loss".into(), kept.loss.into());
@@ -449,18 +458,18 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         if test.task == Task::Classify {
             report.insert("test_accuracy".into(), stats.accuracy.into());
             if !args.json {
-                println!(
+                say!(
                     "test accuracy: {:.4} (loss {:.4}, {} rows)",
                     stats.accuracy,
                     stats.loss,
                     test.rows()
-                );
+                )?;
             }
         } else {
             let test_mse = mse(&mut model, test)?;
             report.insert("test_mse".into(), test_mse.into());
             if !args.json {
-                println!("test mse: {test_mse:.6} ({} rows)", test.rows());
+                say!("test mse: {test_mse:.6} ({} rows)", test.rows())?;
             }
         }
     }
@@ -472,17 +481,17 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         meta.epochs = kept.epoch;
         checkpoint::save(out, &model.parameters()?, &meta)?;
         if !args.json {
-            println!("model written to {}", out.display());
+            say!("model written to {}", out.display())?;
         }
     }
     if let Some(plot) = &args.plot {
         wgtrain::plot::plot_history(plot, &history)?;
         if !args.json {
-            println!("plot written to {}", plot.display());
+            say!("plot written to {}", plot.display())?;
         }
     }
     if args.json {
-        println!("{}", serde_json::Value::Object(report));
+        say!("{}", serde_json::Value::Object(report))?;
     }
     Ok(())
 }
