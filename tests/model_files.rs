@@ -1,6 +1,7 @@
 //! Model files and the flags around them: checkpoints that disagree with themselves are refused with the
 //! field named; `predict` writes CSV that tools read back; flags that would do nothing are errors; `--init`
-//! must match the run; early stopping reports the epoch whose weights it kept.
+//! must match the run; early stopping reports the epoch whose weights it kept; outputs that overflow are
+//! errors, not metrics; the environment and `summary`'s flags are checked like the rest.
 
 mod common;
 
@@ -429,4 +430,78 @@ fn a_model_without_feature_names_still_checks_the_column_count() {
         "cpu",
     ]);
     assert_eq!(out.lines().count(), 3, "{out}");
+}
+
+#[test]
+fn outputs_that_overflow_are_errors_not_metrics() {
+    let dir = scratch("overflow");
+    let model = text(&dir.join("iris.safetensors"));
+    ok(&strs(&train_cpu(&iris(), &["--out", &model])));
+    let far = dir.join("far.csv");
+    std::fs::write(
+        &far,
+        "sepal_length,sepal_width,petal_length,petal_width,species\n5,3,1.5,0.2,setosa\n1e38,1e38,1e38,1e38,setosa\n",
+    )
+    .expect("write");
+    fails(
+        &["predict", "--model", &model, "--data", &text(&far)],
+        &["far.csv", "data row 2"],
+    );
+    fails(
+        &["eval", "--model", &model, "--data", &text(&far)],
+        &["far.csv"],
+    );
+    let huge = dir.join("huge.csv");
+    std::fs::write(
+        &huge,
+        "sepal_length,sepal_width,petal_length,petal_width,species\n5,3e38,1.5,0.2,setosa\n",
+    )
+    .expect("write");
+    fails(
+        &["predict", "--model", &model, "--data", &text(&huge)],
+        &[
+            "huge.csv",
+            "data row 1, column `sepal_width`",
+            "too far outside the training data",
+        ],
+    );
+    // An IDX file of another image size is reported as that, not as an unseen label.
+    let images = format!("{DATA}/mnist10k-test-images-idx3-ubyte.gz");
+    fails(
+        &["eval", "--model", &model, "--data", &images],
+        &["4 feature columns", "784"],
+    );
+}
+
+#[test]
+fn the_environment_and_summary_are_checked_too() {
+    let mut bogus = command(&["devices"]);
+    bogus.env("WGTRAIN_DEVICE", "bogus");
+    failed(
+        &["devices"],
+        &run_with(bogus, None),
+        &["WGTRAIN_DEVICE", "`bogus`"],
+    );
+    let mut bytes = command(&["train", "--data", &iris()]);
+    bytes.env(
+        "WGTRAIN_DEVICE",
+        <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"\xff"),
+    );
+    failed(
+        &["train"],
+        &run_with(bytes, None),
+        &["WGTRAIN_DEVICE", "not text"],
+    );
+    fails(
+        &[
+            "summary",
+            "--inputs",
+            "3",
+            "--outputs",
+            "1",
+            "--output",
+            "softmax",
+        ],
+        &["softmax over one output"],
+    );
 }
