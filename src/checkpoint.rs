@@ -385,21 +385,19 @@ pub fn load_parameters(path: &Path, network: &Network) -> Result<Vec<LayerParams
     parse_parameters(path, &read_file(path)?, network)
 }
 
-/// [`load_parameters`], and the file's metadata when it is a wgtrain model (checked like [`load`]), so
-/// the caller can compare it with the network being trained.
-pub fn load_init(path: &Path, network: &Network) -> Result<(Vec<LayerParams>, Option<ModelMeta>)> {
+/// The metadata of a checkpoint when it is a wgtrain model (checked like [`load`]); `None` for bare
+/// tensors, such as a file written from PyTorch.
+pub fn read_meta(path: &Path) -> Result<Option<ModelMeta>> {
     let bytes = read_file(path)?;
-    let params = parse_parameters(path, &bytes, network)?;
     let has_meta = SafeTensors::read_metadata(&bytes)
         .ok()
         .and_then(|(_, m)| m.metadata().as_ref().map(|m| m.contains_key(META_KEY)))
         .unwrap_or(false);
-    let meta = if has_meta {
-        Some(parse(path, &bytes)?.2)
+    if has_meta {
+        Ok(Some(parse(path, &bytes)?.2))
     } else {
-        None
-    };
-    Ok((params, meta))
+        Ok(None)
+    }
 }
 
 /// [`load_parameters`] on bytes in memory; `path` names them in messages.

@@ -354,7 +354,13 @@ fn init_from_another_architecture() {
         is_format,
         &["tensor `layers.1.bias` is not part of the network"],
     );
-    // Iris has 4 features, the file's first layer takes 3.
+    // Bare tensors (as PyTorch writes them): iris has 4 features, the file's first layer takes 3.
+    let bytes = checkpoint_bytes();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).expect("parse");
+    let bare = file(
+        "bare.safetensors",
+        &safetensors::serialize(tensors.tensors(), None).expect("serialize"),
+    );
     cli_fails(
         &[
             "train",
@@ -363,9 +369,14 @@ fn init_from_another_architecture() {
             "--layers",
             "4",
             "--init",
-            good.to_str().unwrap(),
+            bare.to_str().unwrap(),
         ],
         &["layers.0.weight", "[4, 3]", "[4, 4]"],
+    );
+    // A wgtrain model decides the classes: iris's are not this model's.
+    cli_fails(
+        &["train", "--data", IRIS, "--init", good.to_str().unwrap()],
+        &["class `setosa` was not seen in training"],
     );
 }
 

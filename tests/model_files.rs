@@ -505,3 +505,81 @@ fn the_environment_and_summary_are_checked_too() {
         &["softmax over one output"],
     );
 }
+
+#[test]
+fn fine_tuning_keeps_what_the_model_was_trained_on() {
+    let dir = scratch("fine-tune");
+    let model = text(&dir.join("iris.safetensors"));
+    ok(&strs(&train_cpu(
+        &iris(),
+        &["--epochs", "30", "--lr", "0.01", "--out", &model],
+    )));
+    // New data with only two of the classes and another spread of values, columns in another order.
+    let rows = std::fs::read_to_string(iris()).expect("iris");
+    let mut lines = vec!["species,petal_width,petal_length,sepal_width,sepal_length".to_string()];
+    for line in rows.lines().skip(1) {
+        let c: Vec<&str> = line.split(',').collect();
+        if c[4] != "setosa" && c[0].parse::<f32>().expect("number") > 6.0 {
+            lines.push([c[4], c[3], c[2], c[1], c[0]].join(","));
+        }
+    }
+    let new = dir.join("new.csv");
+    std::fs::write(&new, lines.join("\n") + "\n").expect("write");
+    let eval = |m: &str| -> f64 {
+        let r = serde_json::from_str::<serde_json::Value>(
+            ok(&[
+                "eval",
+                "--model",
+                m,
+                "--data",
+                &text(&new),
+                "--device",
+                "cpu",
+                "--json",
+            ])
+            .trim(),
+        )
+        .expect("JSON");
+        r["loss"].as_f64().expect("loss")
+    };
+    let tuned = text(&dir.join("tuned.safetensors"));
+    ok(&strs(&train_cpu(
+        &text(&new),
+        &["--init", &model, "--lr", "1e-9", "--out", &tuned],
+    )));
+    // With a step too small to move anything, the tuned model is the model: the same classes, the same
+    // columns by name and the same standardisation, not statistics recomputed from the new data.
+    let (before, after) = (eval(&model), eval(&tuned));
+    assert!((before - after).abs() < 1e-4, "{before} vs {after}");
+    let (_, _, meta) = checkpoint::load(Path::new(&tuned)).expect("load");
+    assert_eq!(meta.epochs, 31, "30 epochs, then one more");
+    assert_eq!(meta.class_names, ["setosa", "versicolor", "virginica"]);
+    fails(
+        &strs(&train_cpu(
+            &text(&new),
+            &["--init", &model, "--no-standardize"],
+        )),
+        &["--no-standardize", "conflicts with --init", "standardised"],
+    );
+    fails(
+        &strs(&train_cpu(
+            &text(&new),
+            &["--init", &model, "--task", "regress"],
+        )),
+        &["--task", "conflicts with --init", "classify model"],
+    );
+}
+
+#[test]
+fn targets_the_loss_cannot_fit_are_named() {
+    let dir = scratch("bce-targets");
+    let data = dir.join("int.csv");
+    std::fs::write(&data, "x,y\n1,0.5\n2,6\n3,0.25\n").expect("write");
+    fails(
+        &strs(&train_cpu(
+            &text(&data),
+            &["--task", "regress", "--output", "sigmoid"],
+        )),
+        &["int.csv", "data row 2, column `y`", "6 is outside [0, 1]"],
+    );
+}

@@ -110,9 +110,9 @@ pub fn warn_ignored(flag: &str, path: &Path, ignored: &[String]) {
 
 /// Refuses `--init` from a model that differs from this run in more than its weights: activations, loss,
 /// task, feature or class names (shapes are checked when the tensors are read).
-/// Returns, when the columns are the same but in another order, the saved row of each of this run's
-/// features.
-pub fn check_init(path: &Path, saved: &ModelMeta, run: &ModelMeta) -> Result<Option<Vec<usize>>> {
+/// The data options come from the saved model (see `train::init_options`), so feature and class names
+/// agree by construction; the architecture is what can still differ.
+pub fn check_init(path: &Path, saved: &ModelMeta, run: &ModelMeta) -> Result<()> {
     let differ = |what: String| Err(invalid("--init", format!("{}: {what}", path.display())));
     for (i, (a, b)) in saved.layers.iter().zip(&run.layers).enumerate() {
         if (&a.activation, a.slope) != (&b.activation, b.slope) {
@@ -141,34 +141,8 @@ pub fn check_init(path: &Path, saved: &ModelMeta, run: &ModelMeta) -> Result<Opt
             format!("{:?}", run.task).to_lowercase()
         ));
     }
-    // The same columns in another order are matched by name: the caller reorders the first layer's rows.
-    let mut order = None;
     if !saved.feature_names.is_empty() && saved.feature_names != run.feature_names {
-        let position: std::collections::HashMap<&str, usize> = saved
-            .feature_names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.as_str(), i))
-            .collect();
-        let found: Option<Vec<usize>> = run
-            .feature_names
-            .iter()
-            .map(|n| position.get(n.as_str()).copied())
-            .collect();
-        match found {
-            Some(rows) if rows.len() == saved.feature_names.len() => order = Some(rows),
-            _ => {
-                let missing = run
-                    .feature_names
-                    .iter()
-                    .find(|n| !position.contains_key(n.as_str()))
-                    .map_or("", |n| n.as_str());
-                return differ(format!(
-                    "it was not trained on column {} of this run's data",
-                    wgtrain::error::quote(missing)
-                ));
-            }
-        }
+        return differ("its feature columns differ from this run's".into());
     }
     if saved.class_names != run.class_names {
         return differ(format!(
@@ -177,7 +151,7 @@ pub fn check_init(path: &Path, saved: &ModelMeta, run: &ModelMeta) -> Result<Opt
             run.class_names.join(", ")
         ));
     }
-    Ok(order)
+    Ok(())
 }
 
 /// The most `--max-record-bytes` may be: past it, one record could take more memory than a CSV row needs.

@@ -205,6 +205,64 @@ pub fn output_layer(
     Ok((activation, width, loss))
 }
 
+/// The data options a wgtrain model given to `--init` implies; flags that contradict it are errors.
+fn init_options(
+    options: &mut CsvOptions,
+    saved: &ModelMeta,
+    args: &TrainArgs,
+    path: &Path,
+) -> Result<()> {
+    let conflict = |flag: &str, what: String| {
+        Err(invalid(
+            flag,
+            format!("conflicts with --init {}, {what}", path.display()),
+        ))
+    };
+    let task = match saved.task {
+        Task::Classify => TaskChoice::Classify,
+        Task::Regress => TaskChoice::Regress,
+    };
+    if args.task != TaskChoice::Auto && args.task != task {
+        return conflict("--task", format!("a {:?} model", saved.task).to_lowercase());
+    }
+    if saved.standardizer.is_some() && args.no_standardize {
+        return conflict("--no-standardize", "whose inputs are standardised".into());
+    }
+    if saved.standardizer.is_none() && args.standardize {
+        return conflict("--standardize", "whose inputs are not standardised".into());
+    }
+    options.task = task;
+    if options.target.is_none() && !saved.target.is_empty() {
+        options.target = Some(saved.target.clone());
+    }
+    if saved.task == Task::Classify {
+        options.classes = Some(saved.class_names.clone());
+    }
+    if !saved.feature_names.is_empty() {
+        options.features = Some(saved.feature_names.clone());
+    }
+    Ok(())
+}
+
+/// Targets the loss cannot take, named by data row before anything is built (bce needs values in [0, 1]).
+fn check_targets(train: &Dataset, loss: Loss, path: &Path) -> Result<()> {
+    if train.task != Task::Regress || loss != Loss::Bce {
+        return Ok(());
+    }
+    match train.targets.iter().position(|y| !(0.0..=1.0).contains(y)) {
+        None => Ok(()),
+        Some(i) => Err(Error::Format {
+            path: path.display().to_string(),
+            message: format!(
+                "data row {}, column {}: {} is outside [0, 1], the values bce (a sigmoid output) can fit",
+                i + 1,
+                wgtrain::error::quote(&train.target_name),
+                train.targets[i]
+            ),
+        }),
+    }
+}
+
 /// A non-finite loss on held-out data means outputs that overflowed: an error, not metrics of NaN.
 pub fn finite_loss(loss: f32, path: &Path) -> Result<()> {
     if loss.is_finite() {
@@ -256,13 +314,25 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         }
     }
     let device = args.device.resolve()?;
-    let options = CsvOptions {
+    // A wgtrain model given to --init decides what the data means: its target, task, classes, feature
+    // columns (by name) and standardisation, so its weights see inputs scaled as they were trained on.
+    let init_meta = match &args.init {
+        Some(path) => checkpoint::read_meta(path)?,
+        None => None,
+    };
+    let mut options = CsvOptions {
         target: args.target.clone(),
         task: args.task,
         max_record_bytes,
         ..CsvOptions::default()
     };
+    if let (Some(saved), Some(path)) = (&init_meta, &args.init) {
+        init_options(&mut options, saved, args, path)?;
+    }
     let mut train = data::load(&args.data, &options)?;
+    warn_ignored("--data", &args.data, &train.ignored_columns);
+    let (output, outputs, loss) = output_layer(&train, args.output, args.loss)?;
+    check_targets(&train, loss, &args.data)?;
     let mut test = match &args.test_data {
         Some(path) => {
             let known = CsvOptions {
@@ -295,8 +365,14 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         train = rest;
         validation = Some(held_out);
     }
-    let standardize = args.standardize || (!args.no_standardize && !data::is_idx(&args.data)?);
-    let standardizer = standardize.then(|| Standardizer::fit(&train));
+    let standardizer = match &init_meta {
+        Some(saved) => saved.standardizer.clone(),
+        None => {
+            let standardize =
+                args.standardize || (!args.no_standardize && !data::is_idx(&args.data)?);
+            standardize.then(|| Standardizer::fit(&train))
+        }
+    };
     if let Some(s) = &standardizer {
         // Rows of the training and validation splits are not numbered as in the file: name the split.
         let split = if validation.is_some() {
@@ -316,7 +392,6 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         }
     }
 
-    let (output, outputs, loss) = output_layer(&train, args.output, args.loss)?;
     let mut builder = Network::builder(train.cols());
     for &width in &hidden {
         builder = builder.dense(width, activation);
@@ -330,20 +405,10 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     meta.class_names = train.class_names.clone();
     let initial = match &args.init {
         Some(init) => {
-            let (mut params, saved) = checkpoint::load_init(init, &network)?;
-            let order = match saved {
-                Some(saved) => check_init(init, &saved, &meta)?,
-                None => None,
-            };
-            if let (Some(order), Some(first)) = (order, params.first_mut()) {
-                let units = first.bias.len();
-                let rows: Vec<f32> = order
-                    .iter()
-                    .flat_map(|&r| first.weights[r * units..(r + 1) * units].iter().copied())
-                    .collect();
-                first.weights = rows;
+            if let Some(saved) = &init_meta {
+                check_init(init, saved, &meta)?;
             }
-            Some(params)
+            Some(checkpoint::load_parameters(init, &network)?)
         }
         None => None,
     };
@@ -477,8 +542,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     report.insert("adapter".into(), model.device_info().adapter.clone().into());
 
     if let Some(out) = &args.out {
-        // The final parameters: after early stopping, those of the best epoch.
-        meta.epochs = kept.epoch;
+        // The final parameters: after early stopping, those of the best epoch; counted on from --init's.
+        meta.epochs = kept.epoch + init_meta.as_ref().map_or(0, |m| m.epochs);
         checkpoint::save(out, &model.parameters()?, &meta)?;
         if !args.json {
             say!("model written to {}", out.display())?;
