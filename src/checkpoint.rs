@@ -105,6 +105,9 @@ impl ModelMeta {
                 second + 1
             ));
         }
+        if let Some(i) = names.iter().position(|n| n.is_empty()) {
+            return Err(format!("feature_names has an empty name at {}", i + 1));
+        }
         if !self.target.is_empty() && names.contains(&self.target) {
             return Err(format!(
                 "target {} is also one of feature_names",
@@ -136,7 +139,17 @@ impl ModelMeta {
                         if outputs == 1 { "" } else { "s" }
                     ));
                 }
-                if let Some((first, second)) = first_duplicate(&self.class_names) {
+                // Targets map onto classes by text, else by number: two names of one number are one class.
+                let as_numbers: Vec<String> = self
+                    .class_names
+                    .iter()
+                    .map(|c| match c.trim().parse::<f64>() {
+                        Ok(0.0) => "0".to_string(),
+                        Ok(v) if v.is_finite() => v.to_string(),
+                        _ => c.clone(),
+                    })
+                    .collect();
+                if let Some((first, second)) = first_duplicate(&as_numbers) {
                     return Err(format!(
                         "class_names has {} twice (at {} and {})",
                         quote(&self.class_names[second]),

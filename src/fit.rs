@@ -141,6 +141,14 @@ pub fn fit(
             Some((v, vy, rows)) => Some(model.evaluate_checked(*rows, &v.features, vy)?),
             None => None,
         };
+        // Outputs that overflow on held-out rows are divergence too, not an epoch to keep or report.
+        if let Some(v) = val.filter(|v| !v.loss.is_finite()) {
+            bar.finish_and_clear();
+            return Err(Error::Diverged(format!(
+                "the validation loss became {} in epoch {epoch}",
+                v.loss
+            )));
+        }
         let record = EpochRecord {
             epoch,
             loss: stats.loss,

@@ -429,7 +429,7 @@ fn predict_data_with_other_columns() {
         "",
         data::DEFAULT_MAX_RECORD_BYTES,
     )
-    .map(|(features, _, _)| features);
+    .map(|read| read.features);
     expect_err(err, is_format, &["no column `a`", "a feature of the model"]);
     cli_fails(
         &[

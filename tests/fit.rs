@@ -20,6 +20,7 @@ fn dataset(rows: usize) -> Dataset {
         task: Task::Classify,
         class_names: vec!["0".into(), "1".into()],
         ignored_columns: Vec::new(),
+        lines: Vec::new(),
     }
 }
 

@@ -473,6 +473,10 @@ fn pipes_are_read_once_and_fifos_are_not_models() {
 
 #[test]
 fn reading_flags_and_targets_are_checked() {
+    // A `.csv` name is CSV even when it contains `idx`.
+    let named = scratch("idx-name").join("ridx1.csv");
+    std::fs::copy(iris(), &named).expect("copy");
+    ok(&strs(&train_cpu(&text(&named), &[])));
     fails(
         &strs(&train_cpu(&iris(), &["--val-split", "1e-300"])),
         &["--val-split", "`1e-300` is too small", "rounds to 0"],

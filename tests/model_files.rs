@@ -49,7 +49,20 @@ fn checkpoints_that_disagree_with_themselves_are_refused() {
     let network = classifier();
     let params = network.init_parameters(0);
     type Edit = fn(&mut ModelMeta);
-    let cases: [(&str, Edit, &[&str]); 6] = [
+    let cases: [(&str, Edit, &[&str]); 8] = [
+        (
+            "empty-feature",
+            |m| m.feature_names[1] = String::new(),
+            &["feature_names has an empty name at 2"],
+        ),
+        (
+            "same-number-classes",
+            |m| {
+                m.class_names[0] = "1".into();
+                m.class_names[1] = "1.0".into();
+            },
+            &["class_names has `1.0` twice (at 1 and 2)"],
+        ),
         (
             "regress",
             |m| m.task = Task::Regress,
@@ -445,7 +458,7 @@ fn outputs_that_overflow_are_errors_not_metrics() {
     .expect("write");
     fails(
         &["predict", "--model", &model, "--data", &text(&far)],
-        &["far.csv", "data row 2"],
+        &["far.csv", "line 3"],
     );
     fails(
         &["eval", "--model", &model, "--data", &text(&far)],
@@ -461,7 +474,7 @@ fn outputs_that_overflow_are_errors_not_metrics() {
         &["predict", "--model", &model, "--data", &text(&huge)],
         &[
             "huge.csv",
-            "data row 1, column `sepal_width`",
+            "line 2, column `sepal_width`",
             "too far outside the training data",
         ],
     );
@@ -553,6 +566,32 @@ fn fine_tuning_keeps_what_the_model_was_trained_on() {
     assert!((before - after).abs() < 1e-4, "{before} vs {after}");
     let (_, _, meta) = checkpoint::load(Path::new(&tuned)).expect("load");
     assert_eq!(meta.epochs, 31, "30 epochs, then one more");
+    let json = report(&strs(&train_cpu(
+        &text(&new),
+        &["--init", &tuned, "--lr", "1e-9", "--json"],
+    )));
+    assert_eq!(
+        json["epochs"], 32,
+        "the JSON counts as the checkpoint does: {json}"
+    );
+    fails(
+        &strs(&train_cpu(
+            &text(&new),
+            &["--init", &model, "--target", "sepal_width"],
+        )),
+        &[
+            "--target",
+            "conflicts with --init",
+            "whose target is `species`",
+        ],
+    );
+    fails(
+        &strs(&train_cpu(
+            &iris(),
+            &["--init", &model, "--layers", "128,4"],
+        )),
+        &["--init", "it has 2 layers, this run 3"],
+    );
     assert_eq!(meta.class_names, ["setosa", "versicolor", "virginica"]);
     fails(
         &strs(&train_cpu(
@@ -580,6 +619,37 @@ fn targets_the_loss_cannot_fit_are_named() {
             &text(&data),
             &["--task", "regress", "--output", "sigmoid"],
         )),
-        &["int.csv", "data row 2, column `y`", "6 is outside [0, 1]"],
+        &["int.csv", "line 3, column `y`", "6 is outside [0, 1]"],
     );
+}
+
+#[test]
+fn held_out_losses_that_overflow_stop_training() {
+    let dir = scratch("val-overflow");
+    let data = dir.join("wild.csv");
+    let mut rows = vec!["a,b,y".to_string()];
+    for i in 0..40 {
+        let x = i as f32 / 4.0;
+        rows.push(format!("{x},{},{}", x * x, 1000.0 * x * x * x));
+    }
+    std::fs::write(&data, rows.join("\n") + "\n").expect("write");
+    let out = dir.join("m.safetensors");
+    let args = train_cpu(
+        &text(&data),
+        &[
+            "--epochs",
+            "3",
+            "--val-split",
+            "0.3",
+            "--lr",
+            "0.5",
+            "--optimizer",
+            "sgd",
+            "--quiet",
+            "--out",
+            &text(&out),
+        ],
+    );
+    let line = fails(&strs(&args), &["training diverged"]);
+    assert!(!line.contains("null"), "{line}");
 }

@@ -309,6 +309,8 @@ fn parse_feature(path: &Path, line: u64, column: &str, cell: &str) -> Result<f32
 struct Table {
     columns: Columns,
     features: Vec<f32>,
+    /// Each row's physical line.
+    lines: Vec<u64>,
     /// Target cells with their lines (empty without a target column).
     targets: Vec<(u64, String)>,
 }
@@ -335,6 +337,7 @@ fn read_table<R: std::io::Read>(
     )?;
     let mut features: Vec<f32> = Vec::new();
     let mut targets = Vec::new();
+    let mut lines = Vec::new();
     let width = columns.features.len();
     while let Some(line) = records.next(&mut record)? {
         features.try_reserve(width).map_err(|_| {
@@ -349,6 +352,7 @@ fn read_table<R: std::io::Read>(
         if let Some(t) = columns.target {
             targets.push((line, record[t].to_string()));
         }
+        lines.push(line);
     }
     if features.is_empty() {
         return Err(Error::format(path, "no data rows after the header"));
@@ -356,6 +360,7 @@ fn read_table<R: std::io::Read>(
     Ok(Table {
         columns,
         features,
+        lines,
         targets,
     })
 }
@@ -380,12 +385,14 @@ fn dataset_from_table(path: &Path, table: Table, options: &CsvOptions) -> Result
     let Table {
         columns,
         features,
+        lines,
         targets,
     } = table;
     let target = columns.target.expect("the target column is required here");
     let name = &columns.header[target];
     let (task, class_names, targets) = encode_target_column(path, name, &targets, options)?;
     Ok(Dataset {
+        lines,
         features,
         feature_names: columns
             .features
@@ -531,6 +538,18 @@ fn encode_target_column(
     Ok((Task::Classify, classes, targets))
 }
 
+/// Features read for inference (see [`load_csv_features`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CsvFeatures {
+    /// `[rows, cols]`, row-major.
+    pub features: Vec<f32>,
+    pub cols: usize,
+    /// Columns of the file that were not used.
+    pub ignored: Vec<String>,
+    /// Each row's physical line in the file.
+    pub lines: Vec<u64>,
+}
+
 /// Features for inference: the columns named `feature_names`, in that order, wherever they are in the
 /// file; returns them, their count, and the other columns' names, which were ignored. A missing column is an error naming it. A
 /// model without feature names (written by the library) takes every column, and their count must match.
@@ -540,7 +559,7 @@ pub fn load_csv_features(
     feature_names: &[String],
     target: &str,
     max_record_bytes: usize,
-) -> Result<(Vec<f32>, usize, Vec<String>)> {
+) -> Result<CsvFeatures> {
     let input = source::open(path)?;
     let path = source::display_name(path);
     let options = CsvOptions {
@@ -550,9 +569,10 @@ pub fn load_csv_features(
         ..CsvOptions::default()
     };
     let table = read_table(path, input, &options, false)?;
-    Ok((
-        table.features,
-        table.columns.features.len(),
-        table.columns.ignored,
-    ))
+    Ok(CsvFeatures {
+        cols: table.columns.features.len(),
+        features: table.features,
+        ignored: table.columns.ignored,
+        lines: table.lines,
+    })
 }

@@ -263,5 +263,6 @@ fn dataset(
         task: Task::Classify,
         class_names,
         ignored_columns: Vec::new(),
+        lines: Vec::new(),
     })
 }

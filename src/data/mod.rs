@@ -5,7 +5,9 @@ mod csv;
 mod idx;
 mod source;
 
-pub use self::csv::{load_csv, load_csv_features, parse_csv, CsvOptions, DEFAULT_MAX_RECORD_BYTES};
+pub use self::csv::{
+    load_csv, load_csv_features, parse_csv, CsvFeatures, CsvOptions, DEFAULT_MAX_RECORD_BYTES,
+};
 pub use self::idx::{labels_path, load_idx, load_idx_images, parse_idx};
 
 use crate::error::{Error, Result};
@@ -69,6 +71,8 @@ pub struct Dataset {
     pub class_names: Vec<String>,
     /// Columns of the file that were not used (when features were chosen by name).
     pub ignored_columns: Vec<String>,
+    /// The physical line of each row in its CSV file, for messages (empty for IDX data).
+    pub lines: Vec<u64>,
 }
 
 impl Dataset {
@@ -94,6 +98,11 @@ impl Dataset {
             task: self.task,
             class_names: self.class_names.clone(),
             ignored_columns: self.ignored_columns.clone(),
+            lines: if self.lines.is_empty() {
+                Vec::new()
+            } else {
+                indices.iter().map(|&i| self.lines[i]).collect()
+            },
         }
     }
 
@@ -146,6 +155,14 @@ impl Dataset {
             encoded[row * outputs + class as usize] = 1.0;
         }
         encoded
+    }
+}
+
+/// `line N` (the physical line in the file) where the row's line is known, else `row N` (from 1).
+pub fn row_name(lines: &[u64], row: usize) -> String {
+    match lines.get(row) {
+        Some(line) => format!("line {line}"),
+        None => format!("row {}", row + 1),
     }
 }
 
@@ -202,9 +219,15 @@ impl Standardizer {
     }
 
     /// [`Standardizer::apply`], refusing a value whose standardised form is not a finite f32 (one far
-    /// outside the training data, such as 3e38 with a small spread); `names` and `path` name it, and
-    /// the row is counted within `features`.
-    pub fn apply_checked(&self, features: &mut [f32], names: &[String], path: &Path) -> Result<()> {
+    /// outside the training data, such as 3e38 with a small spread); `names`, `lines` (each row's line
+    /// in the file, when known) and `path` name it.
+    pub fn apply_checked(
+        &self,
+        features: &mut [f32],
+        names: &[String],
+        lines: &[u64],
+        path: &Path,
+    ) -> Result<()> {
         let cols = self.mean.len().max(1);
         for (i, v) in features.iter_mut().enumerate() {
             let c = i % cols;
@@ -213,8 +236,8 @@ impl Standardizer {
                 return Err(Error::format(
                     path,
                     format!(
-                        "data row {}, column {}: {:e} is too far outside the training data to standardise (mean {}, std {})",
-                        i / cols + 1,
+                        "{}, column {}: {:e} is too far outside the training data to standardise (mean {}, std {})",
+                        row_name(lines, i / cols),
                         crate::error::quote(names.get(c).map_or("", |n| n.as_str())),
                         *v,
                         self.mean[c],
@@ -228,8 +251,8 @@ impl Standardizer {
     }
 }
 
-/// Loads CSV or IDX by looking at the file: IDX when its name contains `idx` or it starts with an IDX or
-/// gzip magic number, CSV otherwise. The path `-` reads CSV from standard input.
+/// Loads CSV or IDX by looking at the file: CSV when its name ends in `.csv`, else IDX when its name
+/// contains `idx` or it starts with an IDX or gzip magic number, CSV otherwise. The path `-` reads CSV from standard input.
 pub fn load(path: &Path, options: &CsvOptions) -> Result<Dataset> {
     if is_idx(path)? {
         load_idx(path, options.classes.as_deref())
@@ -247,11 +270,11 @@ pub fn is_idx(path: &Path) -> Result<bool> {
         .file_name()
         .map(|n| n.to_string_lossy().to_lowercase())
         .unwrap_or_default();
-    if name.contains("idx") {
-        return Ok(true);
-    }
     if name.ends_with(".csv") {
         return Ok(false);
+    }
+    if name.contains("idx") {
+        return Ok(true);
     }
     // Only a regular file is sniffed: reading from a pipe (`<(cat data.csv)`) would eat the bytes.
     if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {

@@ -114,6 +114,29 @@ pub fn warn_ignored(flag: &str, path: &Path, ignored: &[String]) {
 /// agree by construction; the architecture is what can still differ.
 pub fn check_init(path: &Path, saved: &ModelMeta, run: &ModelMeta) -> Result<()> {
     let differ = |what: String| Err(invalid("--init", format!("{}: {what}", path.display())));
+    if saved.layers.len() != run.layers.len() {
+        return differ(format!(
+            "it has {} layers, this run {} (see --layers)",
+            saved.layers.len(),
+            run.layers.len()
+        ));
+    }
+    if saved.inputs != run.inputs {
+        return differ(format!(
+            "it takes {} inputs, this run's data has {}",
+            saved.inputs, run.inputs
+        ));
+    }
+    for (i, (a, b)) in saved.layers.iter().zip(&run.layers).enumerate() {
+        if a.units != b.units {
+            return differ(format!(
+                "layer {} has {} units, this run's has {}",
+                i + 1,
+                a.units,
+                b.units
+            ));
+        }
+    }
     for (i, (a, b)) in saved.layers.iter().zip(&run.layers).enumerate() {
         if (&a.activation, a.slope) != (&b.activation, b.slope) {
             let name = |l: &checkpoint::LayerMeta| match l.slope {
@@ -142,7 +165,18 @@ pub fn check_init(path: &Path, saved: &ModelMeta, run: &ModelMeta) -> Result<()>
         ));
     }
     if !saved.feature_names.is_empty() && saved.feature_names != run.feature_names {
-        return differ("its feature columns differ from this run's".into());
+        let i = saved
+            .feature_names
+            .iter()
+            .zip(&run.feature_names)
+            .position(|(a, b)| a != b)
+            .unwrap_or(0);
+        return differ(format!(
+            "its feature {} is {}, this run's is {}",
+            i + 1,
+            wgtrain::error::quote(&saved.feature_names[i]),
+            wgtrain::error::quote(run.feature_names.get(i).map_or("", |s| s.as_str()))
+        ));
     }
     if saved.class_names != run.class_names {
         return differ(format!(

@@ -40,6 +40,15 @@ fn labelled_data(args: &EvalArgs, meta: &ModelMeta) -> Result<Dataset> {
             .then(|| meta.feature_names.clone()),
         max_record_bytes: record_limit(args.max_record_bytes, &[path])?,
     };
+    if data::is_idx(path)? && meta.task == Task::Regress {
+        return Err(Error::InvalidValue {
+            what: "--data".into(),
+            message: format!(
+                "{} is IDX data, whose labels are classes, but the model is a regression model",
+                path.display()
+            ),
+        });
+    }
     if data::is_idx(path)? {
         // The image size first: a model of another shape is the error to report, not its labels.
         let (_, cols) = data::load_idx_images(path)?;
@@ -49,7 +58,12 @@ fn labelled_data(args: &EvalArgs, meta: &ModelMeta) -> Result<Dataset> {
     warn_ignored("--data", path, &dataset.ignored_columns);
     check_columns(path, dataset.cols(), meta)?;
     if let Some(s) = &meta.standardizer {
-        s.apply_checked(&mut dataset.features, &dataset.feature_names, path)?;
+        s.apply_checked(
+            &mut dataset.features,
+            &dataset.feature_names,
+            &dataset.lines,
+            path,
+        )?;
     }
     Ok(dataset)
 }
@@ -95,26 +109,26 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
 pub fn predict(args: &PredictArgs) -> Result<()> {
     let (mut model, meta) = open_model(&args.model, args.device.resolve()?)?;
     // CSV columns are picked by the model's feature names, wherever they are in the file.
-    let mut features = if data::is_idx(&args.data)? {
+    let (mut features, lines) = if data::is_idx(&args.data)? {
         if args.max_record_bytes.is_some() {
             record_limit(args.max_record_bytes, &[&args.data])?;
         }
         let (pixels, cols) = data::load_idx_images(&args.data)?;
         check_columns(&args.data, cols, &meta)?;
-        pixels
+        (pixels, Vec::new())
     } else {
-        let (features, cols, ignored) = data::load_csv_features(
+        let read = data::load_csv_features(
             &args.data,
             &meta.feature_names,
             &meta.target,
             record_limit(args.max_record_bytes, &[&args.data])?,
         )?;
-        warn_ignored("--data", &args.data, &ignored);
-        check_columns(&args.data, cols, &meta)?;
-        features
+        warn_ignored("--data", &args.data, &read.ignored);
+        check_columns(&args.data, read.cols, &meta)?;
+        (read.features, read.lines)
     };
     if let Some(s) = &meta.standardizer {
-        s.apply_checked(&mut features, &meta.feature_names, &args.data)?;
+        s.apply_checked(&mut features, &meta.feature_names, &lines, &args.data)?;
     }
     let outputs = model.network().outputs();
     let predictions = model.predict(&features)?;
@@ -122,8 +136,8 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
         return Err(Error::Format {
             path: args.data.display().to_string(),
             message: format!(
-                "data row {}: the model's output is {}, not a number it can report (inputs far outside the training data?)",
-                i / outputs.max(1) + 1,
+                "{}: the model's output is {}, not a number it can report (inputs far outside the training data?)",
+                data::row_name(&lines, i / outputs.max(1)),
                 predictions[i]
             ),
         });

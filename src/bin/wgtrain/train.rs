@@ -231,6 +231,20 @@ fn init_options(
     if saved.standardizer.is_none() && args.standardize {
         return conflict("--standardize", "whose inputs are not standardised".into());
     }
+    if let Some(target) = &args.target {
+        if !saved.target.is_empty() && *target != saved.target {
+            return conflict(
+                "--target",
+                format!("whose target is {}", wgtrain::error::quote(&saved.target)),
+            );
+        }
+    }
+    if saved.task == Task::Regress && data::is_idx(&args.data)? {
+        return conflict(
+            "--data",
+            "a regression model, and IDX labels are classes".into(),
+        );
+    }
     options.task = task;
     if options.target.is_none() && !saved.target.is_empty() {
         options.target = Some(saved.target.clone());
@@ -244,7 +258,7 @@ fn init_options(
     Ok(())
 }
 
-/// Targets the loss cannot take, named by data row before anything is built (bce needs values in [0, 1]).
+/// Targets the loss cannot take, named by line (bce needs values in [0, 1]).
 fn check_targets(train: &Dataset, loss: Loss, path: &Path) -> Result<()> {
     if train.task != Task::Regress || loss != Loss::Bce {
         return Ok(());
@@ -254,8 +268,8 @@ fn check_targets(train: &Dataset, loss: Loss, path: &Path) -> Result<()> {
         Some(i) => Err(Error::Format {
             path: path.display().to_string(),
             message: format!(
-                "data row {}, column {}: {} is outside [0, 1], the values bce (a sigmoid output) can fit",
-                i + 1,
+                "{}, column {}: {} is outside [0, 1], the values bce (a sigmoid output) can fit",
+                data::row_name(&train.lines, i),
                 wgtrain::error::quote(&train.target_name),
                 train.targets[i]
             ),
@@ -332,7 +346,6 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let mut train = data::load(&args.data, &options)?;
     warn_ignored("--data", &args.data, &train.ignored_columns);
     let (output, outputs, loss) = output_layer(&train, args.output, args.loss)?;
-    check_targets(&train, loss, &args.data)?;
     let mut test = match &args.test_data {
         Some(path) => {
             let known = CsvOptions {
@@ -374,12 +387,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         }
     };
     if let Some(s) = &standardizer {
-        // Rows of the training and validation splits are not numbered as in the file: name the split.
-        let split = if validation.is_some() {
-            PathBuf::from(format!("{} (its training rows)", args.data.display()))
-        } else {
-            args.data.clone()
-        };
+        let split = args.data.clone();
         let test_path = args.test_data.as_deref().unwrap_or(&args.data);
         for (set, path) in [
             (Some(&mut train), split.as_path()),
@@ -387,7 +395,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             (test.as_mut(), test_path),
         ] {
             if let Some(set) = set {
-                s.apply_checked(&mut set.features, &set.feature_names, path)?;
+                s.apply_checked(&mut set.features, &set.feature_names, &set.lines, path)?;
             }
         }
     }
@@ -408,9 +416,13 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             if let Some(saved) = &init_meta {
                 check_init(init, saved, &meta)?;
             }
+            check_targets(&train, loss, &args.data)?;
             Some(checkpoint::load_parameters(init, &network)?)
         }
-        None => None,
+        None => {
+            check_targets(&train, loss, &args.data)?;
+            None
+        }
     };
     let mut model = Model::new(network.clone(), device, args.seed)?;
     if let Some(params) = &initial {
@@ -500,9 +512,21 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         report.insert("accuracy".into(), a.into());
     }
     if train.task == Task::Regress {
-        report.insert("mse".into(), mse(&mut model, &train)?.into());
+        let train_mse = mse(&mut model, &train)?;
+        finite_loss(train_mse, &args.data)?;
+        report.insert("mse".into(), train_mse.into());
     }
-    report.insert("epochs".into(), kept.epoch.into());
+    // Epochs the saved weights were trained for, counted on from --init's model.
+    let trained_for = kept
+        .epoch
+        .checked_add(init_meta.as_ref().map_or(0, |m| m.epochs))
+        .ok_or_else(|| {
+            invalid(
+                "--init",
+                "its `epochs` is too large to count on from".into(),
+            )
+        })?;
+    report.insert("epochs".into(), trained_for.into());
     report.insert("epochs_run".into(), history.epochs.len().into());
     if let Some(v) = kept.val_loss {
         report.insert("val_loss".into(), v.into());
@@ -542,8 +566,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     report.insert("adapter".into(), model.device_info().adapter.clone().into());
 
     if let Some(out) = &args.out {
-        // The final parameters: after early stopping, those of the best epoch; counted on from --init's.
-        meta.epochs = kept.epoch + init_meta.as_ref().map_or(0, |m| m.epochs);
+        // The final parameters: after early stopping, those of the best epoch.
+        meta.epochs = trained_for;
         checkpoint::save(out, &model.parameters()?, &meta)?;
         if !args.json {
             say!("model written to {}", out.display())?;
