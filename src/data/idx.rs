@@ -14,12 +14,14 @@ const MAX_GZIP_RATIO: u64 = 1032;
 
 /// Reads one IDX file from `input` (gunzipped when it starts with the gzip magic number): checks the magic
 /// number, then the size the header claims against what `input_len` bytes can hold, before allocating.
+/// Without `payload`, stops after those checks and returns the shape alone.
 fn read_idx(
     path: &Path,
     mut input: impl Read,
     input_len: u64,
     magic: u32,
     dims: usize,
+    payload: bool,
 ) -> Result<(Vec<usize>, Vec<u8>)> {
     let mut first = Vec::with_capacity(2);
     (&mut input)
@@ -82,6 +84,9 @@ fn read_idx(
         return Err(Error::format(path, message));
     }
     // The payload, and the f32 features made from it: checked against the host before either exists.
+    if !payload {
+        return Ok((shape, Vec::new()));
+    }
     // A feature name (`pixelN`) per pixel of an image too: about 40 bytes each.
     let names = if dims == 3 {
         shape[1] as u128 * shape[2] as u128 * 40
@@ -139,7 +144,14 @@ fn be_u32(bytes: &[u8], at: usize) -> u32 {
 fn read_idx_file(path: &Path, magic: u32, dims: usize) -> Result<(Vec<usize>, Vec<u8>)> {
     let meta = crate::files::regular_file(path, "an IDX file")?;
     let file = std::fs::File::open(path).map_err(|e| Error::file(path, e))?;
-    read_idx(path, std::io::BufReader::new(file), meta.len(), magic, dims)
+    read_idx(
+        path,
+        std::io::BufReader::new(file),
+        meta.len(),
+        magic,
+        dims,
+        true,
+    )
 }
 
 /// The labels file that belongs to an images file.
@@ -176,6 +188,21 @@ pub fn load_idx_images(images_path: &Path) -> Result<(Vec<f32>, usize)> {
     Ok((scaled(images_path, shape[0], &pixels)?, shape[1] * shape[2]))
 }
 
+/// Pixels per image of an IDX images file, from its header alone (checked like a full read).
+pub fn idx_image_size(images_path: &Path) -> Result<usize> {
+    let meta = crate::files::regular_file(images_path, "an IDX file")?;
+    let file = std::fs::File::open(images_path).map_err(|e| Error::file(images_path, e))?;
+    let (shape, _) = read_idx(
+        images_path,
+        std::io::BufReader::new(file),
+        meta.len(),
+        IMAGES_MAGIC,
+        3,
+        false,
+    )?;
+    Ok(shape[1].saturating_mul(shape[2]))
+}
+
 /// Pixels as f32 in [0, 1], reserved fallibly.
 fn scaled(path: &Path, images: usize, pixels: &[u8]) -> Result<Vec<f32>> {
     let mut features = Vec::new();
@@ -196,7 +223,7 @@ pub fn parse_idx(
     classes: Option<&[String]>,
 ) -> Result<Dataset> {
     let read = |path: &Path, bytes: &[u8], magic: u32, dims: usize| {
-        read_idx(path, bytes, bytes.len() as u64, magic, dims)
+        read_idx(path, bytes, bytes.len() as u64, magic, dims, true)
     };
     let image_data = read(images_path, &images, IMAGES_MAGIC, 3)?;
     let label_data = read(labels_path, &labels, LABELS_MAGIC, 1)?;

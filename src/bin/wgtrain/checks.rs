@@ -1,13 +1,14 @@
-//! Checks made before anything is trained: the files a run reads and writes, `--init` against the run,
-//! and the warning for columns a model does not use.
+//! Checks made before anything is trained: the files a run reads and writes, `--init` against the run
+//! (and the data options its model implies), targets the loss cannot fit, `--max-record-bytes`, and the
+//! warning for columns a model does not use.
 
 use crate::train::invalid;
 use crate::TrainArgs;
 use std::path::{Path, PathBuf};
 use wgtrain::checkpoint::{self, ModelMeta};
-use wgtrain::data;
+use wgtrain::data::{self, CsvOptions, Dataset, Task, TaskChoice};
 use wgtrain::files::{Input, Output};
-use wgtrain::Result;
+use wgtrain::{Error, Loss, Result};
 
 /// The data files a run reads: each path, and the labels file beside an IDX images file.
 pub fn input_files(flag: &'static str, path: &Path) -> Result<Vec<(&'static str, PathBuf)>> {
@@ -214,4 +215,77 @@ pub fn record_limit(flag: Option<usize>, data: &[&Path]) -> Result<usize> {
         ));
     }
     Ok(limit)
+}
+
+/// The data options a wgtrain model given to `--init` implies; flags that contradict it are errors.
+pub fn init_options(
+    options: &mut CsvOptions,
+    saved: &ModelMeta,
+    args: &TrainArgs,
+    path: &Path,
+    data_is_idx: bool,
+) -> Result<()> {
+    let conflict = |flag: &str, what: String| {
+        Err(invalid(
+            flag,
+            format!("conflicts with --init {}, {what}", path.display()),
+        ))
+    };
+    let task = match saved.task {
+        Task::Classify => TaskChoice::Classify,
+        Task::Regress => TaskChoice::Regress,
+    };
+    if args.task != TaskChoice::Auto && args.task != task {
+        return conflict("--task", format!("a {:?} model", saved.task).to_lowercase());
+    }
+    if saved.standardizer.is_some() && args.no_standardize {
+        return conflict("--no-standardize", "whose inputs are standardised".into());
+    }
+    if saved.standardizer.is_none() && args.standardize {
+        return conflict("--standardize", "whose inputs are not standardised".into());
+    }
+    if let Some(target) = &args.target {
+        if !saved.target.is_empty() && *target != saved.target {
+            return conflict(
+                "--target",
+                format!("whose target is {}", wgtrain::error::quote(&saved.target)),
+            );
+        }
+    }
+    if saved.task == Task::Regress && data_is_idx {
+        return conflict(
+            "--data",
+            "a regression model, and IDX labels are classes".into(),
+        );
+    }
+    options.task = task;
+    if options.target.is_none() && !saved.target.is_empty() {
+        options.target = Some(saved.target.clone());
+    }
+    if saved.task == Task::Classify {
+        options.classes = Some(saved.class_names.clone());
+    }
+    if !saved.feature_names.is_empty() {
+        options.features = Some(saved.feature_names.clone());
+    }
+    Ok(())
+}
+
+/// Targets the loss cannot take, named by line (bce needs values in [0, 1]).
+pub fn check_targets(train: &Dataset, loss: Loss, path: &Path) -> Result<()> {
+    if train.task != Task::Regress || loss != Loss::Bce {
+        return Ok(());
+    }
+    match train.targets.iter().position(|y| !(0.0..=1.0).contains(y)) {
+        None => Ok(()),
+        Some(i) => Err(Error::Format {
+            path: path.display().to_string(),
+            message: format!(
+                "{}, column {}: {} is outside [0, 1], the values bce (a sigmoid output) can fit",
+                data::row_name(&train.lines, i),
+                wgtrain::error::quote(&train.target_name),
+                train.targets[i]
+            ),
+        }),
+    }
 }

@@ -19,7 +19,8 @@ fn open_model(path: &std::path::Path, device: Device) -> Result<(Model, ModelMet
 /// target, classes and standardisation.
 fn labelled_data(args: &EvalArgs, meta: &ModelMeta) -> Result<Dataset> {
     let path = &args.data;
-    if args.target.is_some() && data::is_idx(path)? {
+    let idx = data::is_idx(path)?;
+    if args.target.is_some() && idx {
         return Err(Error::InvalidValue {
             what: "--target".into(),
             message: "applies to CSV data; IDX labels come from the labels file".into(),
@@ -36,11 +37,10 @@ fn labelled_data(args: &EvalArgs, meta: &ModelMeta) -> Result<Dataset> {
             TaskChoice::Regress
         },
         classes: (meta.task == Task::Classify).then(|| meta.class_names.clone()),
-        features: (!meta.feature_names.is_empty() && !data::is_idx(path)?)
-            .then(|| meta.feature_names.clone()),
+        features: (!meta.feature_names.is_empty() && !idx).then(|| meta.feature_names.clone()),
         max_record_bytes: record_limit(args.max_record_bytes, &[path])?,
     };
-    if data::is_idx(path)? && meta.task == Task::Regress {
+    if idx && meta.task == Task::Regress {
         return Err(Error::InvalidValue {
             what: "--data".into(),
             message: format!(
@@ -49,10 +49,10 @@ fn labelled_data(args: &EvalArgs, meta: &ModelMeta) -> Result<Dataset> {
             ),
         });
     }
-    if data::is_idx(path)? {
-        // The image size first: a model of another shape is the error to report, not its labels.
-        let (_, cols) = data::load_idx_images(path)?;
-        check_columns(path, cols, meta)?;
+    if idx {
+        // The image size first (from the header): a model of another shape is the error to report, not
+        // its labels.
+        check_columns(path, data::idx_image_size(path)?, meta)?;
     }
     let mut dataset = data::load(path, &options)?;
     warn_ignored("--data", path, &dataset.ignored_columns);

@@ -1,6 +1,8 @@
 //! `wgtrain train` and the default job (no command): data → network → fit → test → checkpoint and plot.
 
-use crate::checks::{check_files, check_init, record_limit, warn_ignored};
+use crate::checks::{
+    check_files, check_init, check_targets, init_options, record_limit, warn_ignored,
+};
 use crate::{DeviceArg, LossChoice, OutputChoice, TrainArgs};
 use std::path::{Path, PathBuf};
 use wgtrain::checkpoint::{self, ModelMeta};
@@ -205,78 +207,6 @@ pub fn output_layer(
     Ok((activation, width, loss))
 }
 
-/// The data options a wgtrain model given to `--init` implies; flags that contradict it are errors.
-fn init_options(
-    options: &mut CsvOptions,
-    saved: &ModelMeta,
-    args: &TrainArgs,
-    path: &Path,
-) -> Result<()> {
-    let conflict = |flag: &str, what: String| {
-        Err(invalid(
-            flag,
-            format!("conflicts with --init {}, {what}", path.display()),
-        ))
-    };
-    let task = match saved.task {
-        Task::Classify => TaskChoice::Classify,
-        Task::Regress => TaskChoice::Regress,
-    };
-    if args.task != TaskChoice::Auto && args.task != task {
-        return conflict("--task", format!("a {:?} model", saved.task).to_lowercase());
-    }
-    if saved.standardizer.is_some() && args.no_standardize {
-        return conflict("--no-standardize", "whose inputs are standardised".into());
-    }
-    if saved.standardizer.is_none() && args.standardize {
-        return conflict("--standardize", "whose inputs are not standardised".into());
-    }
-    if let Some(target) = &args.target {
-        if !saved.target.is_empty() && *target != saved.target {
-            return conflict(
-                "--target",
-                format!("whose target is {}", wgtrain::error::quote(&saved.target)),
-            );
-        }
-    }
-    if saved.task == Task::Regress && data::is_idx(&args.data)? {
-        return conflict(
-            "--data",
-            "a regression model, and IDX labels are classes".into(),
-        );
-    }
-    options.task = task;
-    if options.target.is_none() && !saved.target.is_empty() {
-        options.target = Some(saved.target.clone());
-    }
-    if saved.task == Task::Classify {
-        options.classes = Some(saved.class_names.clone());
-    }
-    if !saved.feature_names.is_empty() {
-        options.features = Some(saved.feature_names.clone());
-    }
-    Ok(())
-}
-
-/// Targets the loss cannot take, named by line (bce needs values in [0, 1]).
-fn check_targets(train: &Dataset, loss: Loss, path: &Path) -> Result<()> {
-    if train.task != Task::Regress || loss != Loss::Bce {
-        return Ok(());
-    }
-    match train.targets.iter().position(|y| !(0.0..=1.0).contains(y)) {
-        None => Ok(()),
-        Some(i) => Err(Error::Format {
-            path: path.display().to_string(),
-            message: format!(
-                "{}, column {}: {} is outside [0, 1], the values bce (a sigmoid output) can fit",
-                data::row_name(&train.lines, i),
-                wgtrain::error::quote(&train.target_name),
-                train.targets[i]
-            ),
-        }),
-    }
-}
-
 /// A non-finite loss on held-out data means outputs that overflowed: an error, not metrics of NaN.
 pub fn finite_loss(loss: f32, path: &Path) -> Result<()> {
     if loss.is_finite() {
@@ -310,7 +240,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         .chain(args.test_data.as_deref())
         .collect();
     let max_record_bytes = record_limit(args.max_record_bytes, &data_paths)?;
-    if data::is_idx(&args.data)? {
+    let data_is_idx = data::is_idx(&args.data)?;
+    if data_is_idx {
         if let Some(target) = &args.target {
             return Err(invalid(
                 "--target",
@@ -330,9 +261,9 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let device = args.device.resolve()?;
     // A wgtrain model given to --init decides what the data means: its target, task, classes, feature
     // columns (by name) and standardisation, so its weights see inputs scaled as they were trained on.
-    let init_meta = match &args.init {
-        Some(path) => checkpoint::read_meta(path)?,
-        None => None,
+    let (init_bytes, init_meta) = match &args.init {
+        Some(path) => checkpoint::read_init(path)?,
+        None => (Vec::new(), None),
     };
     let mut options = CsvOptions {
         target: args.target.clone(),
@@ -341,7 +272,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         ..CsvOptions::default()
     };
     if let (Some(saved), Some(path)) = (&init_meta, &args.init) {
-        init_options(&mut options, saved, args, path)?;
+        init_options(&mut options, saved, args, path, data_is_idx)?;
     }
     let mut train = data::load(&args.data, &options)?;
     warn_ignored("--data", &args.data, &train.ignored_columns);
@@ -381,8 +312,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let standardizer = match &init_meta {
         Some(saved) => saved.standardizer.clone(),
         None => {
-            let standardize =
-                args.standardize || (!args.no_standardize && !data::is_idx(&args.data)?);
+            let standardize = args.standardize || (!args.no_standardize && !data_is_idx);
             standardize.then(|| Standardizer::fit(&train))
         }
     };
@@ -417,7 +347,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                 check_init(init, saved, &meta)?;
             }
             check_targets(&train, loss, &args.data)?;
-            Some(checkpoint::load_parameters(init, &network)?)
+            Some(checkpoint::parse_parameters(init, &init_bytes, &network)?)
         }
         None => {
             check_targets(&train, loss, &args.data)?;
