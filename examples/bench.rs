@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::Instant;
 use wgtrain::backend::{Backend, BufferId, Op};
 use wgtrain::data;
+use wgtrain::ops::{MatmulBiasAct, MatmulNt, MatmulTn};
 use wgtrain::{
     Activation, CpuBackend, Device, Loss, Model, Network, Optimizer, TrainConfig, WgpuBackend,
 };
@@ -115,7 +116,7 @@ fn bench_device(device: &str) -> wgtrain::Result<()> {
 /// The op of one form with C = [m, n] and inner dimension k.
 fn matmul_op(form: &str, b: &[BufferId], m: usize, n: usize, k: usize) -> Op {
     match form {
-        "nn" => Op::MatmulBiasAct {
+        "nn" => Op::MatmulBiasAct(MatmulBiasAct {
             input: b[0].region(m * k),
             weights: b[1].region(k * n),
             bias: b[3].region(n),
@@ -124,23 +125,23 @@ fn matmul_op(form: &str, b: &[BufferId], m: usize, n: usize, k: usize) -> Op {
             k,
             n,
             activation: Activation::Linear,
-        },
-        "nt" => Op::MatmulNt {
+        }),
+        "nt" => Op::MatmulNt(MatmulNt {
             grad_output: b[0].region(m * k),
             weights: b[1].region(n * k),
             grad_input: b[2].region(m * n),
             m,
             k,
             n,
-        },
-        _ => Op::MatmulTn {
+        }),
+        _ => Op::MatmulTn(MatmulTn {
             input: b[0].region(k * m),
             grad_output: b[1].region(k * n),
             grad_weights: b[2].region(m * n),
             m,
             k,
             n,
-        },
+        }),
     }
 }
 

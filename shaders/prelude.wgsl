@@ -1,8 +1,8 @@
-// Joined before every other shader file when its pipeline is made (src/gpu/kernels.rs: `PRELUDE`), so the
-// shape uniform and the codes shared with Rust are written once. A unit test in src/gpu/kernels.rs checks
+// Joined before every other shader file when its pipeline is made (src/ops/mod.rs: `PRELUDE`), so the
+// shape uniform and the codes shared with Rust are written once. A unit test in src/ops/launch.rs checks
 // each field and code against the Rust side; tests/shaders.rs validates every file joined to this one.
 
-// The per-kernel shape uniform (Rust: `gpu::kernels::Dims`); each entry point reads the fields it needs.
+// The per-kernel shape uniform (Rust: `ops::launch::Dims`); each entry point reads the fields it needs.
 struct Dims {
     m: u32,
     k: u32,              // length of this window of the summed dimension
@@ -34,9 +34,9 @@ const LOSS_MSE: u32 = 1u;
 const LOSS_BCE: u32 = 2u;
 const LOSS_CE: u32 = 3u;
 
-// Window flags (Rust: `gpu::kernels::FLAG_*`): continue the previous window's sum; the last window.
+// Window flags (Rust: `ops::launch::FLAG_*`): continue the previous window's sum; the last window.
 const FLAG_ACCUMULATE: u32 = 1u;
 const FLAG_LAST: u32 = 2u;
 
-// Invocations per workgroup of the one-dimensional kernels (Rust: `gpu::kernels::WORKGROUP`).
+// Invocations per workgroup of the one-dimensional kernels (Rust: `ops::launch::WORKGROUP`).
 const WORKGROUP: u32 = 64u;

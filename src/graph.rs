@@ -4,6 +4,10 @@
 use crate::activation::Activation;
 use crate::backend::{BufferId, Op, Region, STATS_LEN};
 use crate::network::{LayerSlots, Network};
+use crate::ops::{
+    ActBackward, AdamUpdate, AdvanceStep, BiasGrad, LossGrad, LossSum, MatmulBiasAct, MatmulNt,
+    MatmulTn, MomentumUpdate, SgdUpdate, Softmax, SoftmaxBackward,
+};
 use crate::optim::{hyper::LEN as HYPER_LEN, Optimizer};
 
 /// Activations and their gradients for up to `capacity` rows.
@@ -62,7 +66,7 @@ impl StepBuffers<'_> {
             let fan_in = self.network.fan_in(i);
             let input = if i == 0 { ws.input } else { ws.outputs[i - 1] };
             let logits_only = i == last && (fused || layer.activation == Activation::Softmax);
-            ops.push(Op::MatmulBiasAct {
+            ops.push(Op::MatmulBiasAct(MatmulBiasAct {
                 input: input.region(rows * fan_in),
                 weights: self.weights(i),
                 bias: self.bias(self.params, i),
@@ -75,13 +79,13 @@ impl StepBuffers<'_> {
                 } else {
                     layer.activation
                 },
-            });
+            }));
             if i == last && layer.activation == Activation::Softmax && !fused {
-                ops.push(Op::Softmax {
+                ops.push(Op::Softmax(Softmax {
                     values: ws.outputs[i].region(rows * layer.units),
                     rows,
                     cols: layer.units,
-                });
+                }));
             }
         }
         ops
@@ -95,7 +99,7 @@ impl StepBuffers<'_> {
         let last = layers.len() - 1;
         let loss = self.network.loss();
         let outputs = self.network.outputs();
-        ops.push(Op::LossGrad {
+        ops.push(Op::LossGrad(LossGrad {
             prediction: ws.outputs[last].region(rows * outputs),
             target: ws.target.region(rows * loss.target_width(outputs)),
             grad: ws.grads[last].region(rows * outputs),
@@ -104,14 +108,14 @@ impl StepBuffers<'_> {
             rows,
             cols: outputs,
             loss,
-        });
-        ops.push(Op::LossSum {
+        }));
+        ops.push(Op::LossSum(LossSum {
             row_loss: ws.row_loss.region(rows),
             row_hits: ws.row_hits.region(rows),
             stats: self.stats.region(STATS_LEN),
             rows,
             scale: loss.scale(rows, outputs),
-        });
+        }));
         ops
     }
 
@@ -125,20 +129,19 @@ impl StepBuffers<'_> {
         let outputs = self.network.outputs();
         let output_activation = layers[last].activation;
         if !loss.is_fused() && output_activation != Activation::Linear {
-            ops.push(Op::ActBackward {
-                output: ws.outputs[last].region(rows * outputs),
-                grad: ws.grads[last].region(rows * outputs),
-                rows,
-                cols: outputs,
-                activation: output_activation,
-            });
+            ops.push(act_backward(
+                ws.outputs[last].region(rows * outputs),
+                ws.grads[last].region(rows * outputs),
+                (rows, outputs),
+                output_activation,
+            ));
         }
         for i in (0..layers.len()).rev() {
             let units = layers[i].units;
             let fan_in = self.network.fan_in(i);
             let input = if i == 0 { ws.input } else { ws.outputs[i - 1] };
             let grad_output = ws.grads[i].region(rows * units);
-            ops.push(Op::MatmulTn {
+            ops.push(Op::MatmulTn(MatmulTn {
                 input: input.region(rows * fan_in),
                 grad_output,
                 grad_weights: Region {
@@ -148,31 +151,31 @@ impl StepBuffers<'_> {
                 m: fan_in,
                 k: rows,
                 n: units,
-            });
-            ops.push(Op::BiasGrad {
+            }));
+            ops.push(Op::BiasGrad(BiasGrad {
                 grad_output,
                 grad_bias: self.bias(self.param_grads, i),
                 rows,
                 cols: units,
-            });
+            }));
             if i > 0 {
                 let below = layers[i - 1].activation;
-                ops.push(Op::MatmulNt {
+                ops.push(Op::MatmulNt(MatmulNt {
                     grad_output,
                     weights: self.weights(i),
                     grad_input: ws.grads[i - 1].region(rows * fan_in),
                     m: rows,
                     k: units,
                     n: fan_in,
-                });
+                }));
                 if below != Activation::Linear {
-                    ops.push(Op::ActBackward {
+                    ops.push(Op::ActBackward(ActBackward {
                         output: ws.outputs[i - 1].region(rows * fan_in),
                         grad: ws.grads[i - 1].region(rows * fan_in),
                         rows,
                         cols: fan_in,
                         activation: below,
-                    });
+                    }));
                 }
             }
         }
@@ -187,28 +190,53 @@ impl StepBuffers<'_> {
         let hyper = self.hyper.region(HYPER_LEN);
         let state = |i: usize| self.optimizer_state[i].region(self.param_len);
         match optimizer {
-            Optimizer::Sgd => ops.push(Op::SgdUpdate {
+            Optimizer::Sgd => ops.push(Op::SgdUpdate(SgdUpdate {
                 params,
                 grads,
                 hyper,
-            }),
-            Optimizer::Momentum { .. } => ops.push(Op::MomentumUpdate {
+            })),
+            Optimizer::Momentum { .. } => ops.push(Op::MomentumUpdate(MomentumUpdate {
                 params,
                 grads,
                 velocity: state(0),
                 hyper,
-            }),
+            })),
             Optimizer::Adam { .. } => {
-                ops.push(Op::AdvanceStep { hyper });
-                ops.push(Op::AdamUpdate {
+                ops.push(Op::AdvanceStep(AdvanceStep { hyper }));
+                ops.push(Op::AdamUpdate(AdamUpdate {
                     params,
                     grads,
                     first_moment: state(0),
                     second_moment: state(1),
                     hyper,
-                });
+                }));
             }
         }
         ops
+    }
+}
+
+/// The backward op of `activation` over `grad[rows, cols]`, given the activation's `output`.
+fn act_backward(
+    output: Region,
+    grad: Region,
+    (rows, cols): (usize, usize),
+    activation: Activation,
+) -> Op {
+    if activation == Activation::Softmax {
+        Op::SoftmaxBackward(SoftmaxBackward {
+            output,
+            grad,
+            rows,
+            cols,
+        })
+    } else {
+        Op::ActBackward(ActBackward {
+            output,
+            grad,
+            rows,
+            cols,
+            activation,
+        })
     }
 }

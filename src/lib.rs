@@ -37,10 +37,12 @@ pub mod fit;
 pub mod fuzzing;
 pub mod gpu;
 mod graph;
+mod host;
 pub mod loss;
 pub mod memory;
 pub mod model;
 pub mod network;
+pub mod ops;
 pub mod optim;
 pub mod plot;
 

@@ -198,7 +198,7 @@ fn cpu_updates_split_between_threads_match_a_plain_loop() {
     let (lr, wd) = (h[hyper::LEARNING_RATE], h[hyper::WEIGHT_DECAY]);
 
     let mut w = start.clone();
-    wgtrain::cpu::sgd_update(&mut w, &grads, &h);
+    wgtrain::ops::optim::sgd_update(&mut w, &grads, &h);
     let want: Vec<f32> = start
         .iter()
         .zip(&grads)
@@ -207,7 +207,7 @@ fn cpu_updates_split_between_threads_match_a_plain_loop() {
     assert_eq!(w, want, "sgd");
 
     let (mut w, mut v) = (start.clone(), vec![0.5f32; len]);
-    wgtrain::cpu::momentum_update(&mut w, &grads, &mut v, &h);
+    wgtrain::ops::optim::momentum_update(&mut w, &grads, &mut v, &h);
     for i in [0, 1, len / 2, len - 1] {
         let v_want = 0.9 * 0.5 + (grads[i] + wd * start[i]);
         assert_eq!(
@@ -218,7 +218,7 @@ fn cpu_updates_split_between_threads_match_a_plain_loop() {
     }
 
     let (mut w, mut m, mut v) = (start.clone(), vec![0.0f32; len], vec![0.0f32; len]);
-    wgtrain::cpu::adam_update(&mut w, &grads, (&mut m, &mut v), &h);
+    wgtrain::ops::optim::adam_update(&mut w, &grads, (&mut m, &mut v), &h);
     for i in (0..len).step_by(997).chain([len - 1]) {
         let g = grads[i] + wd * start[i];
         let (m_want, v_want) = ((1.0 - 0.9) * g, (1.0 - 0.999) * g * g);

@@ -1,7 +1,7 @@
 //! Every WGSL file parses and validates with naga, without a GPU, joined after the shared prelude as the
 //! backend compiles it, and holds the entry points the backend dispatches.
 
-use wgtrain::gpu::kernels::{joined_source, ENTRY_POINTS, PRELUDE, SHADERS};
+use wgtrain::ops::{ENTRY_POINTS, PRELUDE, SHADERS};
 
 fn validate(name: &str, source: &str) -> naga::Module {
     let module = naga::front::wgsl::parse_str(source)
@@ -18,8 +18,8 @@ fn validate(name: &str, source: &str) -> naga::Module {
 #[test]
 fn every_shader_validates_after_the_prelude() {
     validate("prelude", PRELUDE);
-    for (name, _) in SHADERS {
-        validate(name, &joined_source(name).expect("a shader"));
+    for shader in SHADERS {
+        validate(shader.stem, &shader.joined());
     }
 }
 
@@ -37,33 +37,64 @@ fn shader_files_on_disk_are_the_ones_compiled_in() {
         .filter(|n| n.ends_with(".wgsl"))
         .collect();
     on_disk.sort();
-    let mut compiled: Vec<String> = SHADERS.iter().map(|(n, _)| format!("{n}.wgsl")).collect();
+    let mut compiled: Vec<String> = SHADERS.iter().map(|s| format!("{}.wgsl", s.stem)).collect();
     compiled.push("prelude.wgsl".into());
     compiled.sort();
     assert_eq!(on_disk, compiled);
 }
 
+/// An op, its CPU reference and its WGSL entry point share a stem: `src/ops/<stem>.rs` beside
+/// `shaders/<stem>.wgsl`, and a parity test in `tests/ops/<stem>.rs` named after the entry point.
+#[test]
+fn every_op_is_found_by_its_stem() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    for shader in SHADERS {
+        let rust = format!("{root}/src/ops/{}.rs", shader.stem);
+        assert!(std::path::Path::new(&rust).is_file(), "{rust} is missing");
+    }
+    for (entry, shader) in ENTRY_POINTS {
+        let ops = std::fs::read_to_string(format!("{root}/src/ops/{}.rs", shader.stem))
+            .expect("ops file");
+        assert!(
+            ops.contains(&format!("pub fn {entry}(")),
+            "src/ops/{}.rs lacks the CPU reference `{entry}`",
+            shader.stem
+        );
+        let tests = std::fs::read_to_string(format!("{root}/tests/ops/{}.rs", shader.stem))
+            .unwrap_or_else(|_| panic!("tests/ops/{}.rs is missing", shader.stem));
+        assert!(
+            tests.contains(&format!("fn {entry}()")),
+            "tests/ops/{}.rs lacks the parity test `{entry}`",
+            shader.stem
+        );
+    }
+}
+
 #[test]
 fn every_entry_point_is_in_its_shader() {
     for (entry, shader) in ENTRY_POINTS {
-        let module = validate(shader, &joined_source(shader).expect("shader"));
+        let module = validate(shader.stem, &shader.joined());
         let found: Vec<&str> = module
             .entry_points
             .iter()
             .map(|e| e.name.as_str())
             .collect();
         assert!(
-            found.contains(&entry),
-            "{shader}.wgsl lacks `{entry}`, has {found:?}"
+            found.contains(entry),
+            "{}.wgsl lacks `{entry}`, has {found:?}",
+            shader.stem
         );
     }
     // And every entry point a shader declares is dispatched by some op.
-    for (shader, _) in SHADERS {
-        let module = validate(shader, &joined_source(shader).expect("shader"));
+    for shader in SHADERS {
+        let module = validate(shader.stem, &shader.joined());
         for entry in &module.entry_points {
             assert!(
-                ENTRY_POINTS.contains(&(entry.name.as_str(), shader)),
-                "{shader}.wgsl declares `{}`, which no op dispatches",
+                ENTRY_POINTS
+                    .iter()
+                    .any(|(name, s)| *name == entry.name && s.stem == shader.stem),
+                "{}.wgsl declares `{}`, which no op dispatches",
+                shader.stem,
                 entry.name
             );
         }

@@ -2,25 +2,23 @@
 //! between two submits goes to the queue as one command buffer with one compute pass.
 
 mod context;
-pub mod kernels;
 mod profile;
-mod windows;
 
 pub use context::{fallback_adapter, hardware_adapter, list_adapters};
 
 /// The wgpu feature that lets [`Backend::profile`] time each kernel on this backend.
 pub const TIMESTAMP_QUERY: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY;
 
-use crate::backend::{check_op, Backend, BufferId, Counters, DeviceInfo, KernelId, Op, Region};
+use crate::backend::{Backend, BufferId, Counters, DeviceInfo, KernelId, Op, Region};
 use crate::error::{Error, Result};
-use kernels::{reads_dims, shader_of, MAX_GROUPS_PER_DIM};
+use crate::ops::launch::MAX_GROUPS_PER_DIM;
+use crate::ops::{check_op, Shader};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
-use windows::launches;
 
 /// A prepared op: its pipeline and one dispatch per window (usually one).
-struct Kernel {
+struct Prepared {
     name: &'static str,
     pipeline: wgpu::ComputePipeline,
     dispatches: Vec<Dispatch>,
@@ -41,7 +39,7 @@ pub struct WgpuBackend {
     modules: HashMap<&'static str, wgpu::ShaderModule>,
     pipelines: HashMap<&'static str, wgpu::ComputePipeline>,
     buffers: Vec<(wgpu::Buffer, usize)>,
-    kernels: Vec<Kernel>,
+    kernels: Vec<Prepared>,
     pending: Vec<KernelId>,
     /// Reused MAP_READ buffer for `read`; grows to the largest read.
     staging: Option<wgpu::Buffer>,
@@ -134,15 +132,18 @@ impl WgpuBackend {
         }
     }
 
-    /// The pipeline of `entry`, compiled on first use and kept.
-    fn pipeline(&mut self, entry: &'static str) -> Result<wgpu::ComputePipeline> {
+    /// The pipeline of `entry` in `shader`, compiled on first use and kept.
+    fn pipeline(
+        &mut self,
+        entry: &'static str,
+        shader: &'static Shader,
+    ) -> Result<wgpu::ComputePipeline> {
         if let Some(pipeline) = self.pipelines.get(entry) {
             return Ok(pipeline.clone());
         }
-        let stem = shader_of(entry)
-            .ok_or_else(|| Error::Gpu(format!("no shader holds the entry point `{entry}`")))?;
+        let stem = shader.stem;
         if !self.modules.contains_key(stem) {
-            let source = kernels::joined_source(stem).expect("known shader");
+            let source = shader.joined();
             let module = self.scoped(&format!("compiling {stem}.wgsl"), |device| {
                 device.create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(stem),
@@ -217,26 +218,15 @@ impl WgpuBackend {
     }
 
     /// llvmpipe ends a shader invocation after 65535 loop iterations in total. Most long sums are split into
-    /// windows (see [`kernels::launches`]); the ops that need a whole row in one invocation are refused up
+    /// windows (see [`crate::ops::Kernel::launches`]); the ops that need a whole row in one invocation are refused up
     /// front on it when the row is too long, rather than computing a wrong result.
     fn check_loop_budget(&self, op: &Op) -> Result<()> {
         const LLVMPIPE_LOOP_LIMIT: usize = 65535;
         if !self.info.adapter.contains("llvmpipe") {
             return Ok(());
         }
-        let (what, cols, loops) = match *op {
-            Op::LossGrad {
-                cols,
-                loss: crate::loss::Loss::Ce,
-                ..
-            } => ("ce loss", cols, 4),
-            Op::Softmax { cols, .. } => ("softmax", cols, 3),
-            Op::ActBackward {
-                cols,
-                activation: crate::Activation::Softmax,
-                ..
-            } => ("softmax backward", cols, 2),
-            _ => return Ok(()),
+        let Some((what, cols, loops)) = op.kernel().row_loops() else {
+            return Ok(());
         };
         if cols * loops > LLVMPIPE_LOOP_LIMIT {
             return Err(Error::shape(
@@ -445,12 +435,13 @@ impl Backend for WgpuBackend {
     fn prepare(&mut self, op: &Op) -> Result<KernelId> {
         check_op(op, |id| self.buffers.get(id.0).map(|b| b.1))?;
         let max_binding = self.device.limits().max_storage_buffer_binding_size as usize / 4;
-        let launches = launches(op, max_binding);
+        let kernel = op.kernel();
+        let launches = kernel.launches(max_binding);
         for launch in &launches {
             self.check_limits(op, &launch.bindings, launch.groups)?;
         }
         self.check_loop_budget(op)?;
-        let pipeline = self.pipeline(op.name())?;
+        let pipeline = self.pipeline(kernel.name(), kernel.shader())?;
         let layout = pipeline.get_bind_group_layout(0);
         let mut dispatches = Vec::with_capacity(launches.len());
         for launch in launches {
@@ -462,7 +453,7 @@ impl Backend for WgpuBackend {
                 })
             })?;
             let mut entries = Vec::new();
-            if reads_dims(op.name()) {
+            if kernel.reads_dims() {
                 entries.push(wgpu::BindGroupEntry {
                     binding: 0,
                     resource: dims.as_entire_binding(),
@@ -489,7 +480,7 @@ impl Backend for WgpuBackend {
                 _dims: dims,
             });
         }
-        self.kernels.push(Kernel {
+        self.kernels.push(Prepared {
             name: op.name(),
             pipeline,
             dispatches,

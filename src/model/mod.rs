@@ -16,6 +16,7 @@ use crate::graph::{StepBuffers, Workspace};
 use crate::loss::Loss;
 use crate::memory::Request;
 use crate::network::{LayerParams, LayerSlots, Network};
+use crate::ops::{AdvanceCursor, GatherRows};
 use crate::optim::{hyper, Optimizer};
 use std::collections::HashMap;
 
@@ -505,19 +506,21 @@ impl Model {
             Plan::Gather => {
                 let held = self.held.as_ref().expect("training set held");
                 let ws = self.workspace.as_ref().expect("capacity ensured");
-                let gather = |source: BufferId, output: BufferId, cols: usize| Op::GatherRows {
-                    source: source.region(held.rows * cols),
-                    order: held.order.region(held.rows),
-                    cursor: held.cursor.region(1),
-                    output: output.region(rows * cols),
-                    rows,
-                    cols,
+                let gather = |source: BufferId, output: BufferId, cols: usize| {
+                    Op::GatherRows(GatherRows {
+                        source: source.region(held.rows * cols),
+                        order: held.order.region(held.rows),
+                        cursor: held.cursor.region(1),
+                        output: output.region(rows * cols),
+                        rows,
+                        cols,
+                    })
                 };
                 let cursor = held.cursor.region(1);
                 vec![
                     gather(held.inputs, ws.input, self.network.inputs()),
                     gather(held.targets, ws.target, self.target_width()),
-                    Op::AdvanceCursor { cursor, rows },
+                    Op::AdvanceCursor(AdvanceCursor { cursor, rows }),
                 ]
             }
         };

@@ -34,7 +34,7 @@ impl Output {
 
 /// `c[m, n] = a · b` (`c` row-major), where the strides say how `a` and `b` are laid out. Large products
 /// are split by rows of `c` (by columns when there are too few rows) between this thread and helpers.
-pub(super) fn gemm(
+pub(crate) fn gemm(
     dims: (usize, usize, usize),
     a: &[f32],
     a_strides: (usize, usize),
@@ -47,7 +47,7 @@ pub(super) fn gemm(
 
 /// [`gemm`], then `epilogue` over whole rows of `c`: each part's rows right after its product, on the
 /// same core while they are still in its cache.
-pub(super) fn gemm_then(
+pub(crate) fn gemm_then(
     (m, k, n): (usize, usize, usize),
     a: &[f32],
     a_strides: (usize, usize),

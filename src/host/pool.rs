@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 /// Cores to split large products over, asked once: `available_parallelism` reads cgroup files on Linux,
 /// which cost as much as a small product when done per call.
-pub(super) fn available_threads() -> usize {
+pub(crate) fn available_threads() -> usize {
     static THREADS: OnceLock<usize> = OnceLock::new();
     *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
@@ -28,7 +28,7 @@ const SPIN: Duration = Duration::from_millis(1);
 
 /// At most this many threads share a product (the caller included): beyond it the parts of the
 /// products this crate trains with get too small to pay for the hand-off.
-pub(super) const MAX_PARTS: usize = 4;
+pub(crate) const MAX_PARTS: usize = 4;
 
 /// A part of the current job, shared by reference with the helpers for the length of one [`run`].
 type Part<'a> = &'a (dyn Fn(usize) + Sync);
@@ -79,13 +79,13 @@ fn pool() -> &'static Pool {
 }
 
 /// Threads a product may be split over now (1 when none can be had).
-pub(super) fn parts_available() -> usize {
+pub(crate) fn parts_available() -> usize {
     pool().helpers.len() + 1
 }
 
 /// Runs `part(0..parts)`, part 0 on the calling thread and the others on helpers, and returns when all
 /// have finished. When another thread is using the helpers, every part runs here in turn.
-pub(super) fn run(parts: usize, part: Part<'_>) {
+pub(crate) fn run(parts: usize, part: Part<'_>) {
     let pool = pool();
     let guard = match pool.in_use.try_lock() {
         Ok(guard) => guard,
@@ -133,7 +133,7 @@ const ELEMENTWISE_MIN_PART: usize = 1 << 15;
 
 /// Runs `body` over `0..len` in disjoint ranges, split between threads when each part gets at least
 /// [`ELEMENTWISE_MIN_PART`] elements (the optimizer updates: long, memory-bound loops).
-pub(super) fn for_ranges(len: usize, body: &(dyn Fn(Range<usize>) + Sync)) {
+pub(crate) fn for_ranges(len: usize, body: &(dyn Fn(Range<usize>) + Sync)) {
     let parts = parts_available().min(len / ELEMENTWISE_MIN_PART).max(1);
     let per_part = len.div_ceil(parts);
     run(parts, &|index| {
@@ -143,7 +143,7 @@ pub(super) fn for_ranges(len: usize, body: &(dyn Fn(Range<usize>) + Sync)) {
 }
 
 /// A mutable slice that the parts of one [`for_ranges`] call write through, each in its own range.
-pub(super) struct Disjoint<'a> {
+pub(crate) struct Disjoint<'a> {
     data: *mut f32,
     len: usize,
     _borrow: PhantomData<&'a mut [f32]>,
@@ -153,7 +153,7 @@ pub(super) struct Disjoint<'a> {
 unsafe impl Sync for Disjoint<'_> {}
 
 impl<'a> Disjoint<'a> {
-    pub(super) fn new(slice: &'a mut [f32]) -> Self {
+    pub(crate) fn new(slice: &'a mut [f32]) -> Self {
         Disjoint {
             data: slice.as_mut_ptr(),
             len: slice.len(),
@@ -161,7 +161,7 @@ impl<'a> Disjoint<'a> {
         }
     }
 
-    pub(super) fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
@@ -170,7 +170,7 @@ impl<'a> Disjoint<'a> {
     /// # Safety
     /// No other reference to any element of `range` may be live while the result is.
     #[allow(clippy::mut_from_ref)]
-    pub(super) unsafe fn range(&self, range: Range<usize>) -> &mut [f32] {
+    pub(crate) unsafe fn range(&self, range: Range<usize>) -> &mut [f32] {
         assert!(range.start <= range.end && range.end <= self.len);
         std::slice::from_raw_parts_mut(self.data.add(range.start), range.len())
     }

@@ -1,10 +1,11 @@
-//! Parity of the ops that gather mini-batches from a training set held on the device: `gather_rows` and
-//! `advance_cursor`. They copy and count, so the GPU must match the CPU (and the expected rows) exactly.
+//! Parity of the ops that gather mini-batches from a training set held on the device
+//! (`src/ops/data.rs`, `shaders/data.wgsl`). They copy and count, so the GPU must match the CPU (and the
+//! expected rows) exactly.
 
-mod common;
-
-use common::{gpu_backend, run_op, uniform};
+use crate::common::{run_op, uniform};
+use crate::gpu_backend;
 use wgtrain::backend::Op;
+use wgtrain::ops::{AdvanceCursor, GatherRows};
 use wgtrain::CpuBackend;
 
 fn bits(indices: &[u32]) -> Vec<f32> {
@@ -27,13 +28,15 @@ fn gather_rows() {
             bits(&[cursor]),
             vec![f32::NAN; rows * cols],
         ];
-        let make = |b: &[wgtrain::backend::BufferId]| Op::GatherRows {
-            source: b[0].region(source_rows * cols),
-            order: b[1].region(order.len()),
-            cursor: b[2].region(1),
-            output: b[3].region(rows * cols),
-            rows,
-            cols,
+        let make = |b: &[wgtrain::backend::BufferId]| {
+            Op::GatherRows(GatherRows {
+                source: b[0].region(source_rows * cols),
+                order: b[1].region(order.len()),
+                cursor: b[2].region(1),
+                output: b[3].region(rows * cols),
+                rows,
+                cols,
+            })
         };
         let cpu = run_op(&mut CpuBackend::new(), &buffers, &make);
         let mut expected = Vec::new();
@@ -59,9 +62,11 @@ fn advance_cursor() {
     let Some(mut gpu) = gpu_backend() else { return };
     for (start, rows) in [(0u32, 64usize), (7, 1), (70_000, 128)] {
         let buffers = [bits(&[start])];
-        let make = |b: &[wgtrain::backend::BufferId]| Op::AdvanceCursor {
-            cursor: b[0].region(1),
-            rows,
+        let make = |b: &[wgtrain::backend::BufferId]| {
+            Op::AdvanceCursor(AdvanceCursor {
+                cursor: b[0].region(1),
+                rows,
+            })
         };
         let cpu = run_op(&mut CpuBackend::new(), &buffers, &make);
         assert_eq!(cpu[0][0].to_bits(), start + rows as u32, "CPU from {start}");

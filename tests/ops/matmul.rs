@@ -1,11 +1,10 @@
-//! Per-op parity: every op runs on the CPU reference and on the wgpu backend from the same inputs, over a grid
-//! of shapes that are not multiples of any workgroup size. Each test is named after the op (and WGSL entry
-//! point) it checks; the loss and optimizer ops are in `gpu_vs_cpu_loss_optim.rs`.
+//! Parity of the matrix products (`src/ops/matmul.rs`, `shaders/matmul.wgsl`) over shapes that are not
+//! multiples of any tile, and the CPU reference itself against a naive f64 product.
 
-mod common;
-
-use common::{assert_close, gpu_backend, parity, uniform, ELEMENTWISE, MATMUL};
+use crate::common::{assert_close, parity, uniform, MATMUL};
+use crate::gpu_backend;
 use wgtrain::backend::Op;
+use wgtrain::ops::{MatmulBiasAct, MatmulNt, MatmulTn};
 use wgtrain::Activation;
 
 /// (m, n, k): the shapes plus thin, wide and single-row cases.
@@ -19,24 +18,6 @@ const SHAPES: [(usize, usize, usize); 8] = [
     (130, 257, 1),
     (64, 10, 784),
 ];
-
-/// Pre-activations covering both tails (±50), the ReLU kink and small values.
-fn pre_activations() -> Vec<f32> {
-    let mut xs = vec![
-        -50.0, -20.0, -9.5, -1.0, -1e-3, -0.0, 0.0, 1e-3, 0.5, 1.0, 9.5, 20.0, 50.0,
-    ];
-    xs.extend(uniform(99, 51, -6.0, 6.0));
-    xs
-}
-
-fn elementwise_activations() -> Vec<Activation> {
-    let mut acts: Vec<Activation> = Activation::ALL
-        .into_iter()
-        .filter(|a| a.is_elementwise())
-        .collect();
-    acts.push(Activation::LeakyRelu(0.2));
-    acts
-}
 
 /// Naive f64 product `a[m,k] · b[k,n]` with element accessors, to check the CPU reference itself.
 fn reference_matmul(
@@ -61,7 +42,7 @@ fn reference_matmul(
 fn matmul_bias_act() {
     let Some(mut gpu) = gpu_backend() else { return };
     for (s, &(m, n, k)) in SHAPES.iter().enumerate() {
-        for activation in elementwise_activations() {
+        for activation in super::elementwise_activations() {
             let seed = s as u64 * 10;
             let input = uniform(seed, m * k, -1.0, 1.0);
             let weights = uniform(seed + 1, k * n, -1.0, 1.0);
@@ -77,15 +58,17 @@ fn matmul_bias_act() {
                     vec![0.0; m * n],
                 ],
                 MATMUL,
-                &|b| Op::MatmulBiasAct {
-                    input: b[0].region(m * k),
-                    weights: b[1].region(k * n),
-                    bias: b[2].region(n),
-                    output: b[3].region(m * n),
-                    m,
-                    k,
-                    n,
-                    activation,
+                &|b| {
+                    Op::MatmulBiasAct(MatmulBiasAct {
+                        input: b[0].region(m * k),
+                        weights: b[1].region(k * n),
+                        bias: b[2].region(n),
+                        output: b[3].region(m * n),
+                        m,
+                        k,
+                        n,
+                        activation,
+                    })
                 },
             );
             let mut expected =
@@ -115,13 +98,15 @@ fn matmul_nt() {
             &what,
             &[grad_output.clone(), weights.clone(), vec![0.0; m * n]],
             MATMUL,
-            &|b| Op::MatmulNt {
-                grad_output: b[0].region(m * k),
-                weights: b[1].region(n * k),
-                grad_input: b[2].region(m * n),
-                m,
-                k,
-                n,
+            &|b| {
+                Op::MatmulNt(MatmulNt {
+                    grad_output: b[0].region(m * k),
+                    weights: b[1].region(n * k),
+                    grad_input: b[2].region(m * n),
+                    m,
+                    k,
+                    n,
+                })
             },
         );
         let expected = reference_matmul(
@@ -152,13 +137,15 @@ fn matmul_tn() {
             &what,
             &[input.clone(), grad_output.clone(), vec![0.0; m * n]],
             MATMUL,
-            &|b| Op::MatmulTn {
-                input: b[0].region(k * m),
-                grad_output: b[1].region(k * n),
-                grad_weights: b[2].region(m * n),
-                m,
-                k,
-                n,
+            &|b| {
+                Op::MatmulTn(MatmulTn {
+                    input: b[0].region(k * m),
+                    grad_output: b[1].region(k * n),
+                    grad_weights: b[2].region(m * n),
+                    m,
+                    k,
+                    n,
+                })
             },
         );
         let expected = reference_matmul(
@@ -177,123 +164,6 @@ fn matmul_tn() {
     }
 }
 
-/// Every elementwise activation on ±50 and the kink, through the matmul epilogue with a 1x1 identity weight.
-#[test]
-fn activations_at_extremes() {
-    let Some(mut gpu) = gpu_backend() else { return };
-    let xs = pre_activations();
-    let m = xs.len();
-    for activation in elementwise_activations() {
-        let out = parity(
-            &mut gpu,
-            &format!("{activation} on ±50"),
-            &[xs.clone(), vec![1.0], vec![0.0], vec![0.0; m]],
-            ELEMENTWISE,
-            &|b| Op::MatmulBiasAct {
-                input: b[0].region(m),
-                weights: b[1].region(1),
-                bias: b[2].region(1),
-                output: b[3].region(m),
-                m,
-                k: 1,
-                n: 1,
-                activation,
-            },
-        );
-        assert!(
-            out[3].iter().all(|y| y.is_finite()),
-            "{activation} produced a non-finite value: {:?}",
-            out[3]
-        );
-    }
-}
-
-#[test]
-fn act_backward() {
-    let Some(mut gpu) = gpu_backend() else { return };
-    let xs = pre_activations();
-    for activation in elementwise_activations() {
-        let output: Vec<f32> = xs.iter().map(|&x| activation.apply(x)).collect();
-        let (rows, cols) = (xs.len() / 4, 4);
-        let n = rows * cols;
-        let grad = uniform(5, n, -2.0, 2.0);
-        let out = parity(
-            &mut gpu,
-            &format!("act_backward {activation}"),
-            &[output[..n].to_vec(), grad.clone()],
-            ELEMENTWISE,
-            &|b| Op::ActBackward {
-                output: b[0].region(n),
-                grad: b[1].region(n),
-                rows,
-                cols,
-                activation,
-            },
-        );
-        let expected: Vec<f32> = grad
-            .iter()
-            .zip(&output)
-            .map(|(g, &y)| g * activation.derivative_from_output(y))
-            .collect();
-        assert_close(
-            &format!("act_backward {activation} (CPU vs formula)"),
-            &out[1],
-            &expected,
-            ELEMENTWISE,
-        );
-    }
-}
-
-#[test]
-fn softmax() {
-    let Some(mut gpu) = gpu_backend() else { return };
-    for &(rows, cols) in &[(1, 1), (3, 7), (65, 10), (257, 33)] {
-        let mut values = uniform(rows as u64, rows * cols, -5.0, 5.0);
-        values[0] = 50.0;
-        values[rows * cols - 1] = -50.0;
-        let out = parity(
-            &mut gpu,
-            &format!("softmax {rows}x{cols}"),
-            &[values],
-            ELEMENTWISE,
-            &|b| Op::Softmax {
-                values: b[0].region(rows * cols),
-                rows,
-                cols,
-            },
-        );
-        for row in out[0].chunks(cols) {
-            assert!(
-                (row.iter().sum::<f32>() - 1.0).abs() < 1e-5,
-                "softmax row does not sum to 1: {row:?}"
-            );
-        }
-    }
-}
-
-#[test]
-fn softmax_backward() {
-    let Some(mut gpu) = gpu_backend() else { return };
-    for &(rows, cols) in &[(1, 1), (3, 7), (65, 10), (257, 33)] {
-        let mut output = uniform(rows as u64 + 7, rows * cols, -3.0, 3.0);
-        wgtrain::activation::softmax_rows(&mut output, cols);
-        let grad = uniform(rows as u64 + 8, rows * cols, -1.0, 1.0);
-        parity(
-            &mut gpu,
-            &format!("softmax_backward {rows}x{cols}"),
-            &[output, grad],
-            ELEMENTWISE,
-            &|b| Op::ActBackward {
-                output: b[0].region(rows * cols),
-                grad: b[1].region(rows * cols),
-                rows,
-                cols,
-                activation: Activation::Softmax,
-            },
-        );
-    }
-}
-
 /// Regression: llvmpipe ends a shader invocation after 65535 loop iterations, which silently cut every sum
 /// longer than that (a full batch of 70000 rows, a 40000-wide layer). Long sums now run in windows.
 #[test]
@@ -304,7 +174,7 @@ fn llvmpipe_loop_limit_long_matmul_sums() {
         let b = uniform(2, k * n, -1.0, 1.0);
         let bias = uniform(3, n, -1.0, 1.0);
         // Sums of up to 70000 products of values in [-1, 1]: f32 rounding in another order.
-        let tol = common::Tolerance {
+        let tol = crate::common::Tolerance {
             abs: 2e-3,
             rel: 1e-4,
         };
@@ -313,15 +183,17 @@ fn llvmpipe_loop_limit_long_matmul_sums() {
             &format!("matmul_bias_act k={k}"),
             &[a.clone(), b.clone(), bias, vec![0.0; m * n]],
             tol,
-            &|r| Op::MatmulBiasAct {
-                input: r[0].region(m * k),
-                weights: r[1].region(k * n),
-                bias: r[2].region(n),
-                output: r[3].region(m * n),
-                m,
-                k,
-                n,
-                activation: Activation::Tanh,
+            &|r| {
+                Op::MatmulBiasAct(MatmulBiasAct {
+                    input: r[0].region(m * k),
+                    weights: r[1].region(k * n),
+                    bias: r[2].region(n),
+                    output: r[3].region(m * n),
+                    m,
+                    k,
+                    n,
+                    activation: Activation::Tanh,
+                })
             },
         );
         parity(
@@ -329,13 +201,15 @@ fn llvmpipe_loop_limit_long_matmul_sums() {
             &format!("matmul_nt k={k}"),
             &[a.clone(), b.clone(), vec![0.0; m * n]],
             tol,
-            &|r| Op::MatmulNt {
-                grad_output: r[0].region(m * k),
-                weights: r[1].region(n * k),
-                grad_input: r[2].region(m * n),
-                m,
-                k,
-                n,
+            &|r| {
+                Op::MatmulNt(MatmulNt {
+                    grad_output: r[0].region(m * k),
+                    weights: r[1].region(n * k),
+                    grad_input: r[2].region(m * n),
+                    m,
+                    k,
+                    n,
+                })
             },
         );
         parity(
@@ -343,13 +217,15 @@ fn llvmpipe_loop_limit_long_matmul_sums() {
             &format!("matmul_tn k={k}"),
             &[a.clone(), b.clone(), vec![0.0; m * n]],
             tol,
-            &|r| Op::MatmulTn {
-                input: r[0].region(k * m),
-                grad_output: r[1].region(k * n),
-                grad_weights: r[2].region(m * n),
-                m,
-                k,
-                n,
+            &|r| {
+                Op::MatmulTn(MatmulTn {
+                    input: r[0].region(k * m),
+                    grad_output: r[1].region(k * n),
+                    grad_weights: r[2].region(m * n),
+                    m,
+                    k,
+                    n,
+                })
             },
         );
     }
@@ -401,7 +277,14 @@ fn check_cpu_forms(m: usize, n: usize, k: usize) {
             );
         }
     };
-    wgtrain::cpu::matmul_bias_act(&a, &b, &vec![0.0; n], &mut c, (m, k, n), Activation::Linear);
+    wgtrain::ops::matmul::matmul_bias_act(
+        &a,
+        &b,
+        &vec![0.0; n],
+        &mut c,
+        (m, k, n),
+        Activation::Linear,
+    );
     check(
         &c,
         &|i, j| {
@@ -412,7 +295,7 @@ fn check_cpu_forms(m: usize, n: usize, k: usize) {
         "nn",
     );
     // b as [n, k] for the nt form: c = a · bᵀ.
-    wgtrain::cpu::matmul_nt(&a, &b, &mut c, (m, k, n));
+    wgtrain::ops::matmul::matmul_nt(&a, &b, &mut c, (m, k, n));
     check(
         &c,
         &|i, j| {
@@ -423,7 +306,7 @@ fn check_cpu_forms(m: usize, n: usize, k: usize) {
         "nt",
     );
     // a as [k, m] for the tn form: c = aᵀ · b.
-    wgtrain::cpu::matmul_tn(&a, &b, &mut c, (m, k, n));
+    wgtrain::ops::matmul::matmul_tn(&a, &b, &mut c, (m, k, n));
     check(
         &c,
         &|i, j| {

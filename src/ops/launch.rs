@@ -1,0 +1,231 @@
+//! How an op is dispatched: the `Dims` shape uniform, the bindings and the workgroup grid, and the helpers
+//! that split one op into several dispatches. Sums longer than [`REDUCTION_WINDOW`] run over windows of
+//! the summed dimension, each continuing the last one's sum (llvmpipe ends an invocation after 65535 loop
+//! iterations), and operands larger than one storage binding are bound a window at a time.
+
+use super::Region;
+use crate::activation::Activation;
+pub use crate::loss::REDUCTION_WINDOW;
+use crate::network::PARAM_ALIGN;
+
+/// The `Dims` uniform every shader declares at binding 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Dims {
+    pub m: u32,
+    pub k: u32,
+    pub n: u32,
+    pub code: u32,
+    pub slope: f32,
+    pub scale: f32,
+    /// First index of this window along the summed dimension.
+    pub begin: u32,
+    /// Full length of the summed dimension.
+    pub stride: u32,
+    /// `FLAG_ACCUMULATE` | `FLAG_LAST`.
+    pub flags: u32,
+    /// matmul_bias_act: where the bound window of the weights starts along the summed dimension.
+    pub rhs_begin: u32,
+    /// matmul_nt: first output column of this window; matmul_tn: first input column.
+    pub window_offset: u32,
+    /// matmul_nt: full output width; matmul_tn: full input width.
+    pub window_stride: u32,
+}
+
+/// Continue the sum the previous window left in the output.
+pub(crate) const FLAG_ACCUMULATE: u32 = 1;
+/// The last window: apply the epilogue (matmul bias and activation).
+pub(crate) const FLAG_LAST: u32 = 2;
+
+/// Invocations per workgroup of the 1-D kernels (`WORKGROUP` in the shaders).
+pub(crate) const WORKGROUP: usize = 64;
+/// Outputs one matmul workgroup covers along each dimension: 8 × 8 invocations (`@workgroup_size(8, 8)`),
+/// each computing a 4 × 4 block (`BLOCK` in matmul.wgsl).
+const MATMUL_TILE: usize = 32;
+/// Most workgroups a dispatch may have in one dimension.
+pub(crate) const MAX_GROUPS_PER_DIM: usize = 65535;
+
+/// What one prepared kernel binds and dispatches.
+#[derive(Clone)]
+pub struct Launch {
+    pub dims: Dims,
+    pub bindings: Vec<(u32, Region)>,
+    pub groups: [usize; 3],
+}
+
+/// Spreads `groups` 1-D workgroups over x and y so neither passes the per-dimension limit; the shaders
+/// rebuild the flat index as `gid.x + gid.y * num_workgroups.x * WORKGROUP` and skip the overhang.
+pub(crate) fn flat_groups(items: usize) -> [usize; 3] {
+    let groups = items.div_ceil(WORKGROUP).max(1);
+    if groups <= MAX_GROUPS_PER_DIM {
+        [groups, 1, 1]
+    } else {
+        [MAX_GROUPS_PER_DIM, groups.div_ceil(MAX_GROUPS_PER_DIM), 1]
+    }
+}
+
+/// Workgroups of [`MATMUL_TILE`]² outputs over `[m, n]`; column tiles past the per-dimension limit spill into z (see matmul.wgsl).
+pub(crate) fn tiles(m: usize, n: usize) -> [usize; 3] {
+    let columns = n.div_ceil(MATMUL_TILE).max(1);
+    let rows = m.div_ceil(MATMUL_TILE).max(1);
+    if columns <= MAX_GROUPS_PER_DIM {
+        [columns, rows, 1]
+    } else {
+        [
+            MAX_GROUPS_PER_DIM,
+            rows,
+            columns.div_ceil(MAX_GROUPS_PER_DIM),
+        ]
+    }
+}
+
+pub(crate) fn act_dims(rows: usize, cols: usize, activation: Activation) -> Dims {
+    Dims {
+        m: rows as u32,
+        n: cols as u32,
+        code: activation.code(),
+        slope: activation.slope(),
+        ..Dims::default()
+    }
+}
+
+/// The same floats as `region`, rounded up to whole vec4s, for a second, `array<vec4<f32>>` binding of it
+/// (buffers are allocated in whole vec4s, so the rounding stays inside the buffer).
+pub(crate) fn vec4_view(region: Region) -> Region {
+    Region {
+        len: region.len.next_multiple_of(4),
+        ..region
+    }
+}
+
+/// The launch as the only dispatch of its op: it is the last window of any sum.
+pub(crate) fn whole(mut launch: Launch) -> Launch {
+    launch.dims.flags = FLAG_LAST;
+    launch
+}
+
+/// `n` rounded down to a multiple of [`PARAM_ALIGN`] (so window offsets stay bindable), at least that much.
+pub(crate) fn aligned(n: usize) -> usize {
+    (n / PARAM_ALIGN * PARAM_ALIGN).max(PARAM_ALIGN)
+}
+
+/// `launch` repeated over windows `[begin, begin + len)` of a sum of `full` terms, `per` at a time.
+pub(crate) fn sum_windows(
+    launch: &Launch,
+    full: usize,
+    per: usize,
+    shape: impl Fn(&mut Launch, usize, usize),
+) -> Vec<Launch> {
+    if full == 0 {
+        return vec![launch.clone()];
+    }
+    (0..full)
+        .step_by(per)
+        .map(|begin| {
+            let len = per.min(full - begin);
+            let mut window = launch.clone();
+            window.dims.begin = begin as u32;
+            window.dims.flags = if begin > 0 { FLAG_ACCUMULATE } else { 0 };
+            if begin + len == full {
+                window.dims.flags |= FLAG_LAST;
+            }
+            shape(&mut window, begin, len);
+            window
+        })
+        .collect()
+}
+
+/// Replaces the region bound at `binding`, and its vec4 view (binding 6) when `binding` is the rhs (2).
+pub(crate) fn rebind(launch: &mut Launch, binding: u32, region: Region) {
+    for entry in &mut launch.bindings {
+        if entry.0 == binding {
+            entry.1 = region;
+        } else if binding == 2 && entry.0 == 6 {
+            entry.1 = vec4_view(region);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::activation::Activation;
+    use crate::loss::Loss;
+
+    fn prelude() -> naga::Module {
+        naga::front::wgsl::parse_str(crate::ops::PRELUDE).expect("the prelude parses")
+    }
+
+    /// The value of a `u32` constant of the prelude.
+    fn constant(module: &naga::Module, name: &str) -> u32 {
+        let (_, c) = module
+            .constants
+            .iter()
+            .find(|(_, c)| c.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("prelude.wgsl lacks `{name}`"));
+        match module.global_expressions[c.init] {
+            naga::Expression::Literal(naga::Literal::U32(v)) => v,
+            ref other => panic!("`{name}` is {other:?}, expected a u32 literal"),
+        }
+    }
+
+    #[test]
+    fn prelude_codes_agree_with_rust() {
+        let module = prelude();
+        for activation in [
+            Activation::Linear,
+            Activation::Relu,
+            Activation::LeakyRelu(0.01),
+            Activation::Sigmoid,
+            Activation::Tanh,
+            Activation::Softmax,
+        ] {
+            let name = format!("ACT_{}", activation.name().to_uppercase());
+            assert_eq!(constant(&module, &name), activation.code(), "{name}");
+        }
+        for loss in [Loss::Sse, Loss::Mse, Loss::Bce, Loss::Ce] {
+            let name = format!("LOSS_{}", loss.name().to_uppercase());
+            assert_eq!(constant(&module, &name), loss.code(), "{name}");
+        }
+        assert_eq!(constant(&module, "FLAG_ACCUMULATE"), FLAG_ACCUMULATE);
+        assert_eq!(constant(&module, "FLAG_LAST"), FLAG_LAST);
+        assert_eq!(constant(&module, "WORKGROUP") as usize, WORKGROUP);
+    }
+
+    #[test]
+    fn prelude_dims_has_the_rust_layout() {
+        let module = prelude();
+        let members = module
+            .types
+            .iter()
+            .find_map(|(_, t)| match &t.inner {
+                naga::TypeInner::Struct { members, span } if t.name.as_deref() == Some("Dims") => {
+                    Some((members.clone(), *span))
+                }
+                _ => None,
+            })
+            .expect("prelude.wgsl declares Dims");
+        let rust = [
+            ("m", std::mem::offset_of!(Dims, m)),
+            ("k", std::mem::offset_of!(Dims, k)),
+            ("n", std::mem::offset_of!(Dims, n)),
+            ("code", std::mem::offset_of!(Dims, code)),
+            ("slope", std::mem::offset_of!(Dims, slope)),
+            ("scale", std::mem::offset_of!(Dims, scale)),
+            ("begin", std::mem::offset_of!(Dims, begin)),
+            ("stride", std::mem::offset_of!(Dims, stride)),
+            ("flags", std::mem::offset_of!(Dims, flags)),
+            ("rhs_begin", std::mem::offset_of!(Dims, rhs_begin)),
+            ("window_offset", std::mem::offset_of!(Dims, window_offset)),
+            ("window_stride", std::mem::offset_of!(Dims, window_stride)),
+        ];
+        let wgsl: Vec<(String, usize)> = members
+            .0
+            .iter()
+            .map(|m| (m.name.clone().unwrap_or_default(), m.offset as usize))
+            .collect();
+        let rust: Vec<(String, usize)> = rust.iter().map(|(n, o)| (n.to_string(), *o)).collect();
+        assert_eq!(wgsl, rust);
+        assert_eq!(members.1 as usize, std::mem::size_of::<Dims>());
+    }
+}

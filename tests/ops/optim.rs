@@ -1,0 +1,195 @@
+//! Parity of the optimizer updates (`src/ops/optim.rs`, `shaders/optim.wgsl`); the rules are also checked
+//! against PyTorch's formulas written out by hand.
+
+use crate::common::{assert_close, parity, uniform, ELEMENTWISE};
+use crate::gpu_backend;
+use wgtrain::backend::Op;
+use wgtrain::ops::{AdamUpdate, AdvanceStep, MomentumUpdate, SgdUpdate};
+use wgtrain::optim::hyper;
+
+/// A hyperparameter buffer as `Model` keeps it, mid-run at `step` (bias corrections already advanced).
+fn hyper(lr: f32, momentum: f32, weight_decay: f32, step: f32) -> Vec<f32> {
+    let mut h = vec![0.0; hyper::LEN];
+    h[hyper::LEARNING_RATE] = lr;
+    h[hyper::MOMENTUM] = momentum;
+    h[hyper::BETA1] = 0.9;
+    h[hyper::BETA2] = 0.999;
+    h[hyper::EPSILON] = 1e-8;
+    h[hyper::WEIGHT_DECAY] = weight_decay;
+    h[hyper::STEP] = step;
+    h[hyper::BIAS_CORRECTION1] = 1.0 - 0.9f32.powf(step);
+    h[hyper::BIAS_CORRECTION2] = 1.0 - 0.999f32.powf(step);
+    h
+}
+
+/// 4_200_000 floats need more than 65535 workgroups of 64: the dispatch is split over two dimensions.
+const UPDATE_LENGTHS: [usize; 5] = [1, 63, 65, 1000, 4_200_000];
+
+#[test]
+fn sgd_update() {
+    let Some(mut gpu) = gpu_backend() else { return };
+    for &len in &UPDATE_LENGTHS {
+        for wd in [0.0, 0.01] {
+            let params = uniform(len as u64, len, -1.0, 1.0);
+            let grads = uniform(len as u64 + 1, len, -1.0, 1.0);
+            let out = parity(
+                &mut gpu,
+                &format!("sgd_update {len} wd {wd}"),
+                &[params.clone(), grads.clone(), hyper(0.1, 0.0, wd, 0.0)],
+                ELEMENTWISE,
+                &|b| {
+                    Op::SgdUpdate(SgdUpdate {
+                        params: b[0].region(len),
+                        grads: b[1].region(len),
+                        hyper: b[2].region(hyper::LEN),
+                    })
+                },
+            );
+            let i = len - 1;
+            let expected = params[i] - 0.1 * (grads[i] + wd * params[i]);
+            assert_close(
+                "sgd_update (CPU vs formula)",
+                &out[0][i..],
+                &[expected],
+                ELEMENTWISE,
+            );
+        }
+    }
+}
+
+#[test]
+fn momentum_update() {
+    let Some(mut gpu) = gpu_backend() else { return };
+    for &len in &UPDATE_LENGTHS {
+        let params = uniform(len as u64, len, -1.0, 1.0);
+        let grads = uniform(len as u64 + 1, len, -1.0, 1.0);
+        let velocity = uniform(len as u64 + 2, len, -0.5, 0.5);
+        let buffers = [
+            params.clone(),
+            grads.clone(),
+            velocity.clone(),
+            hyper(0.05, 0.9, 0.001, 3.0),
+        ];
+        let out = parity(
+            &mut gpu,
+            &format!("momentum_update {len}"),
+            &buffers,
+            ELEMENTWISE,
+            &|b| {
+                Op::MomentumUpdate(MomentumUpdate {
+                    params: b[0].region(len),
+                    grads: b[1].region(len),
+                    velocity: b[2].region(len),
+                    hyper: b[3].region(hyper::LEN),
+                })
+            },
+        );
+        let i = len - 1;
+        let v = 0.9 * velocity[i] + grads[i] + 0.001 * params[i];
+        assert_close(
+            "momentum velocity (CPU vs formula)",
+            &out[2][i..],
+            &[v],
+            ELEMENTWISE,
+        );
+        assert_close(
+            "momentum_update (CPU vs formula)",
+            &out[0][i..],
+            &[params[i] - 0.05 * v],
+            ELEMENTWISE,
+        );
+    }
+}
+
+#[test]
+fn adam_update() {
+    let Some(mut gpu) = gpu_backend() else { return };
+    for &len in &UPDATE_LENGTHS {
+        let params = uniform(len as u64, len, -1.0, 1.0);
+        let grads = uniform(len as u64 + 1, len, -1.0, 1.0);
+        let m = uniform(len as u64 + 2, len, -0.1, 0.1);
+        let v = uniform(len as u64 + 3, len, 0.0, 0.01);
+        let h = hyper(0.001, 0.0, 0.01, 5.0);
+        let buffers = [
+            params.clone(),
+            grads.clone(),
+            m.clone(),
+            v.clone(),
+            h.clone(),
+        ];
+        let out = parity(
+            &mut gpu,
+            &format!("adam_update {len}"),
+            &buffers,
+            ELEMENTWISE,
+            &|b| {
+                Op::AdamUpdate(AdamUpdate {
+                    params: b[0].region(len),
+                    grads: b[1].region(len),
+                    first_moment: b[2].region(len),
+                    second_moment: b[3].region(len),
+                    hyper: b[4].region(hyper::LEN),
+                })
+            },
+        );
+        // PyTorch's Adam, in f64.
+        let i = len - 1;
+        let g = f64::from(grads[i]) + 0.01 * f64::from(params[i]);
+        let m1 = 0.9 * f64::from(m[i]) + 0.1 * g;
+        let v1 = 0.999 * f64::from(v[i]) + 0.001 * g * g;
+        let (bc1, bc2) = (1.0 - 0.9f64.powi(5), 1.0 - 0.999f64.powi(5));
+        let w = f64::from(params[i]) - 0.001 / bc1 * m1 / (v1.sqrt() / bc2.sqrt() + 1e-8);
+        assert_close(
+            "adam m (CPU vs f64)",
+            &out[2][i..],
+            &[m1 as f32],
+            ELEMENTWISE,
+        );
+        assert_close(
+            "adam v (CPU vs f64)",
+            &out[3][i..],
+            &[v1 as f32],
+            ELEMENTWISE,
+        );
+        assert_close(
+            "adam_update (CPU vs f64)",
+            &out[0][i..],
+            &[w as f32],
+            ELEMENTWISE,
+        );
+    }
+}
+
+#[test]
+fn advance_step() {
+    let Some(mut gpu) = gpu_backend() else { return };
+    for step in [0.0, 1.0, 99.0, 9999.0] {
+        let out = parity(
+            &mut gpu,
+            &format!("advance_step from {step}"),
+            &[hyper(0.1, 0.0, 0.0, step)],
+            ELEMENTWISE,
+            &|b| {
+                Op::AdvanceStep(AdvanceStep {
+                    hyper: b[0].region(hyper::LEN),
+                })
+            },
+        );
+        let t = step + 1.0;
+        assert_eq!(out[0][hyper::STEP], t);
+        assert_close(
+            "bias corrections (CPU vs f64)",
+            &out[0][hyper::BIAS_CORRECTION1..],
+            &[
+                (1.0 - 0.9f64.powf(f64::from(t))) as f32,
+                (1.0 - 0.999f64.powf(f64::from(t))) as f32,
+            ],
+            ELEMENTWISE,
+        );
+        assert_eq!(
+            out[0][..hyper::STEP],
+            hyper(0.1, 0.0, 0.0, step)[..hyper::STEP],
+            "host-owned entries untouched"
+        );
+    }
+}
