@@ -19,7 +19,7 @@ fn show(title: &str, outputs: &[Vec<f32>]) {
     println!("{title}");
     for (i, output) in outputs.iter().enumerate() {
         let values: Vec<String> = output.iter().map(|v| format!("{v:8.4}")).collect();
-        println!("  layer {}: [{}]", i + 1, values.join(", "));
+        println!("  dense layer {}: [{}]", i + 1, values.join(", "));
     }
 }
 
@@ -30,14 +30,19 @@ fn run() -> wgtrain::Result<()> {
         .dense(5, Activation::Relu)
         .dense(2, Activation::Softmax)
         .build(wgtrain::Loss::Ce)?;
-    for i in 0..network.layers().len() {
-        let (weights, biases) = network.layer_parameter_count(i);
+    for i in network.parametrised_layers() {
+        let params = network.params(i);
+        let counts: Vec<String> = params
+            .iter()
+            .map(|p| format!("{} {:?}", p.name, p.torch_shape))
+            .collect();
+        let total: u128 = params.iter().map(|p| p.len()).sum();
         println!(
-            "layer {}: {} x {} = {weights} weights + {biases} biases = {} parameters",
-            i + 1,
-            network.fan_in(i),
-            network.layers()[i].units,
-            weights + biases
+            "layer {i} ({}, {} → {}): {} = {total} parameters",
+            network.layers()[i],
+            network.input_of(i),
+            network.shapes()[i],
+            counts.join(" + ")
         );
     }
     println!("total parameters: {}", network.parameter_count());

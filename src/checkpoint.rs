@@ -1,11 +1,15 @@
-//! Checkpoints as safetensors files that PyTorch can load: `layers.{i}.weight` `[out, in]` (the layout of
-//! `nn.Linear`) and `layers.{i}.bias` `[out]`, f32; everything else about the model as JSON under the
-//! metadata key `wgtrain`. Writes go through [`crate::files::write_atomically`], so a crash or a failed
-//! write leaves the previous checkpoint whole, and identical models give identical bytes.
+//! Checkpoints as safetensors files that PyTorch can load: every parameter as `layers.{i}.{name}` in
+//! PyTorch's name and layout, `i` the layer's index in the network (activation layers count, as in an
+//! `nn.Sequential`), so a dense layer's `layers.{i}.weight` is `[out, in]` as in `nn.Linear`; f32.
+//! Everything else about the model is JSON under the metadata key `wgtrain`, its layers as `--arch` tokens.
+//! Format 1 files (dense layers with their activations, tensors numbered by dense layer) still load.
+//! Writes go through [`crate::files::write_atomically`], so a crash or a failed write leaves the previous
+//! checkpoint whole, and identical models give identical bytes.
 
 use crate::activation::Activation;
 use crate::data::{Standardizer, Task};
 use crate::error::{Error, Result};
+use crate::layers::Layer;
 use crate::loss::Loss;
 use crate::network::{LayerParams, Network};
 use safetensors::{Dtype, SafeTensors};
@@ -13,15 +17,26 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// Version of the metadata layout below.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the metadata layout below. 1: dense layers with their activations; 2: every layer as a
+/// token, tensors named by layer index.
+pub const FORMAT_VERSION: u32 = 2;
 /// The safetensors metadata key holding [`ModelMeta`] as JSON.
 pub const META_KEY: &str = "wgtrain";
 
-/// One dense layer in the metadata.
+/// One layer in the metadata.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LayerMeta {
+    /// Format 2: the layer's `--arch` token (`dense:128`, `relu`), see [`Layer::parse`].
+    Token(String),
+    /// Format 1: a dense layer and the activation after it.
+    Dense(DenseMeta),
+}
+
+/// A dense layer in format 1 metadata.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LayerMeta {
+pub struct DenseMeta {
     pub units: usize,
     pub activation: String,
     /// Leaky ReLU's slope.
@@ -59,14 +74,7 @@ impl ModelMeta {
             layers: network
                 .layers()
                 .iter()
-                .map(|l| LayerMeta {
-                    units: l.units,
-                    activation: l.activation.name().to_string(),
-                    slope: match l.activation {
-                        Activation::LeakyRelu(s) => Some(s),
-                        _ => None,
-                    },
-                })
+                .map(|l| LayerMeta::Token(l.to_string()))
                 .collect(),
             loss: network.loss().name().to_string(),
             task: Task::Regress,
@@ -128,7 +136,7 @@ impl ModelMeta {
         }
         let classes = self.class_names.len();
         let outputs = network.outputs();
-        let output = network.layers()[network.layers().len() - 1].activation;
+        let output = network.output_activation();
         match self.task {
             Task::Classify => {
                 let fits = classes == outputs && classes >= 2
@@ -178,14 +186,41 @@ impl ModelMeta {
     /// Rebuilds the network the metadata describes.
     pub fn network(&self) -> Result<Network> {
         let mut builder = Network::builder(self.inputs);
-        for layer in &self.layers {
-            let activation = match (layer.activation.parse::<Activation>()?, layer.slope) {
-                (Activation::LeakyRelu(_), Some(slope)) => Activation::LeakyRelu(slope),
-                (activation, _) => activation,
+        for (i, layer) in self.layers.iter().enumerate() {
+            builder = match (self.format_version, layer) {
+                (1, LayerMeta::Dense(dense)) => {
+                    let activation = match (dense.activation.parse::<Activation>()?, dense.slope) {
+                        (Activation::LeakyRelu(_), Some(slope)) => Activation::LeakyRelu(slope),
+                        (activation, _) => activation,
+                    };
+                    builder.dense(dense.units, activation)
+                }
+                (1, LayerMeta::Token(_)) => {
+                    return Err(Error::InvalidNetwork(format!(
+                        "entry {i} is a token, which format_version 1 does not have"
+                    )))
+                }
+                (_, LayerMeta::Token(token)) => {
+                    builder.layer(Layer::parse(token).map_err(Error::InvalidNetwork)?)
+                }
+                (_, LayerMeta::Dense(_)) => {
+                    return Err(Error::InvalidNetwork(format!(
+                        "entry {i} is a format 1 dense layer; format_version {} lists tokens",
+                        self.format_version
+                    )))
+                }
             };
-            builder = builder.dense(layer.units, activation);
         }
         builder.build(self.loss.parse::<Loss>()?)
+    }
+
+    /// The same metadata in the current format: format 1 layers become tokens.
+    pub fn upgraded(&self, network: &Network) -> ModelMeta {
+        ModelMeta {
+            format_version: FORMAT_VERSION,
+            layers: ModelMeta::describe(network).layers,
+            ..self.clone()
+        }
     }
 }
 
@@ -199,29 +234,40 @@ fn first_duplicate(names: &[String]) -> Option<(usize, usize)> {
         .find_map(|(second, n)| seen.insert(n.as_str(), second).map(|first| (first, second)))
 }
 
-/// Writes `params` and `meta` to `path` atomically.
+/// Writes `params` (one entry per layer with parameters, see [`Network::parametrised_layers`]) and `meta`
+/// to `path` atomically, in the current format.
 pub fn save(path: &Path, params: &[LayerParams], meta: &ModelMeta) -> Result<()> {
-    let outputs: Vec<usize> = meta.layers.iter().map(|l| l.units).collect();
+    let network = meta.network()?;
+    let meta = &meta.upgraded(&network);
+    let indices = network.parametrised_layers();
+    if params.len() != indices.len() {
+        return Err(Error::shape(
+            "parameters",
+            format!("{} layers with parameters", indices.len()),
+            params.len(),
+        ));
+    }
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    for (i, (layer, &units)) in params.iter().zip(&outputs).enumerate() {
-        let inputs = layer.weights.len() / units.max(1);
-        // [in, out] row-major in memory, [out, in] on disk.
-        let mut transposed = vec![0.0f32; layer.weights.len()];
-        for r in 0..inputs {
-            for c in 0..units {
-                transposed[c * inputs + r] = layer.weights[r * units + c];
+    for (layer, &i) in params.iter().zip(&indices) {
+        for (spec, values) in network.params(i).iter().zip([&layer.weights, &layer.bias]) {
+            if values.len() as u128 != spec.len() {
+                return Err(Error::shape(
+                    format!("layer {i} {}", spec.name),
+                    spec.len(),
+                    values.len(),
+                ));
             }
+            let values = if spec.transposed {
+                transpose(values, spec.torch_shape[1], spec.torch_shape[0])
+            } else {
+                values.clone()
+            };
+            tensors.push((
+                format!("layers.{i}.{}", spec.name),
+                spec.torch_shape.clone(),
+                bytemuck::cast_slice(&values).to_vec(),
+            ));
         }
-        tensors.push((
-            format!("layers.{i}.weight"),
-            vec![units, inputs],
-            bytemuck::cast_slice(&transposed).to_vec(),
-        ));
-        tensors.push((
-            format!("layers.{i}.bias"),
-            vec![units],
-            bytemuck::cast_slice(&layer.bias).to_vec(),
-        ));
     }
     let views = tensors
         .iter()
@@ -388,7 +434,8 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<(Network, Vec<LayerParams>, Mo
     let network = meta
         .check()
         .map_err(|message| Error::format(path, format!("`{META_KEY}` metadata: {message}")))?;
-    let params = read_tensors(path, bytes, &network)?;
+    let params = read_tensors(path, bytes, &network, meta.format_version)?;
+    let meta = meta.upgraded(&network);
     Ok((network, params, meta))
 }
 
@@ -415,28 +462,97 @@ pub fn read_init(path: &Path) -> Result<(Vec<u8>, Option<ModelMeta>)> {
     Ok((bytes, meta))
 }
 
-/// [`load_parameters`] on bytes in memory; `path` names them in messages.
-pub fn parse_parameters(path: &Path, bytes: &[u8], network: &Network) -> Result<Vec<LayerParams>> {
-    read_tensors(path, bytes, network)
+/// The `format_version` of a wgtrain model's metadata, or 0 for bare tensors.
+fn format_of(bytes: &[u8]) -> u32 {
+    SafeTensors::read_metadata(bytes)
+        .ok()
+        .and_then(|(_, m)| m.metadata().as_ref().and_then(|m| m.get(META_KEY).cloned()))
+        .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok())
+        .and_then(|v| v.get("format_version").and_then(|f| f.as_u64()))
+        .map_or(0, |f| f as u32)
 }
 
-fn read_tensors(path: &Path, bytes: &[u8], network: &Network) -> Result<Vec<LayerParams>> {
+/// [`load_parameters`] on bytes in memory; `path` names them in messages.
+pub fn parse_parameters(path: &Path, bytes: &[u8], network: &Network) -> Result<Vec<LayerParams>> {
+    read_tensors(path, bytes, network, format_of(bytes))
+}
+
+/// `values` as `[rows, cols]` row-major, transposed to `[cols, rows]`.
+fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; values.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = values[r * cols + c];
+        }
+    }
+    out
+}
+
+/// How tensors are numbered: by layer (format 2, as `nn.Sequential` numbers its modules) or by layer with
+/// parameters (format 1).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Numbering {
+    ByLayer,
+    ByParametrisedLayer,
+}
+
+/// Every tensor name `network` has under `numbering`, with the layer index and parameter position.
+fn tensor_names(network: &Network, numbering: Numbering) -> Vec<(String, usize, usize)> {
+    network
+        .parametrised_layers()
+        .into_iter()
+        .enumerate()
+        .flat_map(|(k, i)| {
+            let n = if numbering == Numbering::ByLayer {
+                i
+            } else {
+                k
+            };
+            network
+                .params(i)
+                .into_iter()
+                .enumerate()
+                .map(move |(j, spec)| (format!("layers.{n}.{}", spec.name), i, j))
+        })
+        .collect()
+}
+
+fn read_tensors(
+    path: &Path,
+    bytes: &[u8],
+    network: &Network,
+    format: u32,
+) -> Result<Vec<LayerParams>> {
     let file = SafeTensors::deserialize(bytes)
         .map_err(|e| Error::format(path, format!("not a safetensors file: {e}")))?;
-    let layers = network.layers().len();
-    let known = |name: &str| {
-        (0..layers)
-            .any(|i| name == format!("layers.{i}.weight") || name == format!("layers.{i}.bias"))
-    };
     let mut names = file.names();
     names.sort();
-    if let Some(name) = names.into_iter().find(|n| !known(n)) {
+    let fits = |numbering| {
+        let expected = tensor_names(network, numbering);
+        names
+            .iter()
+            .all(|n| expected.iter().any(|(e, _, _)| e == *n))
+    };
+    // Bare tensors (no metadata, `format` 0) may be numbered either way.
+    let numbering = match format {
+        1 => Numbering::ByParametrisedLayer,
+        0 if !fits(Numbering::ByLayer) && fits(Numbering::ByParametrisedLayer) => {
+            Numbering::ByParametrisedLayer
+        }
+        _ => Numbering::ByLayer,
+    };
+    let expected = tensor_names(network, numbering);
+    if let Some(name) = names
+        .iter()
+        .find(|n| !expected.iter().any(|(e, _, _)| e == **n))
+    {
+        let listed: Vec<&str> = expected.iter().map(|(e, _, _)| e.as_str()).collect();
         return Err(Error::format(
             path,
             format!(
-                "tensor {} is not part of the network (it has layers.0 to layers.{} .weight and .bias; a different architecture?)",
+                "tensor {} is not part of the network (it has {}; a different architecture?)",
                 crate::error::quote(name),
-                layers - 1
+                listed.join(", ")
             ),
         ));
     }
@@ -459,32 +575,38 @@ fn read_tensors(path: &Path, bytes: &[u8], network: &Network) -> Result<Vec<Laye
                 ),
             ));
         }
-        Ok(view
+        let values: Vec<f32> = view
             .data()
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect())
+            .collect();
+        if let Some(v) = values.iter().find(|v| !v.is_finite()) {
+            return Err(Error::format(
+                path,
+                format!("tensor {name} holds a non-finite value ({v})"),
+            ));
+        }
+        Ok(values)
     };
-    (0..layers)
-        .map(|i| {
-            let (inputs, units) = (network.fan_in(i), network.layers()[i].units);
-            let stored = tensor(&format!("layers.{i}.weight"), &[units, inputs])?;
-            let mut weights = vec![0.0; stored.len()];
-            for c in 0..units {
-                for r in 0..inputs {
-                    weights[r * units + c] = stored[c * inputs + r];
-                }
-            }
-            let bias = tensor(&format!("layers.{i}.bias"), &[units])?;
-            if let Some(v) = weights.iter().chain(&bias).find(|v| !v.is_finite()) {
-                return Err(Error::format(
-                    path,
-                    format!("layer {i} holds a non-finite value ({v})"),
-                ));
-            }
-            Ok(LayerParams { weights, bias })
+    let mut layers: Vec<Vec<Vec<f32>>> = vec![Vec::new(); network.layers().len()];
+    for (name, i, j) in expected {
+        let spec = &network.params(i)[j];
+        let stored = tensor(&name, &spec.torch_shape)?;
+        layers[i].push(if spec.transposed {
+            transpose(&stored, spec.torch_shape[0], spec.torch_shape[1])
+        } else {
+            stored
+        });
+    }
+    Ok(layers
+        .into_iter()
+        .filter(|tensors| !tensors.is_empty())
+        .map(|mut tensors| {
+            let bias = tensors.pop().expect("weight and bias");
+            let weights = tensors.pop().expect("weight and bias");
+            LayerParams { weights, bias }
         })
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]

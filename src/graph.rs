@@ -1,13 +1,12 @@
-//! The ops of one training step or forward pass, built once per batch size from the model's buffers.
-//! Backend-free: the same list runs on the CPU and on the GPU.
+//! The ops of one training step or forward pass, built once per batch size from the model's buffers: one
+//! forward loop over the layers, the loss, one reverse loop. Backend-free and kind-free: each layer's ops
+//! come from its [`LayerKind`](crate::layers::LayerKind).
 
 use crate::activation::Activation;
 use crate::backend::{BufferId, Op, Region, STATS_LEN};
-use crate::network::{LayerSlots, Network};
-use crate::ops::{
-    ActBackward, AdamUpdate, AdvanceStep, BiasGrad, LossGrad, LossSum, MatmulBiasAct, MatmulNt,
-    MatmulTn, MomentumUpdate, SgdUpdate, Softmax, SoftmaxBackward,
-};
+use crate::layers::{Fusion, LayerStep, Mode};
+use crate::network::Network;
+use crate::ops::{AdamUpdate, AdvanceStep, LossGrad, LossSum, MomentumUpdate, SgdUpdate};
 use crate::optim::{hyper::LEN as HYPER_LEN, Optimizer};
 
 /// Activations and their gradients for up to `capacity` rows.
@@ -15,18 +14,23 @@ pub(crate) struct Workspace {
     pub capacity: usize,
     pub input: BufferId,
     pub target: BufferId,
-    /// Layer outputs after the activation (before it for a fused or softmax output layer while training).
+    /// Each layer's output. A layer that works in place shares its input's buffer (the input batch for
+    /// one at the start); the values are those after every in-place layer that follows.
     pub outputs: Vec<BufferId>,
-    /// Gradient of the loss w.r.t. each layer's pre-activation.
-    pub grads: Vec<BufferId>,
+    /// The loss gradient with respect to each layer's output, shared the same way; `None` for in-place
+    /// layers at the start, whose input gradient no one needs.
+    pub grads: Vec<Option<BufferId>>,
     pub row_loss: BufferId,
     pub row_hits: BufferId,
+    /// Every buffer above, once: what to free.
+    pub owned: Vec<BufferId>,
 }
 
 /// Everything a step reads or writes.
 pub(crate) struct StepBuffers<'a> {
     pub network: &'a Network,
-    pub slots: &'a [LayerSlots],
+    /// Offsets of each layer's parameters in the flat parameter buffer.
+    pub slots: &'a [Vec<usize>],
     pub param_len: usize,
     pub params: BufferId,
     pub param_grads: BufferId,
@@ -37,72 +41,85 @@ pub(crate) struct StepBuffers<'a> {
 }
 
 impl StepBuffers<'_> {
-    pub(crate) fn weights(&self, layer: usize) -> Region {
-        let (w, _) = self.network.layer_parameter_count(layer);
-        Region {
-            buffer: self.params,
-            offset: self.slots[layer].weights,
-            len: w,
-        }
-    }
-
-    pub(crate) fn bias(&self, buffer: BufferId, layer: usize) -> Region {
-        Region {
-            buffer,
-            offset: self.slots[layer].bias,
-            len: self.network.layers()[layer].units,
-        }
-    }
-
-    /// The forward pass. While training, a fused-loss or softmax output layer leaves logits (softmax then
-    /// follows as its own op unless the loss is fused); when predicting, the output is always activated.
-    pub(crate) fn forward_ops(&self, rows: usize, training: bool) -> Vec<Op> {
-        let ws = self.workspace;
+    /// How the activation layer `i` runs: within the loss when the loss takes logits and follows it, within
+    /// the layer before when that layer takes an epilogue, else on its own.
+    fn fusion(&self, i: usize, with_loss: bool) -> Fusion {
         let layers = self.network.layers();
-        let last = layers.len() - 1;
-        let fused = training && self.network.loss().is_fused();
+        let Some(activation) = layers[i].activation() else {
+            return Fusion::Own;
+        };
+        if with_loss && i == layers.len() - 1 && self.network.loss().is_fused() {
+            Fusion::IntoLoss
+        } else if i > 0 && layers[i - 1].kind().accepts_epilogue() && activation.is_elementwise() {
+            Fusion::IntoPrevious
+        } else {
+            Fusion::Own
+        }
+    }
+
+    /// What layer `i` reads and writes for `rows` rows.
+    fn layer_step(&self, i: usize, rows: usize, mode: Mode, with_loss: bool) -> LayerStep {
+        let ws = self.workspace;
+        let network = self.network;
+        let layers = network.layers();
+        let (input_shape, output_shape) = (network.input_of(i), network.shapes()[i]);
+        let input_len = rows * input_shape.size();
+        let output_len = rows * output_shape.size();
+        let input = if i == 0 { ws.input } else { ws.outputs[i - 1] };
+        let specs = network.params(i);
+        let region = |buffer: BufferId, j: usize| Region {
+            buffer,
+            offset: self.slots[i][j],
+            len: specs[j].len() as usize,
+        };
+        let epilogue = match layers.get(i + 1).and_then(|l| l.activation()) {
+            Some(a) if self.fusion(i + 1, with_loss) == Fusion::IntoPrevious => a,
+            _ => Activation::Linear,
+        };
+        LayerStep {
+            rows,
+            mode,
+            input_shape,
+            output_shape,
+            input: input.region(input_len),
+            output: ws.outputs[i].region(output_len),
+            grad_output: ws.grads[i].unwrap_or(ws.outputs[i]).region(output_len),
+            grad_input: (i > 0)
+                .then(|| ws.grads[i - 1])
+                .flatten()
+                .map(|g| g.region(input_len)),
+            params: (0..specs.len()).map(|j| region(self.params, j)).collect(),
+            param_grads: (0..specs.len())
+                .map(|j| region(self.param_grads, j))
+                .collect(),
+            epilogue,
+            fusion: self.fusion(i, with_loss),
+        }
+    }
+
+    /// The forward pass in `mode`. With the loss to follow, an output activation that the loss applies
+    /// itself is left out (the output holds logits); without, the output is always activated.
+    pub(crate) fn forward_ops(&self, rows: usize, mode: Mode, with_loss: bool) -> Vec<Op> {
         let mut ops = Vec::new();
-        for (i, layer) in layers.iter().enumerate() {
-            let fan_in = self.network.fan_in(i);
-            let input = if i == 0 { ws.input } else { ws.outputs[i - 1] };
-            let logits_only = i == last && (fused || layer.activation == Activation::Softmax);
-            ops.push(Op::MatmulBiasAct(MatmulBiasAct {
-                input: input.region(rows * fan_in),
-                weights: self.weights(i),
-                bias: self.bias(self.params, i),
-                output: ws.outputs[i].region(rows * layer.units),
-                m: rows,
-                k: fan_in,
-                n: layer.units,
-                activation: if logits_only {
-                    Activation::Linear
-                } else {
-                    layer.activation
-                },
-            }));
-            if i == last && layer.activation == Activation::Softmax && !fused {
-                ops.push(Op::Softmax(Softmax {
-                    values: ws.outputs[i].region(rows * layer.units),
-                    rows,
-                    cols: layer.units,
-                }));
-            }
+        for (i, layer) in self.network.layers().iter().enumerate() {
+            let step = self.layer_step(i, rows, mode, with_loss);
+            layer.kind().forward(&step, &mut ops);
         }
         ops
     }
 
-    /// The forward pass (as in training), then the loss value, its gradient and the running epoch sums.
-    pub(crate) fn loss_ops(&self, rows: usize) -> Vec<Op> {
-        let mut ops = self.forward_ops(rows, true);
+    /// The forward pass, then the loss value, its gradient and the running epoch sums.
+    pub(crate) fn loss_ops(&self, rows: usize, mode: Mode) -> Vec<Op> {
+        let mut ops = self.forward_ops(rows, mode, true);
         let ws = self.workspace;
-        let layers = self.network.layers();
-        let last = layers.len() - 1;
+        let last = self.network.layers().len() - 1;
         let loss = self.network.loss();
         let outputs = self.network.outputs();
+        let grad = ws.grads[last].expect("the output layer has a gradient");
         ops.push(Op::LossGrad(LossGrad {
             prediction: ws.outputs[last].region(rows * outputs),
             target: ws.target.region(rows * loss.target_width(outputs)),
-            grad: ws.grads[last].region(rows * outputs),
+            grad: grad.region(rows * outputs),
             row_loss: ws.row_loss.region(rows),
             row_hits: ws.row_hits.region(rows),
             rows,
@@ -119,65 +136,15 @@ impl StepBuffers<'_> {
         ops
     }
 
-    /// [`Self::loss_ops`], then backpropagation through every layer by the chain rule into the gradients.
+    /// [`Self::loss_ops`] in training mode, then backpropagation through every layer, last to first.
     pub(crate) fn gradient_ops(&self, rows: usize) -> Vec<Op> {
-        let mut ops = self.loss_ops(rows);
-        let ws = self.workspace;
-        let layers = self.network.layers();
-        let last = layers.len() - 1;
-        let loss = self.network.loss();
-        let outputs = self.network.outputs();
-        let output_activation = layers[last].activation;
-        if !loss.is_fused() && output_activation != Activation::Linear {
-            ops.push(act_backward(
-                ws.outputs[last].region(rows * outputs),
-                ws.grads[last].region(rows * outputs),
-                (rows, outputs),
-                output_activation,
-            ));
-        }
-        for i in (0..layers.len()).rev() {
-            let units = layers[i].units;
-            let fan_in = self.network.fan_in(i);
-            let input = if i == 0 { ws.input } else { ws.outputs[i - 1] };
-            let grad_output = ws.grads[i].region(rows * units);
-            ops.push(Op::MatmulTn(MatmulTn {
-                input: input.region(rows * fan_in),
-                grad_output,
-                grad_weights: Region {
-                    buffer: self.param_grads,
-                    ..self.weights(i)
-                },
-                m: fan_in,
-                k: rows,
-                n: units,
-            }));
-            ops.push(Op::BiasGrad(BiasGrad {
-                grad_output,
-                grad_bias: self.bias(self.param_grads, i),
-                rows,
-                cols: units,
-            }));
-            if i > 0 {
-                let below = layers[i - 1].activation;
-                ops.push(Op::MatmulNt(MatmulNt {
-                    grad_output,
-                    weights: self.weights(i),
-                    grad_input: ws.grads[i - 1].region(rows * fan_in),
-                    m: rows,
-                    k: units,
-                    n: fan_in,
-                }));
-                if below != Activation::Linear {
-                    ops.push(Op::ActBackward(ActBackward {
-                        output: ws.outputs[i - 1].region(rows * fan_in),
-                        grad: ws.grads[i - 1].region(rows * fan_in),
-                        rows,
-                        cols: fan_in,
-                        activation: below,
-                    }));
-                }
+        let mut ops = self.loss_ops(rows, Mode::Train);
+        for (i, layer) in self.network.layers().iter().enumerate().rev() {
+            if self.workspace.grads[i].is_none() {
+                continue;
             }
+            let step = self.layer_step(i, rows, Mode::Train, true);
+            layer.kind().backward(&step, &mut ops);
         }
         ops
     }
@@ -213,30 +180,5 @@ impl StepBuffers<'_> {
             }
         }
         ops
-    }
-}
-
-/// The backward op of `activation` over `grad[rows, cols]`, given the activation's `output`.
-fn act_backward(
-    output: Region,
-    grad: Region,
-    (rows, cols): (usize, usize),
-    activation: Activation,
-) -> Op {
-    if activation == Activation::Softmax {
-        Op::SoftmaxBackward(SoftmaxBackward {
-            output,
-            grad,
-            rows,
-            cols,
-        })
-    } else {
-        Op::ActBackward(ActBackward {
-            output,
-            grad,
-            rows,
-            cols,
-            activation,
-        })
     }
 }

@@ -1,8 +1,10 @@
-//! Network description: input width, dense layers, loss; parameter counts, the summary table, the flat
-//! parameter layout shared by every backend, and seeded host-side initialisation.
+//! Network description: an input shape, layers (see [`crate::layers`]) and a loss. The shape is tracked
+//! through the layers and checked when the network is built; this file also holds parameter counts, the
+//! summary table, the flat parameter layout shared by every backend, and seeded host-side initialisation.
 
 use crate::activation::Activation;
 use crate::error::{Error, Result};
+use crate::layers::{Dense, Init, Layer, ParamSpec, Shape};
 use crate::loss::Loss;
 use rand::{Rng, SeedableRng};
 use std::fmt::Write as _;
@@ -11,56 +13,139 @@ use std::fmt::Write as _;
 /// storage-buffer offset alignment WebGPU allows, so each one can be bound on its own on any adapter.
 pub const PARAM_ALIGN: usize = 64;
 
-/// The widest input or layer a network may have (2³² − 1 units), so that every size computed from the
-/// widths is exact in `u128` and a layer's weight count fits in a 64-bit `usize`.
-pub const MAX_WIDTH: usize = u32::MAX as usize;
+pub use crate::layers::MAX_WIDTH;
 
-/// One fully connected layer: `output = activation(input · weights + bias)`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Dense {
-    pub units: usize,
-    pub activation: Activation,
-}
-
-/// A feedforward network of dense layers and the loss it is trained on.
+/// A feedforward network: an input shape, its layers and the loss it is trained on.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Network {
-    inputs: usize,
-    layers: Vec<Dense>,
+    input: Shape,
+    layers: Vec<Layer>,
+    /// The output shape of each layer.
+    shapes: Vec<Shape>,
     loss: Loss,
 }
 
 /// Builds a [`Network`]; [`NetworkBuilder::build`] checks it.
 #[derive(Clone, Debug)]
 pub struct NetworkBuilder {
-    inputs: usize,
-    layers: Vec<Dense>,
+    input: Shape,
+    layers: Vec<Layer>,
 }
 
 impl NetworkBuilder {
-    /// Appends a dense layer of `units` outputs.
+    /// Appends a dense layer of `units` outputs and, unless it is `linear`, the activation after it.
     pub fn dense(mut self, units: usize, activation: Activation) -> Self {
-        self.layers.push(Dense { units, activation });
+        self.layers.push(Layer::Dense(Dense { units }));
+        if activation != Activation::Linear {
+            self.layers.push(Layer::Activation(activation));
+        }
         self
     }
 
-    /// Checks widths, activation placement and the loss/output pairing.
+    /// Appends any layer.
+    pub fn layer(mut self, layer: Layer) -> Self {
+        self.layers.push(layer);
+        self
+    }
+
+    /// Checks every layer against the shape it receives, activation placement and the loss/output pairing.
     pub fn build(self, loss: Loss) -> Result<Network> {
+        let shapes = check_layers(self.input, &self.layers)?;
         let net = Network {
-            inputs: self.inputs,
+            input: self.input,
             layers: self.layers,
+            shapes,
             loss,
         };
-        net.validate()?;
+        net.loss.check_output(net.output_activation())?;
         Ok(net)
     }
 }
 
-/// Where one layer's weights and bias sit in the flat parameter buffer (offsets in floats).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LayerSlots {
-    pub weights: usize,
-    pub bias: usize,
+fn invalid(message: String) -> Error {
+    Error::InvalidNetwork(message)
+}
+
+/// The output shape of every layer, or the first layer that does not fit, named with both shapes.
+fn check_layers(input: Shape, layers: &[Layer]) -> Result<Vec<Shape>> {
+    if input.is_empty() {
+        return Err(invalid(format!(
+            "input width must be at least 1, got {input}"
+        )));
+    }
+    if shape_too_wide(input) {
+        return Err(invalid(format!(
+            "input width must be at most {MAX_WIDTH} per dimension, got {input}"
+        )));
+    }
+    if layers.is_empty() {
+        return Err(invalid("a network needs at least one layer".into()));
+    }
+    let last = layers.len() - 1;
+    let mut shape = input;
+    let mut shapes = Vec::with_capacity(layers.len());
+    for (i, layer) in layers.iter().enumerate() {
+        let here = || format!("layer {i} ({layer})");
+        layer
+            .kind()
+            .check()
+            .map_err(|e| invalid(format!("{}: {e}", here())))?;
+        if let Some(activation) = layer.activation() {
+            check_activation(i, last, activation, layers, &here())?;
+        }
+        let out = layer
+            .kind()
+            .output_shape(shape)
+            .map_err(|expected| invalid(format!("{} takes {expected}", here())))?;
+        if out.is_empty() || shape_too_wide(out) {
+            return Err(invalid(format!(
+                "{} gives an output of {out} from an input of {shape}",
+                here()
+            )));
+        }
+        shapes.push(out);
+        shape = out;
+    }
+    if !matches!(shape, Shape::Flat(_)) {
+        return Err(invalid(format!(
+            "the output layer must give a flat output, got {shape} (add flatten and dense layers)"
+        )));
+    }
+    Ok(shapes)
+}
+
+fn shape_too_wide(shape: Shape) -> bool {
+    match shape {
+        Shape::Flat(n) => n > MAX_WIDTH,
+        Shape::Image {
+            channels,
+            height,
+            width,
+        } => [channels, height, width].iter().any(|&d| d > MAX_WIDTH),
+    }
+}
+
+/// Activations follow a layer that applies them in its own op (dense); softmax only ends the network.
+fn check_activation(
+    i: usize,
+    last: usize,
+    activation: Activation,
+    layers: &[Layer],
+    here: &str,
+) -> Result<()> {
+    if activation == Activation::Softmax {
+        if i != last {
+            return Err(invalid(format!(
+                "{here}: softmax is only allowed on the output layer, found at layer {i} of 0..{last}"
+            )));
+        }
+        return Ok(());
+    }
+    let after_epilogue = i > 0 && layers[i - 1].kind().accepts_epilogue();
+    if !after_epilogue {
+        return Err(invalid(format!("{here} must follow a dense layer")));
+    }
+    Ok(())
 }
 
 /// One layer's parameters on the host; `weights` is `[inputs, units]` row-major, so `input · weights`.
@@ -73,225 +158,191 @@ pub struct LayerParams {
 impl Network {
     /// Starts a network that takes `inputs` features per sample.
     pub fn builder(inputs: usize) -> NetworkBuilder {
+        Network::builder_for(Shape::Flat(inputs))
+    }
+
+    /// Starts a network that takes samples of `input` (for example 1×28×28 images).
+    pub fn builder_for(input: Shape) -> NetworkBuilder {
         NetworkBuilder {
-            inputs,
+            input,
             layers: Vec::new(),
         }
     }
 
-    fn validate(&self) -> Result<()> {
-        if self.inputs == 0 {
-            return Err(Error::InvalidNetwork(
-                "input width must be at least 1, got 0".into(),
-            ));
-        }
-        if self.layers.is_empty() {
-            return Err(Error::InvalidNetwork(
-                "a network needs at least one layer".into(),
-            ));
-        }
-        if self.inputs > MAX_WIDTH {
-            return Err(Error::InvalidNetwork(format!(
-                "input width must be at most {MAX_WIDTH}, got {}",
-                self.inputs
-            )));
-        }
-        let last = self.layers.len() - 1;
-        for (i, layer) in self.layers.iter().enumerate() {
-            if layer.units > MAX_WIDTH {
-                return Err(Error::InvalidNetwork(format!(
-                    "layer {} must have at most {MAX_WIDTH} units, got {}",
-                    i + 1,
-                    layer.units
-                )));
-            }
-            if layer.units == 0 {
-                return Err(Error::InvalidNetwork(format!(
-                    "layer {} must have at least 1 unit, got 0",
-                    i + 1
-                )));
-            }
-            if layer.activation == Activation::Softmax && i != last {
-                return Err(Error::InvalidNetwork(format!(
-                    "softmax is only allowed on the output layer, found on layer {} of {}",
-                    i + 1,
-                    last + 1
-                )));
-            }
-            if let Activation::LeakyRelu(slope) = layer.activation {
-                if !(slope.is_finite() && slope >= 0.0) {
-                    return Err(Error::InvalidNetwork(format!(
-                        "layer {} leaky_relu slope must be finite and >= 0, got {slope}",
-                        i + 1
-                    )));
-                }
-            }
-        }
-        self.loss.check_output(self.layers[last].activation)
-    }
-
+    /// Floats per input sample.
     pub fn inputs(&self) -> usize {
-        self.inputs
+        self.input.size()
     }
 
+    pub fn input_shape(&self) -> Shape {
+        self.input
+    }
+
+    /// Floats per output sample.
     pub fn outputs(&self) -> usize {
-        self.layers[self.layers.len() - 1].units
+        self.shapes[self.shapes.len() - 1].size()
     }
 
-    pub fn layers(&self) -> &[Dense] {
+    pub fn layers(&self) -> &[Layer] {
         &self.layers
+    }
+
+    /// The output shape of each layer.
+    pub fn shapes(&self) -> &[Shape] {
+        &self.shapes
+    }
+
+    /// The input shape of layer `i`.
+    pub fn input_of(&self, i: usize) -> Shape {
+        if i == 0 {
+            self.input
+        } else {
+            self.shapes[i - 1]
+        }
     }
 
     pub fn loss(&self) -> Loss {
         self.loss
     }
 
-    /// Input width of layer `i` (the previous layer's units, or the network's inputs).
-    pub fn fan_in(&self, i: usize) -> usize {
-        if i == 0 {
-            self.inputs
-        } else {
-            self.layers[i - 1].units
-        }
+    /// The activation that ends the network (`linear` when the last layer is not an activation).
+    pub fn output_activation(&self) -> Activation {
+        self.layers[self.layers.len() - 1]
+            .activation()
+            .unwrap_or(Activation::Linear)
     }
 
-    /// The same layers and parameter shapes with every activation replaced by `linear` and the loss `mse`:
-    /// what the network computes as plain `input · weights + bias` chains.
+    /// The parameters of layer `i`.
+    pub fn params(&self, i: usize) -> Vec<ParamSpec> {
+        self.layers[i]
+            .kind()
+            .params(self.input_of(i), self.layers.get(i + 1))
+    }
+
+    /// Indices of the layers that have parameters, in order: [`crate::Model::parameters`] gives one
+    /// [`LayerParams`] for each.
+    pub fn parametrised_layers(&self) -> Vec<usize> {
+        (0..self.layers.len())
+            .filter(|&i| !self.params(i).is_empty())
+            .collect()
+    }
+
+    /// The same layers and parameter shapes without the activation layers, and the loss `mse`: what the
+    /// network computes as plain `input · weights + bias` chains.
     pub fn without_activations(&self) -> Network {
+        let layers: Vec<Layer> = self
+            .layers
+            .iter()
+            .filter(|l| l.activation().is_none())
+            .copied()
+            .collect();
+        let shapes = check_layers(self.input, &layers).expect("dropping activations keeps shapes");
         Network {
-            inputs: self.inputs,
-            layers: self
-                .layers
-                .iter()
-                .map(|l| Dense {
-                    units: l.units,
-                    activation: Activation::Linear,
-                })
-                .collect(),
+            input: self.input,
+            layers,
+            shapes,
             loss: Loss::Mse,
         }
     }
 
-    /// `(weights, biases)` of layer `i`; exact on 64-bit targets (widths are at most [`MAX_WIDTH`]).
-    pub fn layer_parameter_count(&self, i: usize) -> (usize, usize) {
-        (
-            self.fan_in(i).saturating_mul(self.layers[i].units),
-            self.layers[i].units,
-        )
-    }
-
-    /// `(weights, biases)` of layer `i`, exact for any widths.
-    fn layer_counts(&self, i: usize) -> (u128, u128) {
-        let units = self.layers[i].units as u128;
-        (self.fan_in(i) as u128 * units, units)
-    }
-
-    /// Weights plus biases over all layers, exact for any widths.
+    /// Parameters over all layers, exact for any sizes.
     pub fn parameter_count(&self) -> u128 {
         (0..self.layers.len())
-            .map(|i| {
-                let (w, b) = self.layer_counts(i);
-                w + b
-            })
+            .flat_map(|i| self.params(i))
+            .map(|p| p.len())
             .sum()
     }
 
-    /// Floats in the flat parameter buffer (every tensor aligned, see [`PARAM_ALIGN`]), exact for any widths.
+    /// Floats in the flat parameter buffer (every tensor aligned, see [`PARAM_ALIGN`]), exact for any sizes.
     pub fn param_len(&self) -> u128 {
         let align = |n: u128| n.div_ceil(PARAM_ALIGN as u128) * PARAM_ALIGN as u128;
         (0..self.layers.len())
-            .map(|i| {
-                let (w, b) = self.layer_counts(i);
-                align(w) + align(b)
-            })
+            .flat_map(|i| self.params(i))
+            .map(|p| align(p.len()))
             .sum()
     }
 
-    /// `layer 1 (dense 4 → 4000000000) holds 16.0 GB of weights`: the layer with the most weights.
+    /// `the largest layer is layer 0 (dense 4000000000, 4 → 4000000000), 16.0 GB of parameters`.
     pub fn largest_layer(&self) -> String {
-        let (i, weights) = (0..self.layers.len())
-            .map(|i| (i, self.layer_counts(i).0))
-            .max_by_key(|&(i, w)| (w, std::cmp::Reverse(i)))
+        let count = |i: usize| -> u128 { self.params(i).iter().map(ParamSpec::len).sum() };
+        let (i, floats) = (0..self.layers.len())
+            .map(|i| (i, count(i)))
+            .max_by_key(|&(i, n)| (n, std::cmp::Reverse(i)))
             .unwrap_or((0, 0));
         format!(
-            "the largest layer is layer {} (dense {} → {}), {} of weights",
-            i + 1,
-            self.fan_in(i),
-            self.layers.get(i).map_or(0, |l| l.units),
-            crate::memory::human_bytes(weights * 4)
+            "the largest layer is layer {i} ({}, {} → {}), {} of parameters",
+            self.layers[i],
+            self.input_of(i),
+            self.shapes[i],
+            crate::memory::human_bytes(floats * 4)
         )
     }
 
-    /// Offsets of every layer's tensors in the flat parameter buffer, and its total length. Call it once
-    /// [`Network::param_len`] is known to fit the device (it then fits `usize`).
-    pub fn param_slots(&self) -> (Vec<LayerSlots>, usize) {
+    /// Offsets of every parameter of every layer in the flat parameter buffer, and its total length. Call
+    /// it once [`Network::param_len`] is known to fit the device (it then fits `usize`).
+    pub fn param_slots(&self) -> (Vec<Vec<usize>>, usize) {
         let align = |n: usize| n.div_ceil(PARAM_ALIGN) * PARAM_ALIGN;
         let mut offset = 0;
-        let mut slots = Vec::with_capacity(self.layers.len());
-        for i in 0..self.layers.len() {
-            let (w, b) = self.layer_parameter_count(i);
-            let weights = offset;
-            let bias = align(weights + w);
-            offset = align(bias + b);
-            slots.push(LayerSlots { weights, bias });
-        }
+        let slots = (0..self.layers.len())
+            .map(|i| {
+                self.params(i)
+                    .iter()
+                    .map(|p| {
+                        let at = offset;
+                        offset = align(at + p.len() as usize);
+                        at
+                    })
+                    .collect()
+            })
+            .collect();
         (slots, offset)
     }
 
-    /// Layer, shape, weights, biases and activation per layer, then the totals.
+    /// One row per layer: its index (as in checkpoints, `layers.{i}`), kind, output shape and parameters;
+    /// then the totals.
     pub fn summary(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<7} {:>13} {:>9} {:>8}  activation",
-            "layer", "shape", "weights", "biases"
+            "{:<6} {:<18} {:>14} {:>12}",
+            "layer", "kind", "output shape", "parameters"
         );
-        let (mut total_w, mut total_b) = (0u128, 0u128);
+        let _ = writeln!(out, "{:<6} {:<18} {:>14}", "input", "", self.input);
         for (i, layer) in self.layers.iter().enumerate() {
-            let (w, b) = self.layer_counts(i);
-            total_w += w;
-            total_b += b;
-            let shape = format!("{} x {}", self.fan_in(i), layer.units);
+            let count: u128 = self.params(i).iter().map(ParamSpec::len).sum();
             let _ = writeln!(
                 out,
-                "{:<7} {:>13} {:>9} {:>8}  {}",
-                format!("dense{}", i + 1),
-                shape,
-                w,
-                b,
-                layer.activation
+                "{:<6} {:<18} {:>14} {:>12}",
+                i,
+                layer.to_string(),
+                self.shapes[i].to_string(),
+                count
             );
         }
-        let _ = writeln!(
-            out,
-            "{:<7} {:>13} {:>9} {:>8}",
-            "total", "", total_w, total_b
-        );
         let _ = writeln!(out, "loss: {}", self.loss);
-        let _ = write!(out, "total parameters: {}", total_w + total_b);
+        let _ = write!(out, "total parameters: {}", self.parameter_count());
         out
     }
 
-    /// Seeded initial parameters: He-uniform (`±√(6 / fan_in)`) for ReLU and leaky ReLU, Glorot-uniform
-    /// (`±√(6 / (fan_in + fan_out))`) otherwise, zero biases. Drawn on the host with ChaCha8, whose stream is
-    /// fixed across `rand` versions, so every backend starts from the same numbers.
+    /// Seeded initial parameters, one [`LayerParams`] per layer that has parameters (see
+    /// [`crate::layers::LayerKind::params`] for each kind's initialiser). Drawn on the host with ChaCha8,
+    /// whose stream is fixed across `rand` versions, so every backend starts from the same numbers.
     pub fn init_parameters(&self, seed: u64) -> Vec<LayerParams> {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        self.layers
-            .iter()
-            .enumerate()
-            .map(|(i, layer)| {
-                let fan_in = self.fan_in(i);
-                let limit = match layer.activation {
-                    Activation::Relu | Activation::LeakyRelu(_) => (6.0 / fan_in as f32).sqrt(),
-                    _ => (6.0 / (fan_in + layer.units) as f32).sqrt(),
-                };
-                let weights = (0..fan_in * layer.units)
-                    .map(|_| rng.random_range(-limit..limit))
-                    .collect();
+        let mut draw = |spec: &ParamSpec| -> Vec<f32> {
+            let len = spec.len() as usize;
+            match spec.init {
+                Init::Zeros => vec![0.0; len],
+                Init::Uniform(limit) => (0..len).map(|_| rng.random_range(-limit..limit)).collect(),
+            }
+        };
+        self.parametrised_layers()
+            .into_iter()
+            .map(|i| {
+                let specs = self.params(i);
                 LayerParams {
-                    weights,
-                    bias: vec![0.0; layer.units],
+                    weights: draw(&specs[0]),
+                    bias: draw(&specs[1]),
                 }
             })
             .collect()

@@ -343,7 +343,7 @@ fn init_from_another_architecture() {
     expect_err(
         checkpoint::load_parameters(&good, &deeper),
         is_format,
-        &["missing tensor layers.2.weight"],
+        &["missing tensor layers.4.weight"],
     );
     let shallower = Network::builder(3)
         .dense(4, Activation::Softmax)
@@ -352,7 +352,7 @@ fn init_from_another_architecture() {
     expect_err(
         checkpoint::load_parameters(&good, &shallower),
         is_format,
-        &["tensor `layers.1.bias` is not part of the network"],
+        &["tensor `layers.2.bias` is not part of the network"],
     );
     // Bare tensors (as PyTorch writes them): iris has 4 features, the file's first layer takes 3.
     let bytes = checkpoint_bytes();

@@ -127,8 +127,8 @@ fn checkpoint_eval_predict_and_init() {
     let shapes: Vec<(String, Vec<usize>)> = [
         "layers.0.weight",
         "layers.0.bias",
-        "layers.1.weight",
-        "layers.1.bias",
+        "layers.2.weight",
+        "layers.2.bias",
     ]
     .iter()
     .map(|n| {
@@ -217,7 +217,7 @@ fn checkpoint_eval_predict_and_init() {
             "--init",
             m,
         ],
-        &["--init", "layer 1 has 8 units, this run's has 16"],
+        &["--init", "layer 0 is dense:8, this run's is dense:16"],
     );
 }
 

@@ -45,7 +45,7 @@ fn invalid_combinations_are_rejected() {
         b().dense(0, Activation::Relu)
             .dense(1, Activation::Linear)
             .build(Loss::Mse),
-        &["layer 1", "got 0"],
+        &["layer 0 (dense:0)", "got 0"],
     );
     invalid_network(
         Network::builder(0)
@@ -108,23 +108,33 @@ fn the_3_5_5_5_2_network_has_92_parameters() {
         .dense(2, Activation::Softmax)
         .build(Loss::Ce)
         .expect("valid");
-    let per_layer: Vec<(usize, usize)> = (0..4).map(|i| net.layer_parameter_count(i)).collect();
-    assert_eq!(per_layer, vec![(15, 5), (25, 5), (25, 5), (10, 2)]);
+    assert_eq!(net.parametrised_layers(), vec![0, 2, 4, 6]);
+    let per_layer: Vec<Vec<u128>> = net
+        .parametrised_layers()
+        .into_iter()
+        .map(|i| net.params(i).iter().map(|p| p.len()).collect())
+        .collect();
+    assert_eq!(
+        per_layer,
+        vec![vec![15, 5], vec![25, 5], vec![25, 5], vec![10, 2]]
+    );
+    assert_eq!(
+        net.params(6)[0].torch_shape,
+        vec![2, 5],
+        "[out, in] as nn.Linear"
+    );
     assert_eq!(net.parameter_count(), 92);
     let summary = net.summary();
     assert!(summary.contains("total parameters: 92"), "{summary}");
-    assert!(
-        summary
-            .lines()
-            .any(|l| l.starts_with("total") && l.contains("75") && l.contains("17")),
-        "{summary}"
-    );
-    assert!(
-        summary
-            .lines()
-            .any(|l| l.contains("5 x 2") && l.contains("softmax")),
-        "{summary}"
-    );
+    let rows: Vec<Vec<&str>> = summary
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert!(rows.contains(&vec!["input", "3"]), "{summary}");
+    assert!(rows.contains(&vec!["0", "dense:5", "5", "20"]), "{summary}");
+    assert!(rows.contains(&vec!["1", "relu", "5", "0"]), "{summary}");
+    assert!(rows.contains(&vec!["6", "dense:2", "2", "12"]), "{summary}");
+    assert!(rows.contains(&vec!["7", "softmax", "2", "0"]), "{summary}");
 }
 
 #[test]

@@ -287,7 +287,7 @@ fn init_from_another_run_must_match_it() {
     let before = snapshot(&[&model]);
     fails(
         &strs(&train(&["--init", &model])),
-        &["--init", "layer 1 activation is tanh, this run's is relu"],
+        &["--init", "layer 1 is tanh, this run's is relu"],
     );
     fails(
         &strs(&train(&[
@@ -590,7 +590,7 @@ fn fine_tuning_keeps_what_the_model_was_trained_on() {
             &iris(),
             &["--init", &model, "--layers", "128,4"],
         )),
-        &["--init", "it has 2 layers, this run 3"],
+        &["--init", "it has 4 layers, this run 6"],
     );
     assert_eq!(meta.class_names, ["setosa", "versicolor", "virginica"]);
     fails(

@@ -13,9 +13,10 @@ use crate::backend::{Backend, BufferId, Counters, DeviceInfo, KernelId, Op, STAT
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::graph::{StepBuffers, Workspace};
+use crate::layers::Mode;
 use crate::loss::Loss;
 use crate::memory::Request;
-use crate::network::{LayerParams, LayerSlots, Network};
+use crate::network::{LayerParams, Network};
 use crate::ops::{AdvanceCursor, GatherRows};
 use crate::optim::{hyper, Optimizer};
 use std::collections::HashMap;
@@ -49,7 +50,8 @@ struct HeldData {
 pub struct Model {
     network: Network,
     backend: Box<dyn Backend>,
-    slots: Vec<LayerSlots>,
+    /// Offsets of each layer's parameters in the flat parameter buffer.
+    slots: Vec<Vec<usize>>,
     param_len: usize,
     params: BufferId,
     param_grads: BufferId,
@@ -147,8 +149,7 @@ impl Model {
             buffers.extend([held.inputs, held.targets, held.order, held.cursor]);
         }
         if let Some(ws) = self.workspace.take() {
-            buffers.extend([ws.input, ws.target, ws.row_loss, ws.row_hits]);
-            buffers.extend(ws.outputs.into_iter().chain(ws.grads));
+            buffers.extend(ws.owned);
         }
         for buffer in buffers {
             // Freeing a buffer we allocated cannot fail; a device error here changes nothing for the caller.
@@ -181,7 +182,8 @@ impl Model {
         self.steps
     }
 
-    /// The current parameters, one entry per layer (weights `[inputs, units]` row-major).
+    /// The current parameters, one entry per layer that has parameters (see
+    /// [`Network::parametrised_layers`]); a dense layer's weights are `[inputs, units]` row-major.
     pub fn parameters(&mut self) -> Result<Vec<LayerParams>> {
         self.read_layers(self.params)
     }
@@ -189,15 +191,19 @@ impl Model {
     /// Splits a flat parameter-shaped buffer into layers.
     fn read_layers(&mut self, buffer: BufferId) -> Result<Vec<LayerParams>> {
         let flat = self.backend.read(buffer.region(self.param_len))?;
+        let tensor = |i: usize, j: usize, len: u128| {
+            let at = self.slots[i][j];
+            flat[at..at + len as usize].to_vec()
+        };
         Ok(self
-            .slots
-            .iter()
-            .enumerate()
-            .map(|(i, slot)| {
-                let (w, b) = self.network.layer_parameter_count(i);
+            .network
+            .parametrised_layers()
+            .into_iter()
+            .map(|i| {
+                let specs = self.network.params(i);
                 LayerParams {
-                    weights: flat[slot.weights..slot.weights + w].to_vec(),
-                    bias: flat[slot.bias..slot.bias + b].to_vec(),
+                    weights: tensor(i, 0, specs[0].len()),
+                    bias: tensor(i, 1, specs[1].len()),
                 }
             })
             .collect())
@@ -205,43 +211,34 @@ impl Model {
 
     /// Replaces every parameter; shapes must match the network.
     pub fn set_parameters(&mut self, layers: &[LayerParams]) -> Result<()> {
-        if layers.len() != self.network.layers().len() {
+        let indices = self.network.parametrised_layers();
+        if layers.len() != indices.len() {
             return Err(Error::shape(
                 "parameters",
-                format!("{} layers", self.network.layers().len()),
+                format!("{} layers with parameters", indices.len()),
                 layers.len(),
             ));
         }
         let mut flat = vec![0.0; self.param_len];
-        for (i, (layer, slot)) in layers.iter().zip(&self.slots).enumerate() {
-            let (w, b) = self.network.layer_parameter_count(i);
-            if layer.weights.len() != w {
-                return Err(Error::shape(
-                    format!("layer {} weights", i + 1),
-                    w,
-                    layer.weights.len(),
-                ));
-            }
-            if layer.bias.len() != b {
-                return Err(Error::shape(
-                    format!("layer {} bias", i + 1),
-                    b,
-                    layer.bias.len(),
-                ));
-            }
-            if let Some(v) = layer
-                .weights
-                .iter()
-                .chain(&layer.bias)
-                .find(|v| !v.is_finite())
+        for (layer, &i) in layers.iter().zip(&indices) {
+            let specs = self.network.params(i);
+            for (j, (values, name)) in [(&layer.weights, "weights"), (&layer.bias, "bias")]
+                .into_iter()
+                .enumerate()
             {
-                return Err(Error::value(
-                    format!("layer {} parameters", i + 1),
-                    format!("hold {v}"),
-                ));
+                let len = specs[j].len() as usize;
+                if values.len() != len {
+                    return Err(Error::shape(format!("layer {i} {name}"), len, values.len()));
+                }
+                if let Some(v) = values.iter().find(|v| !v.is_finite()) {
+                    return Err(Error::value(
+                        format!("layer {i} {name}"),
+                        format!("hold {v}"),
+                    ));
+                }
+                let at = self.slots[i][j];
+                flat[at..at + len].copy_from_slice(values);
             }
-            flat[slot.weights..slot.weights + w].copy_from_slice(&layer.weights);
-            flat[slot.bias..slot.bias + b].copy_from_slice(&layer.bias);
         }
         self.backend.write(self.params, 0, &flat)
     }
@@ -421,52 +418,58 @@ impl Model {
             return Ok(());
         }
         if let Some(old) = self.workspace.take() {
-            for buffer in [old.input, old.target, old.row_loss, old.row_hits]
-                .into_iter()
-                .chain(old.outputs)
-                .chain(old.grads)
-            {
+            for buffer in old.owned {
                 self.backend.free(buffer)?;
             }
         }
         self.plans.clear();
-        let widths: Vec<usize> = self.network.layers().iter().map(|l| l.units).collect();
+        let target_width = self.target_width();
+        let network = &self.network;
+        let layers = network.layers();
+        // Layers that work in place share the buffers of the layer before them.
+        let own: Vec<bool> = layers.iter().map(|l| !l.kind().in_place()).collect();
         let r = rows as u128;
         let mut buffers: Vec<(String, u128)> = Vec::new();
-        for (i, &w) in widths.iter().enumerate() {
-            buffers.push((format!("layers.{i}.output"), r * w as u128));
-            buffers.push((format!("layers.{i}.grad"), r * w as u128));
+        for (i, shape) in network.shapes().iter().enumerate().filter(|(i, _)| own[*i]) {
+            buffers.push((format!("layers.{i}.output"), r * shape.len()));
+            buffers.push((format!("layers.{i}.grad"), r * shape.len()));
         }
-        buffers.push(("input batch".into(), r * self.network.inputs() as u128));
-        buffers.push(("target batch".into(), r * self.target_width() as u128));
-        let widest = widths.iter().copied().max().unwrap_or(0);
+        buffers.push(("input batch".into(), r * network.inputs() as u128));
+        buffers.push(("target batch".into(), r * target_width as u128));
+        let widest = network.shapes().iter().map(|s| s.len()).max().unwrap_or(0);
         check_memory(
             self.backend.as_ref(),
             &Request {
                 purpose: &format!("the activations of a batch of {rows} rows"),
                 buffers,
                 host_bytes: 0,
-                detail: format!("the widest layer has {widest} units (try a smaller --batch-size)"),
+                detail: format!(
+                    "the widest layer output has {widest} values per row (try a smaller --batch-size)"
+                ),
             },
         )?;
         let backend = &mut self.backend;
-        let mut alloc_each = |what: &str| -> Result<Vec<BufferId>> {
-            widths
-                .iter()
-                .enumerate()
-                .map(|(i, w)| backend.alloc(&format!("layers.{i}.{what}"), rows * w))
-                .collect()
-        };
-        let outputs = alloc_each("output")?;
-        let grads = alloc_each("grad")?;
-        let input = self
-            .backend
-            .alloc("input batch", rows * self.network.inputs())?;
-        let target = self
-            .backend
-            .alloc("target batch", rows * self.target_width())?;
-        let row_loss = self.backend.alloc("row loss", rows)?;
-        let row_hits = self.backend.alloc("row hits", rows)?;
+        let input = backend.alloc("input batch", rows * network.inputs())?;
+        let target = backend.alloc("target batch", rows * target_width)?;
+        let row_loss = backend.alloc("row loss", rows)?;
+        let row_hits = backend.alloc("row hits", rows)?;
+        let mut owned = vec![input, target, row_loss, row_hits];
+        let (mut outputs, mut grads) = (Vec::new(), Vec::new());
+        for (i, shape) in network.shapes().iter().enumerate() {
+            let (output, grad) = if own[i] {
+                let len = rows * shape.size();
+                let output = backend.alloc(&format!("layers.{i}.output"), len)?;
+                let grad = backend.alloc(&format!("layers.{i}.grad"), len)?;
+                owned.extend([output, grad]);
+                (output, Some(grad))
+            } else if i == 0 {
+                (input, None)
+            } else {
+                (outputs[i - 1], grads[i - 1])
+            };
+            outputs.push(output);
+            grads.push(grad);
+        }
         self.workspace = Some(Workspace {
             capacity: rows,
             input,
@@ -475,6 +478,7 @@ impl Model {
             grads,
             row_loss,
             row_hits,
+            owned,
         });
         Ok(())
     }
@@ -501,8 +505,8 @@ impl Model {
                 step.train_ops(rows, optimizer)
             }
             Plan::Gradients => step.gradient_ops(rows),
-            Plan::Evaluate => step.loss_ops(rows),
-            Plan::Predict => step.forward_ops(rows, false),
+            Plan::Evaluate => step.loss_ops(rows, Mode::Eval),
+            Plan::Predict => step.forward_ops(rows, Mode::Eval, false),
             Plan::Gather => {
                 let held = self.held.as_ref().expect("training set held");
                 let ws = self.workspace.as_ref().expect("capacity ensured");

@@ -267,25 +267,37 @@ impl Model {
     /// Network outputs for `inputs` (`[rows, inputs]`): probabilities for sigmoid and softmax outputs.
     pub fn predict(&mut self, inputs: &[f32]) -> Result<Vec<f32>> {
         let last = self.network.layers().len() - 1;
-        let mut outputs = self.forward(inputs, last)?;
-        Ok(outputs.pop().expect("a network has at least one layer"))
+        let mut outputs = self.forward(inputs, &[last])?;
+        Ok(outputs.pop().expect("one layer asked for"))
     }
 
-    /// Every layer's output for `inputs`, activations applied, one `[rows, units]` matrix per layer.
+    /// The output of every layer that does not work in place, after the in-place layers that follow it
+    /// (for a dense network: each dense layer's output with its activation applied), one `[rows, width]`
+    /// matrix each, in network order.
     pub fn layer_outputs(&mut self, inputs: &[f32]) -> Result<Vec<Vec<f32>>> {
-        self.forward(inputs, 0)
+        let layers = self.network.layers();
+        let ends: Vec<usize> = (0..layers.len())
+            .filter(|&i| !layers[i].kind().in_place())
+            .map(|i| {
+                (i + 1..layers.len())
+                    .take_while(|&j| layers[j].kind().in_place())
+                    .last()
+                    .unwrap_or(i)
+            })
+            .collect();
+        self.forward(inputs, &ends)
     }
 
-    /// The forward pass over `inputs`, reading back the outputs of layers `first..` (one read per layer and
-    /// chunk, the first of which carries the pass itself).
-    fn forward(&mut self, inputs: &[f32], first: usize) -> Result<Vec<Vec<f32>>> {
+    /// The forward pass over `inputs` in evaluation mode, reading back the outputs of `layers` (one read per
+    /// layer and chunk, the first of which carries the pass itself).
+    fn forward(&mut self, inputs: &[f32], layers: &[usize]) -> Result<Vec<Vec<f32>>> {
         let rows = self.check_data(inputs, None)?;
         let chunk = self.chunk_rows(rows);
         self.ensure_capacity(chunk)?;
         let n_in = self.network.inputs();
-        let widths: Vec<usize> = self.network.layers()[first..]
+        let widths: Vec<usize> = layers
             .iter()
-            .map(|l| l.units)
+            .map(|&i| self.network.shapes()[i].size())
             .collect();
         let mut result: Vec<Vec<f32>> = widths
             .iter()
@@ -294,7 +306,8 @@ impl Model {
         for start in (0..rows).step_by(chunk) {
             let end = (start + chunk).min(rows);
             let ws = self.workspace.as_ref().expect("capacity ensured");
-            let (input, outputs) = (ws.input, ws.outputs[first..].to_vec());
+            let input = ws.input;
+            let outputs: Vec<_> = layers.iter().map(|&i| ws.outputs[i]).collect();
             self.backend
                 .write(input, 0, &inputs[start * n_in..end * n_in])?;
             let plan = self.plan(Plan::Predict, end - start)?;

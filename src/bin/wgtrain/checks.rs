@@ -128,28 +128,18 @@ pub fn check_init(path: &Path, saved: &ModelMeta, run: &ModelMeta) -> Result<()>
             saved.inputs, run.inputs
         ));
     }
-    for (i, (a, b)) in saved.layers.iter().zip(&run.layers).enumerate() {
-        if a.units != b.units {
-            return differ(format!(
-                "layer {} has {} units, this run's has {}",
-                i + 1,
-                a.units,
-                b.units
-            ));
-        }
-    }
-    for (i, (a, b)) in saved.layers.iter().zip(&run.layers).enumerate() {
-        if (&a.activation, a.slope) != (&b.activation, b.slope) {
-            let name = |l: &checkpoint::LayerMeta| match l.slope {
-                Some(s) => format!("{}({s})", l.activation),
-                None => l.activation.clone(),
-            };
-            return differ(format!(
-                "layer {} activation is {}, this run's is {}",
-                i + 1,
-                name(a),
-                name(b)
-            ));
+    // Layers with parameters first (their shapes decide whether the weights fit), then activations.
+    let token = |l: &checkpoint::LayerMeta| match l {
+        checkpoint::LayerMeta::Token(t) => t.clone(),
+        checkpoint::LayerMeta::Dense(d) => format!("dense:{}", d.units),
+    };
+    let is_activation = |t: &str| wgtrain::Layer::parse(t).is_ok_and(|l| l.activation().is_some());
+    for activations in [false, true] {
+        for (i, (a, b)) in saved.layers.iter().zip(&run.layers).enumerate() {
+            let (a, b) = (token(a), token(b));
+            if a != b && (is_activation(&a) || is_activation(&b)) == activations {
+                return differ(format!("layer {i} is {a}, this run's is {b}"));
+            }
         }
     }
     if saved.loss != run.loss {

@@ -515,21 +515,13 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// `784-128-10 (relu, softmax, ce)`.
+/// `784 → dense:128, relu, dense:10, softmax (ce)`.
 pub fn network_shape(network: &Network) -> String {
-    let widths: Vec<String> = std::iter::once(network.inputs())
-        .chain(network.layers().iter().map(|l| l.units))
-        .map(|w| w.to_string())
-        .collect();
-    let activations: Vec<String> = network
-        .layers()
-        .iter()
-        .map(|l| l.activation.to_string())
-        .collect();
+    let layers: Vec<String> = network.layers().iter().map(|l| l.to_string()).collect();
     format!(
-        "{} ({}, {})",
-        widths.join("-"),
-        activations.join(", "),
+        "{} → {} ({})",
+        network.input_shape(),
+        layers.join(", "),
         network.loss()
     )
 }

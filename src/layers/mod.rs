@@ -1,0 +1,244 @@
+//! Layers as units. Each kind is one file here that says its output shape, its parameters (with PyTorch's
+//! names and layouts and their initialisers) and its forward and backward passes as [`Op`]s. [`Layer`] is
+//! the closed list of kinds, written once in the [`layers!`] invocation below; the network, the graph and
+//! the checkpoint reach a kind only through [`LayerKind`].
+
+mod activation;
+mod dense;
+
+pub use dense::Dense;
+
+use crate::activation::Activation;
+use crate::ops::{Op, Region};
+use std::fmt;
+
+/// The widest input or layer a network may have (2³² − 1 units per dimension), so that every size computed
+/// from the widths is exact in `u128` and a layer's weight count fits in a 64-bit `usize`.
+pub const MAX_WIDTH: usize = u32::MAX as usize;
+
+/// The shape of one sample: a row of features, or channels × height × width (the batch is not part of it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    Flat(usize),
+    Image {
+        channels: usize,
+        height: usize,
+        width: usize,
+    },
+}
+
+impl Shape {
+    /// Floats per sample, exact for any sizes.
+    pub fn len(&self) -> u128 {
+        match *self {
+            Shape::Flat(n) => n as u128,
+            Shape::Image {
+                channels,
+                height,
+                width,
+            } => channels as u128 * height as u128 * width as u128,
+        }
+    }
+
+    /// Whether a sample holds no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Floats per sample; the network checks at build time that every shape fits a `usize`.
+    pub(crate) fn size(&self) -> usize {
+        self.len() as usize
+    }
+}
+
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Shape::Flat(n) => write!(f, "{n}"),
+            Shape::Image {
+                channels,
+                height,
+                width,
+            } => write!(f, "{channels}x{height}x{width}"),
+        }
+    }
+}
+
+/// Training (batch statistics, dropout) or evaluation (running statistics, no dropout).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mode {
+    Train,
+    Eval,
+}
+
+/// How a parameter starts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Init {
+    Zeros,
+    /// Uniform in `(−limit, limit)`, drawn from the network's seeded stream.
+    Uniform(f32),
+}
+
+/// One parameter tensor of a layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamSpec {
+    /// PyTorch's name for it in the layer (`weight`, `bias`).
+    pub name: &'static str,
+    /// Its shape in PyTorch's layout (`[out, in]` for a linear layer's weight).
+    pub torch_shape: Vec<usize>,
+    /// Stored as the transpose of `torch_shape` (a dense layer keeps `[in, out]`, so `input · weights`).
+    pub transposed: bool,
+    pub init: Init,
+}
+
+impl ParamSpec {
+    /// Floats in the tensor, exact for any sizes.
+    pub fn len(&self) -> u128 {
+        self.torch_shape.iter().map(|&d| d as u128).product()
+    }
+
+    /// Whether the tensor holds no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// How an activation layer runs, decided by the graph from its neighbours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fusion {
+    /// It runs its own ops.
+    Own,
+    /// The layer before applied it in its epilogue; only the backward pass is this layer's.
+    IntoPrevious,
+    /// The loss takes the logits and applies it (softmax with cross-entropy, sigmoid with binary
+    /// cross-entropy), so neither pass is this layer's.
+    IntoLoss,
+}
+
+/// What one layer's forward or backward pass reads and writes for a batch of `rows`.
+pub struct LayerStep {
+    pub rows: usize,
+    pub mode: Mode,
+    pub input_shape: Shape,
+    pub output_shape: Shape,
+    pub input: Region,
+    pub output: Region,
+    /// The loss gradient with respect to `output`.
+    pub grad_output: Region,
+    /// Where the gradient with respect to `input` goes; `None` for the first layer (no one needs it).
+    pub grad_input: Option<Region>,
+    /// The layer's parameters in [`LayerKind::params`] order, and their gradients.
+    pub params: Vec<Region>,
+    pub param_grads: Vec<Region>,
+    /// The activation a layer that accepts one applies to its output ([`LayerKind::accepts_epilogue`]).
+    pub epilogue: Activation,
+    /// For an activation layer: who runs it.
+    pub fusion: Fusion,
+}
+
+/// What the network, the graph and the checkpoint need from a kind of layer.
+pub trait LayerKind {
+    /// The layer as a token of an `--arch` spec (`dense:128`, `relu`, `leaky_relu:0.01`), which
+    /// [`Layer::parse`] reads back; checkpoints list their layers this way.
+    fn token(&self) -> String;
+    /// Checks the hyper-parameters on their own; the error says what was expected.
+    fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
+    /// The output shape for `input`, or what the layer expected instead.
+    fn output_shape(&self, input: Shape) -> Result<Shape, String>;
+    /// Parameters in a fixed order; `next` is the layer after this one (its initialiser may depend on it).
+    fn params(&self, input: Shape, next: Option<&Layer>) -> Vec<ParamSpec> {
+        let _ = (input, next);
+        Vec::new()
+    }
+    /// Whether the layer works in place: its output and gradient are its input's buffers.
+    fn in_place(&self) -> bool {
+        false
+    }
+    /// Whether the layer can apply an elementwise activation to its output in the same op.
+    fn accepts_epilogue(&self) -> bool {
+        false
+    }
+    /// The ops of the forward pass.
+    fn forward(&self, step: &LayerStep, ops: &mut Vec<Op>);
+    /// The ops of the backward pass: parameter gradients, and the input gradient when `grad_input` is set.
+    fn backward(&self, step: &LayerStep, ops: &mut Vec<Op>);
+}
+
+/// Declares [`Layer`] from the kinds: the only place that lists every kind.
+macro_rules! layers {
+    ($($variant:ident($kind:ty)),* $(,)?) => {
+        /// One layer of a network.
+        #[derive(Clone, Copy, Debug, PartialEq)]
+        pub enum Layer {
+            $($variant($kind)),*
+        }
+
+        impl Layer {
+            /// The layer as a [`LayerKind`]: the one match over every kind.
+            pub fn kind(&self) -> &dyn LayerKind {
+                match self {
+                    $(Layer::$variant(layer) => layer),*
+                }
+            }
+        }
+    };
+}
+
+layers! {
+    Dense(Dense),
+    Activation(Activation),
+}
+
+impl fmt::Display for Layer {
+    /// The layer's token: `dense:128`, `relu`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.kind().token())
+    }
+}
+
+/// A kind's names (the first field of its tokens) and its parser of the fields after the name.
+type Parser = (
+    &'static [&'static str],
+    fn(&str, &[&str]) -> Result<Layer, String>,
+);
+
+/// Every kind's parser: registering a kind is adding it here and to [`layers!`].
+const PARSERS: [Parser; 2] = [
+    (&["dense"], dense::parse),
+    (activation::NAMES, activation::parse),
+];
+
+impl Layer {
+    /// Reads one token of an `--arch` spec (`dense:128`, `relu`); the error names the token and says what
+    /// was expected.
+    pub fn parse(token: &str) -> Result<Layer, String> {
+        let fields: Vec<&str> = token.trim().split(':').map(str::trim).collect();
+        let (name, args) = (fields[0], &fields[1..]);
+        PARSERS
+            .iter()
+            .find(|(names, _)| names.contains(&name))
+            .map(|(_, parse)| parse(name, args))
+            .unwrap_or_else(|| {
+                let known: Vec<&str> = PARSERS
+                    .iter()
+                    .flat_map(|(names, _)| names.iter().copied())
+                    .collect();
+                Err(format!(
+                    "unknown layer kind {}, expected one of {}",
+                    crate::error::quote(name),
+                    known.join(", ")
+                ))
+            })
+            .map_err(|e| format!("layer {}: {e}", crate::error::quote(token)))
+    }
+
+    /// The activation, when this is an activation layer.
+    pub fn activation(&self) -> Option<Activation> {
+        match *self {
+            Layer::Activation(a) => Some(a),
+            _ => None,
+        }
+    }
+}
