@@ -30,10 +30,6 @@ fn derivative(y: f32) -> f32 {
 }
 
 // Flattened index of a 1-D job dispatched as a 2-D grid (the host splits past 65535 workgroups).
-fn flat_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
-    return gid.x + gid.y * groups.x * WORKGROUP;
-}
-
 @compute @workgroup_size(64)
 fn act_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = flat_index(gid, groups);

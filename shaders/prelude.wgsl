@@ -16,6 +16,21 @@ struct Dims {
     rhs_begin: u32,      // matmul_bias_act: the summed index where the bound window of rhs starts
     window_offset: u32,  // matmul_nt: first output column; matmul_tn: first lhs column
     window_stride: u32,  // matmul_nt: full output width; matmul_tn: full lhs width
+    batch: u32,          // image ops: samples, then the input's channels x height x width (NCHW)
+    channels: u32,
+    height: u32,
+    width: u32,
+    out_height: u32,     // the output's height and width
+    out_width: u32,
+    kernel_h: u32,       // the kernel's or pooling window's size, stride and zero padding per side
+    kernel_w: u32,
+    step: u32,
+    padding: u32,
+}
+
+// The flat index of a one-dimensional dispatch spread over x and y (see `flat_groups` in Rust).
+fn flat_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
+    return gid.x + gid.y * groups.x * WORKGROUP;
 }
 
 @group(0) @binding(0) var<uniform> dims: Dims;

@@ -30,6 +30,80 @@ pub struct Dims {
     pub window_offset: u32,
     /// matmul_nt: full output width; matmul_tn: full input width.
     pub window_stride: u32,
+    /// Image ops (conv, pool, layout): samples in the batch, then the input's channels × height × width.
+    pub batch: u32,
+    pub channels: u32,
+    pub height: u32,
+    pub width: u32,
+    /// The output's height and width.
+    pub out_height: u32,
+    pub out_width: u32,
+    /// The kernel's (or pooling window's) height and width, its stride and the zero padding on each side.
+    pub kernel_h: u32,
+    pub kernel_w: u32,
+    pub step: u32,
+    pub padding: u32,
+}
+
+/// The geometry of a 2-D convolution or pooling over NCHW images.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    pub batch: usize,
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub kernel_h: usize,
+    pub kernel_w: usize,
+    pub stride: usize,
+    pub padding: usize,
+}
+
+impl Geometry {
+    /// Output height: `(height + 2·padding − kernel) / stride + 1`, as PyTorch (floor).
+    pub fn out_height(&self) -> usize {
+        (self.height + 2 * self.padding - self.kernel_h) / self.stride + 1
+    }
+
+    pub fn out_width(&self) -> usize {
+        (self.width + 2 * self.padding - self.kernel_w) / self.stride + 1
+    }
+
+    /// Floats in the NCHW input.
+    pub fn input_len(&self) -> usize {
+        self.batch * self.channels * self.height * self.width
+    }
+
+    /// Floats in the NCHW output of one channel per output channel (`channels` of them for a pool).
+    pub fn output_len(&self) -> usize {
+        self.batch * self.channels * self.out_positions()
+    }
+
+    /// Values in one patch: `channels · kernel_h · kernel_w` (a row of the im2col matrix).
+    pub fn patch(&self) -> usize {
+        self.channels * self.kernel_h * self.kernel_w
+    }
+
+    /// Output positions per sample.
+    pub fn out_positions(&self) -> usize {
+        self.out_height() * self.out_width()
+    }
+
+    /// The uniform's image fields.
+    pub(crate) fn dims(&self) -> Dims {
+        Dims {
+            batch: self.batch as u32,
+            channels: self.channels as u32,
+            height: self.height as u32,
+            width: self.width as u32,
+            out_height: self.out_height() as u32,
+            out_width: self.out_width() as u32,
+            kernel_h: self.kernel_h as u32,
+            kernel_w: self.kernel_w as u32,
+            step: self.stride as u32,
+            padding: self.padding as u32,
+            ..Dims::default()
+        }
+    }
 }
 
 /// Continue the sum the previous window left in the output.
@@ -218,6 +292,16 @@ mod tests {
             ("rhs_begin", std::mem::offset_of!(Dims, rhs_begin)),
             ("window_offset", std::mem::offset_of!(Dims, window_offset)),
             ("window_stride", std::mem::offset_of!(Dims, window_stride)),
+            ("batch", std::mem::offset_of!(Dims, batch)),
+            ("channels", std::mem::offset_of!(Dims, channels)),
+            ("height", std::mem::offset_of!(Dims, height)),
+            ("width", std::mem::offset_of!(Dims, width)),
+            ("out_height", std::mem::offset_of!(Dims, out_height)),
+            ("out_width", std::mem::offset_of!(Dims, out_width)),
+            ("kernel_h", std::mem::offset_of!(Dims, kernel_h)),
+            ("kernel_w", std::mem::offset_of!(Dims, kernel_w)),
+            ("step", std::mem::offset_of!(Dims, step)),
+            ("padding", std::mem::offset_of!(Dims, padding)),
         ];
         let wgsl: Vec<(String, usize)> = members
             .0

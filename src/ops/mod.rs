@@ -5,19 +5,25 @@
 //! reaches an op through [`Kernel`], so no other code matches over every op.
 
 pub mod activation;
+pub mod conv;
 pub mod data;
 pub mod launch;
+pub mod layout;
 pub mod loss;
 pub mod matmul;
 pub mod optim;
+pub mod pool;
 pub mod reduce;
 
 pub use activation::{ActBackward, Softmax, SoftmaxBackward};
+pub use conv::{Col2im, Im2col};
 pub use data::{AdvanceCursor, GatherRows};
-pub use launch::Launch;
+pub use launch::{Geometry, Launch};
+pub use layout::TransposeBatched;
 pub use loss::{LossGrad, LossSum};
 pub use matmul::{MatmulBiasAct, MatmulNt, MatmulTn};
 pub use optim::{AdamUpdate, AdvanceStep, MomentumUpdate, SgdUpdate};
+pub use pool::{AvgPool, AvgPoolBackward, MaxPool, MaxPoolBackward};
 pub use reduce::BiasGrad;
 
 use crate::error::{Error, Result};
@@ -91,12 +97,15 @@ impl Shader {
 }
 
 /// Every shader file, one per file in this directory.
-pub const SHADERS: [&Shader; 6] = [
+pub const SHADERS: [&Shader; 9] = [
     &activation::SHADER,
+    &conv::SHADER,
     &data::SHADER,
+    &layout::SHADER,
     &loss::SHADER,
     &matmul::SHADER,
     &optim::SHADER,
+    &pool::SHADER,
     &reduce::SHADER,
 ];
 
@@ -174,6 +183,13 @@ ops! {
     AdamUpdate in optim,
     GatherRows in data,
     AdvanceCursor in data,
+    Im2col in conv,
+    Col2im in conv,
+    TransposeBatched in layout,
+    MaxPool in pool,
+    AvgPool in pool,
+    MaxPoolBackward in pool,
+    AvgPoolBackward in pool,
 }
 
 impl Op {

@@ -7,10 +7,13 @@
 mod common;
 
 mod activation;
+mod conv;
 mod data;
+mod layout;
 mod loss;
 mod matmul;
 mod optim;
+mod pool;
 mod reduce;
 
 use wgtrain::Activation;
