@@ -1,4 +1,5 @@
-// Activation backward passes and the row-wise softmax, on row-major [m rows, n cols] matrices.
+// Activations on their own, their backward passes and the row-wise softmax, on row-major [m, n] matrices.
+//   act_forward:      values ← f(values), where no product applied f in its epilogue
 //   act_backward:     grad ← grad ⊙ f'(output), f' written in terms of the output y = f(x)
 //   softmax_backward: per row, grad_i ← y_i (grad_i − Σ_j grad_j y_j)
 //   softmax:          per row, values ← exp(values − max) / Σ exp(values − max)
@@ -30,6 +31,15 @@ fn derivative(y: f32) -> f32 {
 }
 
 // Flattened index of a 1-D job dispatched as a 2-D grid (the host splits past 65535 workgroups).
+@compute @workgroup_size(64)
+fn act_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = flat_index(gid, groups);
+    if i >= dims.m * dims.n {
+        return;
+    }
+    values[i] = activate(values[i]);
+}
+
 @compute @workgroup_size(64)
 fn act_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = flat_index(gid, groups);

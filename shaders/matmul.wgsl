@@ -16,8 +16,6 @@
 // [window_offset, window_offset + n) of an output `window_stride` wide; matmul_tn binds output rows for
 // lhs columns [window_offset, window_offset + m) of an lhs `window_stride` wide.
 
-// tanh(9.1) already rounds to 1.0 in f32; the clamp keeps exp-based tanh implementations away from inf / inf.
-const TANH_CLAMP: f32 = 15.0;
 const TILE: u32 = 8u; // @workgroup_size(8, 8)
 const BLOCK: u32 = 4u; // outputs per invocation along each dimension
 
@@ -67,30 +65,6 @@ fn store_block(acc: array<vec4<f32>, 4>, row0: u32, col0: u32, out_stride: u32, 
 }
 
 // The same formulas, and the same `x > 0` test at the ReLU kink, as Activation::apply in src/activation.rs.
-fn activate(x: f32) -> f32 {
-    switch dims.code {
-        case ACT_RELU: {
-            return select(0.0, x, x > 0.0);
-        }
-        case ACT_LEAKY_RELU: {
-            return select(dims.slope * x, x, x > 0.0);
-        }
-        case ACT_SIGMOID: {
-            if x >= 0.0 {
-                return 1.0 / (1.0 + exp(-x));
-            }
-            let e = exp(x);
-            return e / (1.0 + e);
-        }
-        case ACT_TANH: {
-            return tanh(clamp(x, -TANH_CLAMP, TANH_CLAMP));
-        }
-        default: {
-            return x;
-        }
-    }
-}
-
 @compute @workgroup_size(8, 8)
 fn matmul_bias_act(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let row0 = gid.y * BLOCK;

@@ -55,3 +55,32 @@ const FLAG_LAST: u32 = 2u;
 
 // Invocations per workgroup of the one-dimensional kernels (Rust: `ops::launch::WORKGROUP`).
 const WORKGROUP: u32 = 64u;
+
+// tanh(9.1) already rounds to 1.0 in f32; the clamp keeps exp-based tanh implementations away from inf / inf
+// (Rust: `TANH_CLAMP`).
+const TANH_CLAMP: f32 = 15.0;
+
+// The activation `dims.code` names, as `Activation::apply` computes it in src/activation.rs.
+fn activate(x: f32) -> f32 {
+    switch dims.code {
+        case ACT_RELU: {
+            return select(0.0, x, x > 0.0);
+        }
+        case ACT_LEAKY_RELU: {
+            return select(dims.slope * x, x, x > 0.0);
+        }
+        case ACT_SIGMOID: {
+            if x >= 0.0 {
+                return 1.0 / (1.0 + exp(-x));
+            }
+            let e = exp(x);
+            return e / (1.0 + e);
+        }
+        case ACT_TANH: {
+            return tanh(clamp(x, -TANH_CLAMP, TANH_CLAMP));
+        }
+        default: {
+            return x;
+        }
+    }
+}

@@ -9,7 +9,7 @@
 use crate::activation::Activation;
 use crate::data::{Standardizer, Task};
 use crate::error::{Error, Result};
-use crate::layers::Layer;
+use crate::layers::{Layer, Shape};
 use crate::loss::Loss;
 use crate::network::{LayerParams, Network};
 use safetensors::{Dtype, SafeTensors};
@@ -51,6 +51,9 @@ pub struct DenseMeta {
 pub struct ModelMeta {
     pub format_version: u32,
     pub inputs: usize,
+    /// Channels, height and width of an image input (`inputs` is their product); absent for rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_shape: Option<[usize; 3]>,
     pub layers: Vec<LayerMeta>,
     pub loss: String,
     pub task: Task,
@@ -71,6 +74,14 @@ impl ModelMeta {
         ModelMeta {
             format_version: FORMAT_VERSION,
             inputs: network.inputs(),
+            input_shape: match network.input_shape() {
+                Shape::Image {
+                    channels,
+                    height,
+                    width,
+                } => Some([channels, height, width]),
+                Shape::Flat(_) => None,
+            },
             layers: network
                 .layers()
                 .iter()
@@ -185,7 +196,23 @@ impl ModelMeta {
 
     /// Rebuilds the network the metadata describes.
     pub fn network(&self) -> Result<Network> {
-        let mut builder = Network::builder(self.inputs);
+        let mut builder = match self.input_shape {
+            Some([channels, height, width]) => {
+                let shape = Shape::Image {
+                    channels,
+                    height,
+                    width,
+                };
+                if shape.len() != self.inputs as u128 {
+                    return Err(Error::InvalidNetwork(format!(
+                        "input_shape {channels}x{height}x{width} does not hold the {} inputs",
+                        self.inputs
+                    )));
+                }
+                Network::builder_for(shape)
+            }
+            None => Network::builder(self.inputs),
+        };
         for (i, layer) in self.layers.iter().enumerate() {
             builder = match (self.format_version, layer) {
                 (1, LayerMeta::Dense(dense)) => {
@@ -258,7 +285,9 @@ pub fn save(path: &Path, params: &[LayerParams], meta: &ModelMeta) -> Result<()>
                 ));
             }
             let values = if spec.transposed {
-                transpose(values, spec.torch_shape[1], spec.torch_shape[0])
+                // stored [in…, out], PyTorch's [out, in…]
+                let rest: usize = spec.torch_shape[1..].iter().product();
+                transpose(values, rest, spec.torch_shape[0])
             } else {
                 values.clone()
             };
@@ -593,7 +622,8 @@ fn read_tensors(
         let spec = &network.params(i)[j];
         let stored = tensor(&name, &spec.torch_shape)?;
         layers[i].push(if spec.transposed {
-            transpose(&stored, spec.torch_shape[0], spec.torch_shape[1])
+            let rest: usize = spec.torch_shape[1..].iter().product();
+            transpose(&stored, spec.torch_shape[0], rest)
         } else {
             stored
         });

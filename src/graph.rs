@@ -22,6 +22,8 @@ pub(crate) struct Workspace {
     pub grads: Vec<Option<BufferId>>,
     pub row_loss: BufferId,
     pub row_hits: BufferId,
+    /// The scratch buffers every layer shares (see [`crate::layers::LayerKind::scratch`]), when any needs one.
+    pub scratch: [Option<BufferId>; 2],
     /// Every buffer above, once: what to free.
     pub owned: Vec<BufferId>,
 }
@@ -72,6 +74,12 @@ impl StepBuffers<'_> {
             offset: self.slots[i][j],
             len: specs[j].len() as usize,
         };
+        let layer = layers[i].kind();
+        let needs = layer.scratch(input_shape, output_shape);
+        let scratch = std::array::from_fn(|j| {
+            let buffer = ws.scratch[j].unwrap_or(ws.input);
+            buffer.region(rows * needs[j] as usize)
+        });
         let epilogue = match layers.get(i + 1).and_then(|l| l.activation()) {
             Some(a) if self.fusion(i + 1, with_loss) == Fusion::IntoPrevious => a,
             _ => Activation::Linear,
@@ -92,6 +100,7 @@ impl StepBuffers<'_> {
             param_grads: (0..specs.len())
                 .map(|j| region(self.param_grads, j))
                 .collect(),
+            scratch,
             epilogue,
             fusion: self.fusion(i, with_loss),
         }

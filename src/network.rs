@@ -48,6 +48,13 @@ impl NetworkBuilder {
         self
     }
 
+    /// Appends the layers of a comma-separated spec (see [`Layer::parse_spec`]).
+    pub fn spec(mut self, spec: &str) -> Result<Self> {
+        self.layers
+            .extend(Layer::parse_spec(spec).map_err(Error::InvalidNetwork)?);
+        Ok(self)
+    }
+
     /// Checks every layer against the shape it receives, activation placement and the loss/output pairing.
     pub fn build(self, loss: Loss) -> Result<Network> {
         let shapes = check_layers(self.input, &self.layers)?;
@@ -91,7 +98,7 @@ fn check_layers(input: Shape, layers: &[Layer]) -> Result<Vec<Shape>> {
             .check()
             .map_err(|e| invalid(format!("{}: {e}", here())))?;
         if let Some(activation) = layer.activation() {
-            check_activation(i, last, activation, layers, &here())?;
+            check_activation(i, last, activation, &here())?;
         }
         let out = layer
             .kind()
@@ -125,25 +132,12 @@ fn shape_too_wide(shape: Shape) -> bool {
     }
 }
 
-/// Activations follow a layer that applies them in its own op (dense); softmax only ends the network.
-fn check_activation(
-    i: usize,
-    last: usize,
-    activation: Activation,
-    layers: &[Layer],
-    here: &str,
-) -> Result<()> {
-    if activation == Activation::Softmax {
-        if i != last {
-            return Err(invalid(format!(
-                "{here}: softmax is only allowed on the output layer, found at layer {i} of 0..{last}"
-            )));
-        }
-        return Ok(());
-    }
-    let after_epilogue = i > 0 && layers[i - 1].kind().accepts_epilogue();
-    if !after_epilogue {
-        return Err(invalid(format!("{here} must follow a dense layer")));
+/// Softmax only ends the network (the leaky ReLU slope is checked with the layer).
+fn check_activation(i: usize, last: usize, activation: Activation, here: &str) -> Result<()> {
+    if activation == Activation::Softmax && i != last {
+        return Err(invalid(format!(
+            "{here}: softmax is only allowed on the output layer, found at layer {i} of 0..{last}"
+        )));
     }
     Ok(())
 }

@@ -8,7 +8,7 @@
 mod common;
 
 use common::uniform;
-use wgtrain::{Activation, Device, LayerParams, Loss, Model, Network};
+use wgtrain::{Activation, Device, LayerParams, Loss, Model, Network, Shape};
 
 const ROWS: usize = 5;
 const INPUTS: usize = 4;
@@ -52,7 +52,7 @@ fn unflatten(flat: &[f32], like: &[LayerParams]) -> Vec<LayerParams> {
 fn check(network: Network, what: &str) {
     let outputs = network.outputs();
     let loss = network.loss();
-    let x = uniform(3, ROWS * INPUTS, -1.5, 1.5);
+    let x = uniform(3, ROWS * network.inputs(), -1.5, 1.5);
     let y = targets(loss, outputs);
     let mut model = Model::new(network, Device::Cpu, 5).expect("model");
     // Non-zero biases so the kinks of (leaky) ReLU are not hit by symmetric inputs.
@@ -142,4 +142,47 @@ fn every_loss_with_its_output() {
         network(Activation::Tanh, Activation::Softmax, Loss::Sse),
         "sse, softmax output (Jacobian)",
     );
+}
+
+/// Convolution, pooling and flatten, each in the middle of a small CNN on 2×6×6 images, so its input
+/// gradient feeds the parameter gradients of the conv layer before it.
+#[test]
+fn cnn_layers_in_the_middle() {
+    let image = Shape::Image {
+        channels: 2,
+        height: 6,
+        width: 6,
+    };
+    for (what, spec) in [
+        (
+            "maxpool",
+            "conv:3:3:pad=1,tanh,maxpool:2,conv:2:2,tanh,flatten,dense:3,softmax",
+        ),
+        (
+            "overlapping avgpool",
+            "conv:3:3:pad=1,tanh,avgpool:2:stride=1,conv:2:3,tanh,flatten,dense:3,softmax",
+        ),
+        (
+            "strided padded conv",
+            "conv:3:3:pad=1,tanh,conv:4:3:stride=2:pad=1,leaky_relu:0.1,flatten,dense:3,softmax",
+        ),
+        (
+            "global average pool",
+            "conv:3:3,tanh,conv:4:2,sigmoid,gap,flatten,dense:3,softmax",
+        ),
+        (
+            "activation after a pool",
+            "conv:3:3:pad=1,maxpool:2,tanh,conv:2:3,flatten,dense:3,softmax",
+        ),
+        (
+            "conv then dense",
+            "conv:2:5:stride=1,tanh,flatten,dense:4,tanh,dense:3,softmax",
+        ),
+    ] {
+        let network = Network::builder_for(image)
+            .spec(spec)
+            .and_then(|b| b.build(Loss::Ce))
+            .unwrap_or_else(|e| panic!("{spec}: {e}"));
+        check(network, what);
+    }
 }

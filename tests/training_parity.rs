@@ -197,3 +197,81 @@ fn epochs_and_evaluation_parity() {
         c.accuracy
     );
 }
+
+/// A small CNN (every image layer kind: strided padded conv, max and average pooling, global average
+/// pooling, an activation on its own after a pool) trained 20 steps with Adam on each backend from the
+/// same seed: every step's loss and the final parameters agree within [`TRAINING`], and the loss falls.
+#[test]
+fn cnn_run_parity() {
+    let Some(gpu) = gpu_backend() else { return };
+    let image = wgtrain::Shape::Image {
+        channels: 2,
+        height: 9,
+        width: 9,
+    };
+    let mut gpu: Option<Box<dyn Backend>> = Some(Box::new(gpu));
+    for (case, spec) in [
+        "conv:4:3:pad=1,relu,maxpool:2,conv:6:3:stride=2:pad=1,tanh,flatten,dense:3,softmax",
+        "conv:5:2,avgpool:2:stride=1,leaky_relu:0.1,conv:4:3,relu,gap,flatten,dense:3,softmax",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let network = Network::builder_for(image)
+            .spec(spec)
+            .and_then(|b| b.build(Loss::Ce))
+            .expect("valid network");
+        let rows = 24;
+        let x = uniform(50 + case as u64, rows * network.inputs(), -1.0, 1.0);
+        let y: Vec<f32> = (0..rows).map(|i| (i % 3) as f32).collect();
+        let config = TrainConfig {
+            iterations: 1,
+            batch_size: Some(8),
+            learning_rate: 0.01,
+            optimizer: Optimizer::ADAM,
+            weight_decay: 0.0,
+        };
+        let mut cpu_model = Model::new(network.clone(), Device::Cpu, 7).expect("cpu model");
+        let mut gpu_model =
+            Model::with_backend(network, gpu.take().expect("backend"), 7).expect("gpu model");
+        let (mut cpu_losses, mut gpu_losses) = (Vec::new(), Vec::new());
+        for _ in 0..20 {
+            cpu_model.train(&x, &y, &config).expect("cpu step");
+            gpu_model.train(&x, &y, &config).expect("gpu step");
+            cpu_losses.push(cpu_model.loss().expect("cpu loss"));
+            gpu_losses.push(gpu_model.loss().expect("gpu loss"));
+        }
+        assert!(
+            cpu_losses[19] < cpu_losses[0],
+            "{spec}: loss did not fall: {cpu_losses:?}"
+        );
+        assert_close(
+            &format!("{spec} losses"),
+            &gpu_losses,
+            &cpu_losses,
+            TRAINING,
+        );
+        let cpu_params = cpu_model.parameters().expect("cpu params");
+        let gpu_params = gpu_model.parameters().expect("gpu params");
+        for (i, (g, c)) in gpu_params.iter().zip(&cpu_params).enumerate() {
+            assert_close(
+                &format!("{spec} layer {i} weights"),
+                &g.weights,
+                &c.weights,
+                TRAINING,
+            );
+            assert_close(
+                &format!("{spec} layer {i} bias"),
+                &g.bias,
+                &c.bias,
+                TRAINING,
+            );
+        }
+        let (cpu_out, gpu_out) = (
+            cpu_model.predict(&x).expect("cpu predict"),
+            gpu_model.predict(&x).expect("gpu predict"),
+        );
+        assert_close(&format!("{spec} predictions"), &gpu_out, &cpu_out, TRAINING);
+        gpu = Some(gpu_model.into_backend());
+    }
+}

@@ -1,11 +1,11 @@
 //! An activation as a layer of its own (PyTorch's `nn.ReLU`, `nn.Softmax(dim=1)`, ...). It works in place.
-//! After a layer that accepts an epilogue (dense) the forward pass is that layer's; softmax runs as its own
-//! op; with a loss that takes logits (cross-entropy, binary cross-entropy) the output activation is the
+//! After a layer that accepts an epilogue (dense, conv) the forward pass is that layer's; elsewhere it runs
+//! as its own op; with a loss that takes logits (cross-entropy, binary cross-entropy) the output activation is the
 //! loss's. The backward pass multiplies the gradient by the derivative, computed from the output.
 
 use super::{Fusion, Layer, LayerKind, LayerStep, Shape};
 use crate::activation::Activation;
-use crate::ops::{ActBackward, Op, Softmax, SoftmaxBackward};
+use crate::ops::{ActBackward, ActForward, Op, Softmax, SoftmaxBackward};
 
 impl LayerKind for Activation {
     fn token(&self) -> String {
@@ -41,13 +41,20 @@ impl LayerKind for Activation {
         if step.fusion != Fusion::Own {
             return;
         }
-        // The network only lets softmax run on its own; elementwise activations follow a dense layer.
-        if *self == Activation::Softmax {
-            ops.push(Op::Softmax(Softmax {
+        let (rows, cols) = (step.rows, step.output_shape.size());
+        match *self {
+            Activation::Linear => {}
+            Activation::Softmax => ops.push(Op::Softmax(Softmax {
                 values: step.output,
-                rows: step.rows,
-                cols: step.output_shape.size(),
-            }));
+                rows,
+                cols,
+            })),
+            activation => ops.push(Op::ActForward(ActForward {
+                values: step.output,
+                rows,
+                cols,
+                activation,
+            })),
         }
     }
 

@@ -4,9 +4,15 @@
 //! the checkpoint reach a kind only through [`LayerKind`].
 
 mod activation;
+mod conv2d;
 mod dense;
+mod flatten;
+mod pool;
 
+pub use conv2d::Conv2d;
 pub use dense::Dense;
+pub use flatten::Flatten;
+pub use pool::{AvgPool2d, GlobalAvgPool, MaxPool2d};
 
 use crate::activation::Activation;
 use crate::ops::{Op, Region};
@@ -130,6 +136,8 @@ pub struct LayerStep {
     /// The layer's parameters in [`LayerKind::params`] order, and their gradients.
     pub params: Vec<Region>,
     pub param_grads: Vec<Region>,
+    /// The shared scratch buffers, each as long as this layer needs for `rows` rows ([`LayerKind::scratch`]).
+    pub scratch: [Region; 2],
     /// The activation a layer that accepts one applies to its output ([`LayerKind::accepts_epilogue`]).
     pub epilogue: Activation,
     /// For an activation layer: who runs it.
@@ -151,6 +159,12 @@ pub trait LayerKind {
     fn params(&self, input: Shape, next: Option<&Layer>) -> Vec<ParamSpec> {
         let _ = (input, next);
         Vec::new()
+    }
+    /// Floats per sample of the two scratch buffers all layers share (a conv layer's patch matrix and its
+    /// product); the workspace holds the largest need.
+    fn scratch(&self, input: Shape, output: Shape) -> [u128; 2] {
+        let _ = (input, output);
+        [0, 0]
     }
     /// Whether the layer works in place: its output and gradient are its input's buffers.
     fn in_place(&self) -> bool {
@@ -188,6 +202,11 @@ macro_rules! layers {
 
 layers! {
     Dense(Dense),
+    Conv2d(Conv2d),
+    MaxPool2d(MaxPool2d),
+    AvgPool2d(AvgPool2d),
+    GlobalAvgPool(GlobalAvgPool),
+    Flatten(Flatten),
     Activation(Activation),
 }
 
@@ -205,8 +224,13 @@ type Parser = (
 );
 
 /// Every kind's parser: registering a kind is adding it here and to [`layers!`].
-const PARSERS: [Parser; 2] = [
+const PARSERS: [Parser; 7] = [
     (&["dense"], dense::parse),
+    (&["conv"], conv2d::parse),
+    (&["maxpool"], pool::parse_max),
+    (&["avgpool"], pool::parse_avg),
+    (&["gap"], pool::parse_gap),
+    (&["flatten"], flatten::parse),
     (activation::NAMES, activation::parse),
 ];
 
@@ -234,6 +258,17 @@ impl Layer {
             .map_err(|e| format!("layer {}: {e}", crate::error::quote(token)))
     }
 
+    /// Reads a comma-separated `--arch` spec (`conv:16:3:pad=1,relu,maxpool:2,flatten,dense:10`).
+    pub fn parse_spec(spec: &str) -> Result<Vec<Layer>, String> {
+        if spec.trim().is_empty() {
+            return Err(
+                "the spec is empty; expected comma-separated layers such as dense:64,relu,dense:3"
+                    .into(),
+            );
+        }
+        spec.split(',').map(Layer::parse).collect()
+    }
+
     /// The activation, when this is an activation layer.
     pub fn activation(&self) -> Option<Activation> {
         match *self {
@@ -241,4 +276,44 @@ impl Layer {
             _ => None,
         }
     }
+}
+
+/// A whole number field of a token (`16` in `conv:16:3`), at least `min`.
+pub(crate) fn whole(what: &str, text: &str, min: usize) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= min && n <= MAX_WIDTH => Ok(n),
+        _ => Err(format!(
+            "{what} must be a whole number from {min} to {MAX_WIDTH}, got {}",
+            crate::error::quote(text)
+        )),
+    }
+}
+
+/// The `name=value` options after a token's positional fields, each name at most once and among `known`.
+pub(crate) fn options<'a>(
+    args: &[&'a str],
+    known: &[&str],
+) -> Result<Vec<(&'a str, &'a str)>, String> {
+    let mut found: Vec<(&str, &str)> = Vec::new();
+    for arg in args {
+        let Some((name, value)) = arg.split_once('=') else {
+            return Err(format!(
+                "expected an option such as {}=N, got {}",
+                known[0],
+                crate::error::quote(arg)
+            ));
+        };
+        if !known.contains(&name) {
+            return Err(format!(
+                "unknown option {}, expected {}",
+                crate::error::quote(name),
+                known.join(" or ")
+            ));
+        }
+        if found.iter().any(|(n, _)| *n == name) {
+            return Err(format!("option {name} is given twice"));
+        }
+        found.push((name, value));
+    }
+    Ok(found)
 }

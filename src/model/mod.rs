@@ -434,6 +434,19 @@ impl Model {
             buffers.push((format!("layers.{i}.output"), r * shape.len()));
             buffers.push((format!("layers.{i}.grad"), r * shape.len()));
         }
+        let scratch: [u128; 2] = std::array::from_fn(|j| {
+            (0..layers.len())
+                .map(|i| {
+                    layers[i]
+                        .kind()
+                        .scratch(network.input_of(i), network.shapes()[i])[j]
+                })
+                .max()
+                .unwrap_or(0)
+        });
+        for (j, &floats) in scratch.iter().enumerate().filter(|(_, &f)| f > 0) {
+            buffers.push((format!("scratch {j}"), r * floats));
+        }
         buffers.push(("input batch".into(), r * network.inputs() as u128));
         buffers.push(("target batch".into(), r * target_width as u128));
         let widest = network.shapes().iter().map(|s| s.len()).max().unwrap_or(0);
@@ -454,6 +467,12 @@ impl Model {
         let row_loss = backend.alloc("row loss", rows)?;
         let row_hits = backend.alloc("row hits", rows)?;
         let mut owned = vec![input, target, row_loss, row_hits];
+        let mut scratch_buffers = [None; 2];
+        for (j, &floats) in scratch.iter().enumerate().filter(|(_, &f)| f > 0) {
+            let buffer = backend.alloc(&format!("scratch {j}"), rows * floats as usize)?;
+            owned.push(buffer);
+            scratch_buffers[j] = Some(buffer);
+        }
         let (mut outputs, mut grads) = (Vec::new(), Vec::new());
         for (i, shape) in network.shapes().iter().enumerate() {
             let (output, grad) = if own[i] {
@@ -478,6 +497,7 @@ impl Model {
             grads,
             row_loss,
             row_hits,
+            scratch: scratch_buffers,
             owned,
         });
         Ok(())

@@ -10,6 +10,48 @@ pub const SHADER: Shader = Shader {
     source: include_str!("../../shaders/activation.wgsl"),
 };
 
+/// `values ← f(values)` in place, for an elementwise activation no product applied in its epilogue.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ActForward {
+    pub values: Region,
+    pub rows: usize,
+    pub cols: usize,
+    pub activation: Activation,
+}
+
+impl ActForward {
+    /// The CPU function and the WGSL entry point.
+    pub const NAME: &'static str = "act_forward";
+}
+
+impl Kernel for ActForward {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn shader(&self) -> &'static Shader {
+        &SHADER
+    }
+
+    fn operands(&self) -> Vec<Operand> {
+        vec![writes(self.values, self.rows * self.cols)]
+    }
+
+    fn run_cpu(&self, host: &mut HostBuffers) {
+        host.write([(self.values, self.rows * self.cols)], |_, [values]| {
+            act_forward(values, self.activation)
+        });
+    }
+
+    fn launch(&self) -> Launch {
+        Launch {
+            dims: act_dims(self.rows, self.cols, self.activation),
+            bindings: vec![(3, self.values)],
+            groups: flat_groups(self.rows * self.cols),
+        }
+    }
+}
+
 /// Row-wise softmax of `values[rows, cols]` in place.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Softmax {
@@ -145,6 +187,13 @@ impl Kernel for SoftmaxBackward {
 
     fn row_loops(&self) -> Option<(&'static str, usize, usize)> {
         Some(("softmax backward", self.cols, 2))
+    }
+}
+
+/// `values ← f(values)` for an elementwise activation.
+pub fn act_forward(values: &mut [f32], activation: Activation) {
+    for v in values {
+        *v = activation.apply(*v);
     }
 }
 

@@ -15,7 +15,7 @@ pub mod optim;
 pub mod pool;
 pub mod reduce;
 
-pub use activation::{ActBackward, Softmax, SoftmaxBackward};
+pub use activation::{ActBackward, ActForward, Softmax, SoftmaxBackward};
 pub use conv::{Col2im, Im2col};
 pub use data::{AdvanceCursor, GatherRows};
 pub use launch::{Geometry, Launch};
@@ -171,6 +171,7 @@ ops! {
     MatmulBiasAct in matmul,
     MatmulNt in matmul,
     MatmulTn in matmul,
+    ActForward in activation,
     Softmax in activation,
     ActBackward in activation,
     SoftmaxBackward in activation,

@@ -4,7 +4,7 @@
 use crate::common::{assert_close, parity, uniform, ELEMENTWISE};
 use crate::gpu_backend;
 use wgtrain::backend::Op;
-use wgtrain::ops::{ActBackward, MatmulBiasAct, Softmax, SoftmaxBackward};
+use wgtrain::ops::{ActBackward, ActForward, MatmulBiasAct, Softmax, SoftmaxBackward};
 
 /// Every elementwise activation on ±50 and the kink, through the matmul epilogue with a 1x1 identity weight.
 #[test]
@@ -35,6 +35,37 @@ fn activations_at_extremes() {
             out[3].iter().all(|y| y.is_finite()),
             "{activation} produced a non-finite value: {:?}",
             out[3]
+        );
+    }
+}
+
+#[test]
+fn act_forward() {
+    let Some(mut gpu) = gpu_backend() else { return };
+    let xs = super::pre_activations();
+    for activation in super::elementwise_activations() {
+        let (rows, cols) = (xs.len() / 4, 4);
+        let n = rows * cols;
+        let out = parity(
+            &mut gpu,
+            &format!("act_forward {activation}"),
+            &[xs[..n].to_vec()],
+            ELEMENTWISE,
+            &|b| {
+                Op::ActForward(ActForward {
+                    values: b[0].region(n),
+                    rows,
+                    cols,
+                    activation,
+                })
+            },
+        );
+        let expected: Vec<f32> = xs[..n].iter().map(|&x| activation.apply(x)).collect();
+        assert_close(
+            &format!("act_forward {activation} (CPU vs formula)"),
+            &out[0],
+            &expected,
+            ELEMENTWISE,
         );
     }
 }
