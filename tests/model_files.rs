@@ -653,3 +653,81 @@ fn held_out_losses_that_overflow_stop_training() {
     let line = fails(&strs(&args), &["training diverged"]);
     assert!(!line.contains("null"), "{line}");
 }
+
+/// A format 1 checkpoint, written by wgtrain before layers were units (commit 23dcc27: dense layers with
+/// their activations, tensors numbered by dense layer), still loads: its predictions are the ones that
+/// version wrote, byte for byte, and a run that starts from it saves format 2 (tensors numbered by layer,
+/// as `nn.Sequential` numbers its modules).
+#[test]
+fn format_1_checkpoints_still_load() {
+    let old = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/format1-iris.safetensors"
+    );
+    let expected = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/format1-iris-predictions.csv"
+    ))
+    .expect("stored predictions");
+    let predictions = ok(&[
+        "predict",
+        "--model",
+        old,
+        "--data",
+        &iris(),
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(predictions, expected);
+    let (network, params, meta) = checkpoint::load(Path::new(old)).expect("loads");
+    assert_eq!(meta.format_version, checkpoint::FORMAT_VERSION);
+    assert_eq!(
+        network
+            .summary()
+            .lines()
+            .nth(2)
+            .map(str::split_whitespace)
+            .map(|w| w.collect::<Vec<_>>()),
+        Some(vec!["0", "dense:5", "5", "25"])
+    );
+    assert_eq!((params.len(), params[1].weights.len()), (2, 15));
+
+    let dir = scratch("format1");
+    let new = dir.join("tuned.safetensors");
+    ok(&strs(&train_cpu(
+        &iris(),
+        &[
+            "--init",
+            old,
+            "--epochs",
+            "1",
+            "--layers",
+            "5",
+            "--out",
+            &text(&new),
+        ],
+    )));
+    let bytes = std::fs::read(&new).expect("written");
+    let mut names = safetensors::SafeTensors::deserialize(&bytes)
+        .expect("parse")
+        .names()
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "layers.0.bias",
+            "layers.0.weight",
+            "layers.2.bias",
+            "layers.2.weight"
+        ]
+    );
+    let json = &file_metadata(&bytes)["wgtrain"];
+    assert!(
+        json.contains(r#""format_version":2"#)
+            && json.contains(r#""layers":["dense:5","relu","dense:3","softmax"]"#),
+        "{json}"
+    );
+}
