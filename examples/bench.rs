@@ -19,8 +19,11 @@ const MATMUL_SHAPES: [(usize, usize, usize); 4] = [
     (256, 256, 256),
     (1024, 1024, 1024),
 ];
-/// Layer widths and batch size of the epoch lines (the peers' workload).
+/// Layer widths and batch size of the MLP epoch lines (the peers' workload).
 const EPOCH_CONFIGS: [(&[usize], usize); 2] = [(&[784, 128, 10], 64), (&[784, 256, 256, 10], 128)];
+/// The CNN epoch line: `../shared/peers/torch_cnn.py`'s network, batch 64, SGD lr 0.1, file order.
+const CNN_SPEC: &str = "conv:16:3:pad=1,relu,maxpool:2,conv:32:3:pad=1,relu,maxpool:2,flatten,dense:10,softmax";
+const CNN_LABEL: &str = "cnn-16c3-p2-32c3-p2-10";
 const LEARNING_RATE: f32 = 0.1;
 /// Timed epochs after one warm-up epoch; the median is reported.
 const EPOCH_RUNS: usize = 3;
@@ -45,6 +48,12 @@ fn main() {
         }
         return;
     }
+    let workload = args
+        .iter()
+        .position(|a| a == "--workload")
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_else(|| "all".into());
     let devices: Vec<String> = match device_arg {
         Some(d) => vec![d],
         None => ["cpu", "fallback", "gpu"]
@@ -53,7 +62,7 @@ fn main() {
             .collect(),
     };
     for device in devices {
-        if let Err(e) = bench_device(&device) {
+        if let Err(e) = bench_device(&device, &workload) {
             eprintln!("skipping {device}: {e}");
         }
     }
@@ -77,7 +86,8 @@ fn json_str(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"?\"".into())
 }
 
-fn bench_device(device: &str) -> wgtrain::Result<()> {
+/// Every line for one device; `workload` is `all`, `mlp` (matmuls and MLP epochs) or `cnn`.
+fn bench_device(device: &str, workload: &str) -> wgtrain::Result<()> {
     let mut backend = open(device)?;
     let adapter = json_str(&backend.info().adapter);
     let hardware =
@@ -86,7 +96,8 @@ fn bench_device(device: &str) -> wgtrain::Result<()> {
     if hardware {
         shapes.push((4096, 4096, 4096));
     }
-    for &(m, n, k) in &shapes {
+    let (mlp, cnn) = (workload != "cnn", workload != "mlp");
+    for &(m, n, k) in shapes.iter().filter(|_| mlp) {
         for form in ["nn", "nt", "tn"] {
             let gflops = matmul_gflops(backend.as_mut(), form, m, n, k)?;
             println!("{{\"kind\":\"matmul\",\"device\":\"{device}\",\"adapter\":{adapter},\"m\":{m},\"n\":{n},\"k\":{k},\"form\":\"{form}\",\"gflops\":{gflops:.3}}}");
@@ -96,8 +107,22 @@ fn bench_device(device: &str) -> wgtrain::Result<()> {
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist10k-train-images-idx3-ubyte.gz"),
         None,
     )?;
-    for (widths, batch) in EPOCH_CONFIGS {
-        backend = epoch_lines(backend, device, &adapter, &mnist, widths, batch)?;
+    for (widths, batch) in EPOCH_CONFIGS.into_iter().filter(|_| mlp) {
+        let label = widths
+            .iter()
+            .map(|w| w.to_string())
+            .collect::<Vec<_>>()
+            .join("-");
+        backend = epoch_lines(backend, device, &adapter, &mnist, network(widths)?, &label, batch)?;
+    }
+    if cnn {
+        let image = wgtrain::Shape::Image {
+            channels: 1,
+            height: 28,
+            width: 28,
+        };
+        let net = Network::builder_for(image).spec(CNN_SPEC)?.build(Loss::Ce)?;
+        epoch_lines(backend, device, &adapter, &mnist, net, CNN_LABEL, 64)?;
     }
     let exe = std::env::current_exe().map_err(|e| wgtrain::Error::File {
         path: "bench".into(),
@@ -190,6 +215,19 @@ fn network(widths: &[usize]) -> wgtrain::Result<Network> {
         .build(Loss::Ce)
 }
 
+/// Multiply-adds of one sample's forward pass through the dense and conv layers.
+fn forward_macs(net: &Network) -> u128 {
+    (0..net.layers().len())
+        .map(|i| {
+            let weights: u128 = net.params(i).first().map_or(0, |w| w.len());
+            match net.shapes()[i] {
+                wgtrain::Shape::Image { height, width, .. } => weights * (height * width) as u128,
+                wgtrain::Shape::Flat(_) => weights,
+            }
+        })
+        .sum()
+}
+
 fn peak_rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let kb = status
@@ -207,15 +245,10 @@ fn epoch_lines(
     device: &str,
     adapter: &str,
     mnist: &data::Dataset,
-    widths: &[usize],
+    net: Network,
+    layers: &str,
     batch: usize,
 ) -> wgtrain::Result<Box<dyn Backend>> {
-    let net = network(widths)?;
-    let layers = widths
-        .iter()
-        .map(|w| w.to_string())
-        .collect::<Vec<_>>()
-        .join("-");
     let mut model = Model::with_backend(net.clone(), backend, 0)?;
     let config = TrainConfig {
         batch_size: Some(batch),
@@ -262,7 +295,7 @@ fn epoch_lines(
         }
     }
     // GPU (or host) time of each kernel in one step, where the device can tell.
-    let first_batch = (&x[..batch * widths[0]], &y[..batch]);
+    let first_batch = (&x[..batch * net.inputs()], &y[..batch]);
     if let Some(kernels) = model.profile_step(first_batch.0, first_batch.1, &config)? {
         let total: f64 = kernels.iter().map(|(_, us)| us).sum();
         let items: Vec<String> = kernels
@@ -279,7 +312,10 @@ fn epoch_lines(
     let median = sorted[sorted.len() / 2];
     let runs_ms: Vec<String> = runs.iter().map(|r| format!("{r:.2}")).collect();
     let samples = mnist.rows();
-    println!("{{\"kind\":\"epoch\",\"device\":\"{device}\",\"adapter\":{adapter},\"layers\":\"{layers}\",\"batch\":{batch},\"samples\":{samples},\"median_ms\":{median:.2},\"runs_ms\":[{}]}}", runs_ms.join(","));
+    // Multiply-adds of one sample's forward pass (products only); a training step is about three times it.
+    let forward_flops = 2.0 * forward_macs(&net) as f64;
+    let gflops = 3.0 * forward_flops * samples as f64 / (median / 1e3) / 1e9;
+    println!("{{\"kind\":\"epoch\",\"device\":\"{device}\",\"adapter\":{adapter},\"layers\":\"{layers}\",\"batch\":{batch},\"samples\":{samples},\"median_ms\":{median:.2},\"gflops\":{gflops:.2},\"runs_ms\":[{}]}}", runs_ms.join(","));
     let steps = samples.div_ceil(batch) as f64;
     let allocations_after_first_step = last.allocations - after_first_step.allocations;
     println!(
@@ -292,9 +328,13 @@ fn epoch_lines(
     // activations and of their gradients, the batch's inputs and targets, and, when the training set is
     // held on the device, the set itself as it is stored (f32 features and targets).
     let params = net.parameter_count() as usize;
-    let activations: usize = widths[1..].iter().sum::<usize>() * batch;
+    let activations: usize = (0..net.layers().len())
+        .filter(|&i| !net.layers()[i].kind().in_place())
+        .map(|i| net.shapes()[i].len() as usize)
+        .sum::<usize>()
+        * batch;
     let dataset = if held { x.len() + y.len() } else { 0 };
-    let minimum_bytes = 4 * (2 * params + 2 * activations + batch * widths[0] + batch + dataset);
+    let minimum_bytes = 4 * (2 * params + 2 * activations + batch * net.inputs() + batch + dataset);
     println!(
         "{{\"kind\":\"memory\",\"device\":\"{device}\",\"layers\":\"{layers}\",\"gpu_bytes\":{},\"minimum_bytes\":{minimum_bytes},\"dataset_on_device\":{held},\"host_peak_rss_mb\":{:.1}}}",
         last.live_bytes,

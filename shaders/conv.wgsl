@@ -1,8 +1,9 @@
 // Convolution as a matrix product over NCHW images (src/ops/conv.rs). A patch row p = (n, oy, ox) of the
 // im2col matrix holds kk = (c, ky, kx) in that order, the order of PyTorch's weight [out, c, ky, kx].
 //   im2col: cols[p, kk] = input[n, c, oy·step − padding + ky, ox·step − padding + kx], 0 outside the image
-//   col2im: grad_input[n, c, y, x] = Σ_(ky, kx) grad_cols[p, kk] over the patches that read (y, x),
-//           ky outer, kx inner (a gather: no two invocations write one value)
+//   col2im: grad_input[n, c, y, x] = Σ grad_cols[p, kk] over the patches that read (y, x), in row-major order
+//           of the patch positions (ky and kx counting down), as the CPU sums (a gather: no two invocations
+//           write one value)
 
 @group(0) @binding(1) var<storage, read> source: array<f32>;
 @group(0) @binding(2) var<storage, read_write> destination: array<f32>;
@@ -46,13 +47,15 @@ fn col2im(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     let n = i / (plane * dims.channels);
     let patch_len = dims.channels * dims.kernel_h * dims.kernel_w;
     var sum = 0.0;
-    for (var ky = 0u; ky < dims.kernel_h; ky++) {
+    for (var ty = 0u; ty < dims.kernel_h; ty++) {
+        let ky = dims.kernel_h - 1u - ty;
         let sy = i32(y + dims.padding) - i32(ky);
         if (sy < 0 || sy % i32(dims.step) != 0 || u32(sy) / dims.step >= dims.out_height) {
             continue;
         }
         let oy = u32(sy) / dims.step;
-        for (var kx = 0u; kx < dims.kernel_w; kx++) {
+        for (var tx = 0u; tx < dims.kernel_w; tx++) {
+            let kx = dims.kernel_w - 1u - tx;
             let sx = i32(x + dims.padding) - i32(kx);
             if (sx < 0 || sx % i32(dims.step) != 0 || u32(sx) / dims.step >= dims.out_width) {
                 continue;

@@ -190,6 +190,11 @@ pub fn load_idx_images(images_path: &Path) -> Result<(Vec<f32>, usize)> {
 
 /// Pixels per image of an IDX images file, from its header alone (checked like a full read).
 pub fn idx_image_size(images_path: &Path) -> Result<usize> {
+    idx_image_shape(images_path).map(|(rows, cols)| rows.saturating_mul(cols))
+}
+
+/// Rows and columns of one image of an IDX images file, from its header alone (checked like a full read).
+pub fn idx_image_shape(images_path: &Path) -> Result<(usize, usize)> {
     let meta = crate::files::regular_file(images_path, "an IDX file")?;
     let file = std::fs::File::open(images_path).map_err(|e| Error::file(images_path, e))?;
     let (shape, _) = read_idx(
@@ -200,7 +205,7 @@ pub fn idx_image_size(images_path: &Path) -> Result<usize> {
         3,
         false,
     )?;
-    Ok(shape[1].saturating_mul(shape[2]))
+    Ok((shape[1], shape[2]))
 }
 
 /// Pixels as f32 in [0, 1], reserved fallibly.

@@ -142,6 +142,29 @@ pub(crate) fn for_ranges(len: usize, body: &(dyn Fn(Range<usize>) + Sync)) {
     });
 }
 
+/// Runs `body(first, part)` over `output` cut into whole samples of `per_sample` floats: `part` holds samples
+/// `first..`, and the parts go to different threads when each gets at least [`ELEMENTWISE_MIN_PART`] floats.
+pub(crate) fn for_samples(
+    output: &mut [f32],
+    per_sample: usize,
+    body: &(dyn Fn(usize, &mut [f32]) + Sync),
+) {
+    let samples = output.len() / per_sample.max(1);
+    let parts = parts_available()
+        .min(output.len() / ELEMENTWISE_MIN_PART)
+        .min(samples)
+        .max(1);
+    let per_part = samples.div_ceil(parts);
+    let output = Disjoint::new(output);
+    run(parts, &|index| {
+        let first = (index * per_part).min(samples);
+        let last = (first + per_part).min(samples);
+        // SAFETY: each part gets its own samples.
+        let part = unsafe { output.range(first * per_sample..last * per_sample) };
+        body(first, part);
+    });
+}
+
 /// A mutable slice that the parts of one [`for_ranges`] call write through, each in its own range.
 pub(crate) struct Disjoint<'a> {
     data: *mut f32,

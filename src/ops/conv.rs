@@ -4,6 +4,7 @@
 
 use super::launch::{flat_groups, Geometry, Launch};
 use super::{reads, writes, HostBuffers, Kernel, Operand, Region, Shader};
+use crate::host::pool::for_samples;
 
 pub const SHADER: Shader = Shader {
     stem: "conv",
@@ -113,64 +114,75 @@ impl Kernel for Col2im {
     }
 }
 
-/// The input row and column a patch element reads, or `None` in the zero padding.
-fn source_pixel(
-    g: &Geometry,
-    oy: usize,
-    ox: usize,
-    ky: usize,
-    kx: usize,
-) -> Option<(usize, usize)> {
-    let y = (oy * g.stride + ky).checked_sub(g.padding)?;
-    let x = (ox * g.stride + kx).checked_sub(g.padding)?;
-    (y < g.height && x < g.width).then_some((y, x))
-}
-
-/// The patch matrix of an NCHW batch (see [`Im2col`]).
+/// The patch matrix of an NCHW batch (see [`Im2col`]), split over threads by sample.
 pub fn im2col(input: &[f32], cols: &mut [f32], g: &Geometry) {
-    let (out_w, patch) = (g.out_width(), g.patch());
-    for (p, row) in cols.chunks_exact_mut(patch).enumerate() {
-        let (n, pos) = (p / g.out_positions(), p % g.out_positions());
-        let (oy, ox) = (pos / out_w, pos % out_w);
-        for (kk, value) in row.iter_mut().enumerate() {
-            let c = kk / (g.kernel_h * g.kernel_w);
-            let (ky, kx) = ((kk / g.kernel_w) % g.kernel_h, kk % g.kernel_w);
-            *value = match source_pixel(g, oy, ox, ky, kx) {
-                Some((y, x)) => input[((n * g.channels + c) * g.height + y) * g.width + x],
-                None => 0.0,
-            };
-        }
-    }
-}
-
-/// The patch matrix's gradient summed back onto the image (see [`Col2im`]), `ky` outer and `kx` inner
-/// for each input value, as the shader sums.
-pub fn col2im(grad_cols: &[f32], grad_input: &mut [f32], g: &Geometry) {
-    let patch = g.patch();
-    // Each input value's patches, as the shader finds them: y + padding − ky a multiple of the stride.
-    let origin = |v: usize, k: usize, size: usize| -> Option<usize> {
-        let s = (v + g.padding).checked_sub(k)?;
-        (s % g.stride == 0 && s / g.stride < size).then_some(s / g.stride)
-    };
-    for (i, value) in grad_input.iter_mut().enumerate() {
-        let (x, y) = (i % g.width, (i / g.width) % g.height);
-        let (c, n) = (
-            (i / (g.width * g.height)) % g.channels,
-            i / (g.width * g.height * g.channels),
-        );
-        let mut sum = 0.0;
-        for ky in 0..g.kernel_h {
-            let Some(oy) = origin(y, ky, g.out_height()) else {
-                continue;
-            };
-            for kx in 0..g.kernel_w {
-                let Some(ox) = origin(x, kx, g.out_width()) else {
-                    continue;
-                };
-                let p = (n * g.out_height() + oy) * g.out_width() + ox;
-                sum += grad_cols[p * patch + (c * g.kernel_h + ky) * g.kernel_w + kx];
+    let (out_h, out_w, patch) = (g.out_height(), g.out_width(), g.patch());
+    let plane = g.height * g.width;
+    for_samples(cols, g.out_positions() * patch, &|first, part| {
+        for (s, sample) in part.chunks_exact_mut(g.out_positions() * patch).enumerate() {
+            let image = &input[(first + s) * g.channels * plane..][..g.channels * plane];
+            let mut rows = sample.chunks_exact_mut(patch);
+            for oy in 0..out_h {
+                for ox in 0..out_w {
+                    let row = rows.next().expect("one row per position");
+                    // The kernel columns that land inside the image: kx in first..last.
+                    let left = ox * g.stride;
+                    let first = g.padding.saturating_sub(left).min(g.kernel_w);
+                    let last = (g.width + g.padding).saturating_sub(left).clamp(first, g.kernel_w);
+                    let mut at = 0;
+                    for c in 0..g.channels {
+                        for ky in 0..g.kernel_h {
+                            let cells = &mut row[at..at + g.kernel_w];
+                            at += g.kernel_w;
+                            // Below 0 wraps around past the height: both read the zero padding.
+                            let y = (oy * g.stride + ky).wrapping_sub(g.padding);
+                            if y >= g.height {
+                                cells.fill(0.0);
+                                continue;
+                            }
+                            let line = c * plane + y * g.width;
+                            cells[..first].fill(0.0);
+                            cells[last..].fill(0.0);
+                            if first < last {
+                                let x0 = line + left + first - g.padding;
+                                cells[first..last].copy_from_slice(&image[x0..x0 + (last - first)]);
+                            }
+                        }
+                    }
+                }
             }
         }
-        *value = sum;
-    }
+    });
+}
+
+/// The patch matrix's gradient summed back onto the image (see [`Col2im`]). Each input value adds up its
+/// patches in row-major order of the patch positions, as the shader does; split over threads by sample.
+pub fn col2im(grad_cols: &[f32], grad_input: &mut [f32], g: &Geometry) {
+    let (out_h, out_w, patch) = (g.out_height(), g.out_width(), g.patch());
+    let plane = g.height * g.width;
+    for_samples(grad_input, g.channels * plane, &|first, part| {
+        part.fill(0.0);
+        for (s, image) in part.chunks_exact_mut(g.channels * plane).enumerate() {
+            let sample = &grad_cols[(first + s) * g.out_positions() * patch..];
+            let mut rows = sample.chunks_exact(patch);
+            for oy in 0..out_h {
+                for ox in 0..out_w {
+                    let row = rows.next().expect("one row per position");
+                    let mut kk = 0;
+                    for c in 0..g.channels {
+                        for ky in 0..g.kernel_h {
+                            let y = (oy * g.stride + ky).wrapping_sub(g.padding);
+                            for kx in 0..g.kernel_w {
+                                let x = (ox * g.stride + kx).wrapping_sub(g.padding);
+                                if y < g.height && x < g.width {
+                                    image[c * plane + y * g.width + x] += row[kk];
+                                }
+                                kk += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
 }

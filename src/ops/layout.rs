@@ -4,6 +4,7 @@
 
 use super::launch::{flat_groups, Dims, Launch};
 use super::{reads, writes, HostBuffers, Kernel, Operand, Region, Shader};
+use crate::host::pool::for_samples;
 
 pub const SHADER: Shader = Shader {
     stem: "layout",
@@ -70,17 +71,23 @@ impl Kernel for TransposeBatched {
     }
 }
 
-/// Each `[rows, cols]` matrix of `input` transposed into `output`.
+/// Each `[rows, cols]` matrix of `input` transposed into `output`, in tiles that stay in cache, split over
+/// threads by matrix.
 pub fn transpose_batched(input: &[f32], output: &mut [f32], rows: usize, cols: usize) {
+    const TILE: usize = 32;
     let matrix = rows * cols;
-    for (from, to) in input
-        .chunks_exact(matrix)
-        .zip(output.chunks_exact_mut(matrix))
-    {
-        for r in 0..rows {
-            for c in 0..cols {
-                to[c * rows + r] = from[r * cols + c];
+    for_samples(output, matrix, &|first, part| {
+        for (i, to) in part.chunks_exact_mut(matrix).enumerate() {
+            let from = &input[(first + i) * matrix..][..matrix];
+            for r0 in (0..rows).step_by(TILE) {
+                for c0 in (0..cols).step_by(TILE) {
+                    for r in r0..(r0 + TILE).min(rows) {
+                        for c in c0..(c0 + TILE).min(cols) {
+                            to[c * rows + r] = from[r * cols + c];
+                        }
+                    }
+                }
             }
         }
-    }
+    });
 }

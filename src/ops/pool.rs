@@ -5,6 +5,7 @@
 
 use super::launch::{flat_groups, Geometry, Launch};
 use super::{reads, writes, HostBuffers, Kernel, Operand, Region, Shader};
+use crate::host::pool::for_samples;
 
 pub const SHADER: Shader = Shader {
     stem: "pool",
@@ -230,13 +231,13 @@ impl Kernel for AvgPoolBackward {
     }
 }
 
-/// The flat index of window `(oy, ox)`'s first maximum in the plane starting at `base`.
-fn first_max(input: &[f32], base: usize, oy: usize, ox: usize, g: &Geometry) -> usize {
-    let mut best = base + oy * g.stride * g.width + ox * g.stride;
+/// The index of window `(oy, ox)`'s first maximum in `plane` (one channel of one sample).
+fn first_max(plane: &[f32], oy: usize, ox: usize, g: &Geometry) -> usize {
+    let mut best = oy * g.stride * g.width + ox * g.stride;
     for ky in 0..g.kernel_h {
-        for kx in 0..g.kernel_w {
-            let at = base + (oy * g.stride + ky) * g.width + ox * g.stride + kx;
-            if input[at] > input[best] {
+        let row = (oy * g.stride + ky) * g.width + ox * g.stride;
+        for at in row..row + g.kernel_w {
+            if plane[at] > plane[best] {
                 best = at;
             }
         }
@@ -244,69 +245,89 @@ fn first_max(input: &[f32], base: usize, oy: usize, ox: usize, g: &Geometry) -> 
     best
 }
 
+/// `f(output plane, input plane)` for every channel of every sample, split over threads by sample.
+fn per_plane(
+    output: &mut [f32],
+    out_plane: usize,
+    input_plane: usize,
+    g: &Geometry,
+    f: &(dyn Fn(&mut [f32], usize) + Sync),
+) {
+    for_samples(output, g.channels * out_plane, &|first, part| {
+        for (i, plane) in part.chunks_exact_mut(out_plane).enumerate() {
+            f(plane, (first * g.channels + i) * input_plane);
+        }
+    });
+}
+
 /// Each window's maximum.
 pub fn max_pool(input: &[f32], output: &mut [f32], g: &Geometry) {
-    let (positions, plane) = (g.out_positions(), g.height * g.width);
-    for (i, value) in output.iter_mut().enumerate() {
-        let (pos, base) = (i % positions, (i / positions) * plane);
-        *value = input[first_max(input, base, pos / g.out_width(), pos % g.out_width(), g)];
-    }
+    let (plane, out_w) = (g.height * g.width, g.out_width());
+    per_plane(output, g.out_positions(), plane, g, &|out, base| {
+        let image = &input[base..base + plane];
+        for (row, values) in out.chunks_exact_mut(out_w).enumerate() {
+            for (ox, value) in values.iter_mut().enumerate() {
+                *value = image[first_max(image, row, ox, g)];
+            }
+        }
+    });
 }
 
 /// Each window's mean, summed in row-major order.
 pub fn avg_pool(input: &[f32], output: &mut [f32], g: &Geometry) {
-    let (positions, plane) = (g.out_positions(), g.height * g.width);
+    let (plane, out_w) = (g.height * g.width, g.out_width());
     let size = (g.kernel_h * g.kernel_w) as f32;
-    for (i, value) in output.iter_mut().enumerate() {
-        let (pos, base) = (i % positions, (i / positions) * plane);
-        let (oy, ox) = (pos / g.out_width(), pos % g.out_width());
-        let mut sum = 0.0;
-        for ky in 0..g.kernel_h {
-            for kx in 0..g.kernel_w {
-                sum += input[base + (oy * g.stride + ky) * g.width + ox * g.stride + kx];
+    per_plane(output, g.out_positions(), plane, g, &|out, base| {
+        let image = &input[base..base + plane];
+        for (pos, value) in out.iter_mut().enumerate() {
+            let (oy, ox) = (pos / out_w, pos % out_w);
+            let mut sum = 0.0;
+            for ky in 0..g.kernel_h {
+                let row = (oy * g.stride + ky) * g.width + ox * g.stride;
+                for v in &image[row..row + g.kernel_w] {
+                    sum += v;
+                }
+            }
+            *value = sum / size;
+        }
+    });
+}
+
+/// Each window's gradient to its first maximum. Windows are visited in row-major order, so an input value
+/// adds up its windows' gradients in the order the shader's gather does.
+pub fn max_pool_backward(input: &[f32], grad_output: &[f32], grad_input: &mut [f32], g: &Geometry) {
+    let (plane, positions, out_w) = (g.height * g.width, g.out_positions(), g.out_width());
+    per_plane(grad_input, plane, plane, g, &|grad, base| {
+        let image = &input[base..base + plane];
+        let grads = &grad_output[base / plane * positions..][..positions];
+        grad.fill(0.0);
+        for (oy, row) in grads.chunks_exact(out_w).enumerate() {
+            for (ox, &gradient) in row.iter().enumerate() {
+                grad[first_max(image, oy, ox, g)] += gradient;
             }
         }
-        *value = sum / size;
-    }
+    });
 }
 
-/// The windows holding index `v` along a dimension with `size` window positions.
-fn windows(v: usize, kernel: usize, size: usize, stride: usize) -> std::ops::RangeInclusive<usize> {
-    let first = (v + 1).saturating_sub(kernel).div_ceil(stride);
-    first..=(v / stride).min(size - 1)
-}
-
-/// Each window's gradient to its first maximum.
-pub fn max_pool_backward(input: &[f32], grad_output: &[f32], grad_input: &mut [f32], g: &Geometry) {
-    let plane = g.height * g.width;
-    for (i, value) in grad_input.iter_mut().enumerate() {
-        let (base, out_base) = ((i / plane) * plane, (i / plane) * g.out_positions());
-        let (y, x) = ((i % plane) / g.width, (i % plane) % g.width);
-        let mut sum = 0.0;
-        for oy in windows(y, g.kernel_h, g.out_height(), g.stride) {
-            for ox in windows(x, g.kernel_w, g.out_width(), g.stride) {
-                if first_max(input, base, oy, ox, g) == i {
-                    sum += grad_output[out_base + oy * g.out_width() + ox];
+/// Each window's gradient spread evenly over it: the windows' gradients summed in row-major order, then
+/// divided by the window's size, as the shader does.
+pub fn avg_pool_backward(grad_output: &[f32], grad_input: &mut [f32], g: &Geometry) {
+    let (plane, positions, out_w) = (g.height * g.width, g.out_positions(), g.out_width());
+    let size = (g.kernel_h * g.kernel_w) as f32;
+    per_plane(grad_input, plane, plane, g, &|grad, base| {
+        let grads = &grad_output[base / plane * positions..][..positions];
+        grad.fill(0.0);
+        for (pos, &gradient) in grads.iter().enumerate() {
+            let (oy, ox) = (pos / out_w, pos % out_w);
+            for ky in 0..g.kernel_h {
+                let row = (oy * g.stride + ky) * g.width + ox * g.stride;
+                for v in &mut grad[row..row + g.kernel_w] {
+                    *v += gradient;
                 }
             }
         }
-        *value = sum;
-    }
-}
-
-/// Each window's gradient spread evenly over it.
-pub fn avg_pool_backward(grad_output: &[f32], grad_input: &mut [f32], g: &Geometry) {
-    let plane = g.height * g.width;
-    let size = (g.kernel_h * g.kernel_w) as f32;
-    for (i, value) in grad_input.iter_mut().enumerate() {
-        let out_base = (i / plane) * g.out_positions();
-        let (y, x) = ((i % plane) / g.width, (i % plane) % g.width);
-        let mut sum = 0.0;
-        for oy in windows(y, g.kernel_h, g.out_height(), g.stride) {
-            for ox in windows(x, g.kernel_w, g.out_width(), g.stride) {
-                sum += grad_output[out_base + oy * g.out_width() + ox];
-            }
+        for v in grad.iter_mut() {
+            *v /= size;
         }
-        *value = sum / size;
-    }
+    });
 }

@@ -122,6 +122,17 @@ pub fn check_init(path: &Path, saved: &ModelMeta, run: &ModelMeta) -> Result<()>
             run.layers.len()
         ));
     }
+    if saved.input_shape != run.input_shape {
+        let shape = |m: &ModelMeta| match m.input_shape {
+            Some([c, h, w]) => format!("{c}x{h}x{w} images"),
+            None => format!("rows of {}", m.inputs),
+        };
+        return differ(format!(
+            "it takes {}, this run's input is {} (see --input-shape)",
+            shape(saved),
+            shape(run)
+        ));
+    }
     if saved.inputs != run.inputs {
         return differ(format!(
             "it takes {} inputs, this run's data has {}",

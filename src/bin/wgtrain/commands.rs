@@ -1,6 +1,7 @@
 //! `wgtrain eval`, `predict`, `summary` and `devices`.
 
 use crate::checks::{record_limit, warn_ignored};
+use crate::arch;
 use crate::train::{hidden_activation, mse, network_shape, parse_layers};
 use crate::{EvalArgs, PredictArgs, SummaryArgs};
 use wgtrain::checkpoint::{self, ModelMeta};
@@ -181,17 +182,24 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
 pub fn summary(args: &SummaryArgs) -> Result<()> {
     let hidden = parse_layers(&args.layers)?;
     let activation = hidden_activation(args.activation, &hidden)?;
-    let mut builder = Network::builder(args.inputs);
-    for width in hidden {
-        builder = builder.dense(width, activation);
-    }
+    let arch = args.arch.as_deref().map(arch::read_spec).transpose()?;
+    let input = match (&args.input_shape, args.inputs) {
+        (Some(shape), _) => arch::parse_input_shape(shape)?,
+        (None, Some(inputs)) => wgtrain::Shape::Flat(inputs),
+        (None, None) => unreachable!("clap requires --inputs or --input-shape"),
+    };
+    let outputs = match (&arch, args.outputs) {
+        (_, Some(outputs)) => outputs,
+        (Some(layers), None) => arch::outputs(layers),
+        (None, None) => unreachable!("clap requires --outputs or --arch"),
+    };
     let loss = match args.output {
         wgtrain::Activation::Softmax => Loss::Ce,
         wgtrain::Activation::Sigmoid => Loss::Bce,
         _ => Loss::Mse,
     };
-    if args.inputs == 0 || args.outputs == 0 {
-        let flag = if args.inputs == 0 {
+    if input.is_empty() || outputs == 0 {
+        let flag = if input.is_empty() {
             "--inputs"
         } else {
             "--outputs"
@@ -213,13 +221,22 @@ pub fn summary(args: &SummaryArgs) -> Result<()> {
             ),
         });
     }
-    if args.output == wgtrain::Activation::Softmax && args.outputs == 1 {
+    if args.output == wgtrain::Activation::Softmax && outputs == 1 {
         return Err(Error::InvalidValue {
             what: "--output".into(),
             message: "softmax over one output is always 1; use sigmoid for two classes".into(),
         });
     }
-    let network = builder.dense(args.outputs, args.output).build(loss)?;
+    let network = match &arch {
+        Some(layers) => arch::network(input, layers, args.output, outputs, loss)?,
+        None => {
+            let mut builder = Network::builder_for(input);
+            for width in hidden {
+                builder = builder.dense(width, activation);
+            }
+            builder.dense(outputs, args.output).build(loss)?
+        }
+    };
     say!("network {}", network_shape(&network))?;
     say!("{}", network.summary())?;
     Ok(())

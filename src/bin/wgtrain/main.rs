@@ -9,6 +9,7 @@ macro_rules! say {
     };
 }
 
+mod arch;
 mod checks;
 mod commands;
 mod train;
@@ -86,6 +87,15 @@ pub struct TrainArgs {
     /// Hidden layers' activation: relu, leaky_relu, sigmoid, tanh, linear [default: relu]
     #[arg(long, value_parser = parse::<Activation>)]
     pub activation: Option<Activation>,
+    /// The network as layer tokens, comma separated, or @FILE holding them, ending with the output layer
+    /// dense:N: conv:OUT:K[:stride=S][:pad=P], maxpool:K[:stride=S], avgpool:K[:stride=S], gap, flatten,
+    /// dense:N, relu, leaky_relu[:SLOPE], sigmoid, tanh, linear (instead of --layers and --activation)
+    #[arg(long, conflicts_with_all = ["layers", "activation"])]
+    pub arch: Option<String>,
+    /// The shape of one sample for --arch, C,H,W (e.g. 1,8,8 for digits.csv) [default: IDX images keep
+    /// theirs, 1,H,W; CSV rows are flat]
+    #[arg(long, requires = "arch")]
+    pub input_shape: Option<String>,
     #[arg(long, value_enum, default_value = "auto")]
     pub output: OutputChoice,
     #[arg(long, value_enum, default_value = "auto")]
@@ -190,16 +200,24 @@ pub struct PredictArgs {
 
 #[derive(Args, Clone, Debug)]
 pub struct SummaryArgs {
-    #[arg(long)]
-    pub inputs: usize,
+    /// Features per sample (or --input-shape)
+    #[arg(long, required_unless_present = "input_shape")]
+    pub inputs: Option<usize>,
     /// Hidden layer widths, comma separated
     #[arg(long, default_value = "", allow_hyphen_values = true)]
     pub layers: String,
-    #[arg(long)]
-    pub outputs: usize,
+    /// Outputs (with --arch, its last dense:N)
+    #[arg(long, required_unless_present = "arch")]
+    pub outputs: Option<usize>,
     /// Hidden layers' activation [default: relu]
     #[arg(long, value_parser = parse::<Activation>)]
     pub activation: Option<Activation>,
+    /// The network as layer tokens (see train --help), instead of --layers and --activation
+    #[arg(long, conflicts_with_all = ["layers", "activation"])]
+    pub arch: Option<String>,
+    /// The shape of one sample, C,H,W (instead of --inputs)
+    #[arg(long, conflicts_with = "inputs")]
+    pub input_shape: Option<String>,
     /// Output activation: linear, sigmoid or softmax
     #[arg(long, default_value = "linear", value_parser = parse::<Activation>)]
     pub output: Activation,

@@ -1,5 +1,6 @@
 //! `wgtrain train` and the default job (no command): data → network → fit → test → checkpoint and plot.
 
+use crate::arch;
 use crate::checks::{
     check_files, check_init, check_targets, init_options, record_limit, warn_ignored,
 };
@@ -35,6 +36,8 @@ pub fn default_job() -> TrainArgs {
         test_data: Some(bundled("data/mnist10k-test-images-idx3-ubyte.gz")),
         layers: "128".into(),
         activation: None,
+        arch: None,
+        input_shape: None,
         output: OutputChoice::Auto,
         loss: LossChoice::Auto,
         optimizer: Optimizer::ADAM,
@@ -236,6 +239,12 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     check_files(args)?;
     let hidden = parse_layers(&args.layers)?;
     let activation = hidden_activation(args.activation, &hidden)?;
+    let arch = args.arch.as_deref().map(arch::read_spec).transpose()?;
+    let input_shape = args
+        .input_shape
+        .as_deref()
+        .map(arch::parse_input_shape)
+        .transpose()?;
     let data_paths: Vec<&Path> = std::iter::once(args.data.as_path())
         .chain(args.test_data.as_deref())
         .collect();
@@ -330,11 +339,24 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         }
     }
 
-    let mut builder = Network::builder(train.cols());
-    for &width in &hidden {
-        builder = builder.dense(width, activation);
-    }
-    let network = builder.dense(outputs, output).build(loss)?;
+    let network = match &arch {
+        Some(layers) => {
+            let idx_image = if data_is_idx {
+                Some(data::idx_image_shape(&args.data)?)
+            } else {
+                None
+            };
+            let input = arch::input_shape(input_shape, idx_image, train.cols())?;
+            arch::network(input, layers, output, outputs, loss)?
+        }
+        None => {
+            let mut builder = Network::builder(train.cols());
+            for &width in &hidden {
+                builder = builder.dense(width, activation);
+            }
+            builder.dense(outputs, output).build(loss)?
+        }
+    };
     let mut meta = ModelMeta::describe(&network);
     meta.task = train.task;
     meta.target = train.target_name.clone();

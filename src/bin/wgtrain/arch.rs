@@ -1,0 +1,134 @@
+//! `--arch` and `--input-shape`: a network written as layer tokens, for `train` and `summary`. The spec's
+//! last `dense:N` is the output layer; its activation and the loss come from `--output` and `--loss`.
+
+use crate::train::invalid;
+use std::path::Path;
+use wgtrain::{Activation, Error, Layer, Loss, Network, Result, Shape};
+
+/// The longest `@FILE` spec read.
+const MAX_SPEC_BYTES: u64 = 1 << 20;
+
+/// The layers of `--arch SPEC` (or of the file `@FILE`: tokens separated by commas or newlines, `#` starting
+/// a comment line). The spec must end with the output layer, `dense:N`.
+pub fn read_spec(text: &str) -> Result<Vec<Layer>> {
+    let spec = match text.strip_prefix('@') {
+        Some(path) => {
+            let path = Path::new(path);
+            let meta = wgtrain::files::regular_file(path, "a file holding the --arch spec")?;
+            if meta.len() > MAX_SPEC_BYTES {
+                return Err(invalid(
+                    "--arch",
+                    format!(
+                        "{} holds {} bytes, more than the {MAX_SPEC_BYTES} a spec may have",
+                        path.display(),
+                        meta.len()
+                    ),
+                ));
+            }
+            let bytes = std::fs::read(path).map_err(|e| Error::File {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| invalid("--arch", format!("{} is not UTF-8 text", path.display())))?;
+            text.lines()
+                .filter(|l| !l.trim_start().starts_with('#'))
+                .flat_map(|l| l.split(','))
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+        None => text.to_string(),
+    };
+    let layers = Layer::parse_spec(&spec).map_err(|e| invalid("--arch", e))?;
+    match layers.last() {
+        Some(Layer::Dense(_)) => Ok(layers),
+        Some(last) => Err(invalid(
+            "--arch",
+            format!(
+                "the spec must end with the output layer dense:N, got {last} (the output activation comes from --output)"
+            ),
+        )),
+        None => Err(invalid("--arch", "the spec is empty".into())),
+    }
+}
+
+/// `--input-shape C,H,W`.
+pub fn parse_input_shape(text: &str) -> Result<Shape> {
+    let dims: Vec<usize> = text
+        .split(',')
+        .map(|d| d.trim().parse::<usize>())
+        .collect::<std::result::Result<_, _>>()
+        .ok()
+        .filter(|d: &Vec<usize>| d.len() == 3 && d.iter().all(|&v| (1..=wgtrain::network::MAX_WIDTH).contains(&v)))
+        .ok_or_else(|| {
+            invalid(
+                "--input-shape",
+                format!(
+                    "expected C,H,W (channels, height, width; whole numbers >= 1, e.g. 1,28,28), got {}",
+                    wgtrain::error::quote(text)
+                ),
+            )
+        })?;
+    Ok(Shape::Image {
+        channels: dims[0],
+        height: dims[1],
+        width: dims[2],
+    })
+}
+
+/// The outputs of the spec's last layer (`dense:N`).
+pub fn outputs(layers: &[Layer]) -> usize {
+    match layers.last() {
+        Some(Layer::Dense(d)) => d.units,
+        _ => 0,
+    }
+}
+
+/// The network of `layers` on `input`, with the output activation after the last layer; `outputs` is what
+/// the data needs, which the last `dense:N` must give.
+pub fn network(
+    input: Shape,
+    layers: &[Layer],
+    output: Activation,
+    outputs: usize,
+    loss: Loss,
+) -> Result<Network> {
+    let given = self::outputs(layers);
+    if given != outputs {
+        return Err(invalid(
+            "--arch",
+            format!("the output layer dense:{given} gives {given} outputs, this data needs {outputs}"),
+        ));
+    }
+    let mut builder = Network::builder_for(input);
+    for &layer in layers {
+        builder = builder.layer(layer);
+    }
+    if output != Activation::Linear {
+        builder = builder.layer(Layer::Activation(output));
+    }
+    builder.build(loss).map_err(|e| match e {
+        Error::InvalidNetwork(message) => invalid("--arch", message),
+        other => other,
+    })
+}
+
+/// The shape one sample of the data has: `--input-shape` (which must hold the data's `cols` values), the
+/// image size of IDX data, else a row of `cols`.
+pub fn input_shape(flag: Option<Shape>, idx_image: Option<(usize, usize)>, cols: usize) -> Result<Shape> {
+    match (flag, idx_image) {
+        (Some(shape), _) if shape.len() != cols as u128 => Err(invalid(
+            "--input-shape",
+            format!("{shape} holds {} values, the data has {cols} per sample", shape.len()),
+        )),
+        (Some(shape), _) => Ok(shape),
+        (None, Some((height, width))) => Ok(Shape::Image {
+            channels: 1,
+            height,
+            width,
+        }),
+        (None, None) => Ok(Shape::Flat(cols)),
+    }
+}
