@@ -22,7 +22,8 @@ const MATMUL_SHAPES: [(usize, usize, usize); 4] = [
 /// Layer widths and batch size of the MLP epoch lines (the peers' workload).
 const EPOCH_CONFIGS: [(&[usize], usize); 2] = [(&[784, 128, 10], 64), (&[784, 256, 256, 10], 128)];
 /// The CNN epoch line: `../shared/peers/torch_cnn.py`'s network, batch 64, SGD lr 0.1, file order.
-const CNN_SPEC: &str = "conv:16:3:pad=1,relu,maxpool:2,conv:32:3:pad=1,relu,maxpool:2,flatten,dense:10,softmax";
+const CNN_SPEC: &str =
+    "conv:16:3:pad=1,relu,maxpool:2,conv:32:3:pad=1,relu,maxpool:2,flatten,dense:10,softmax";
 const CNN_LABEL: &str = "cnn-16c3-p2-32c3-p2-10";
 const LEARNING_RATE: f32 = 0.1;
 /// Timed epochs after one warm-up epoch; the median is reported.
@@ -113,7 +114,15 @@ fn bench_device(device: &str, workload: &str) -> wgtrain::Result<()> {
             .map(|w| w.to_string())
             .collect::<Vec<_>>()
             .join("-");
-        backend = epoch_lines(backend, device, &adapter, &mnist, network(widths)?, &label, batch)?;
+        backend = epoch_lines(
+            backend,
+            device,
+            &adapter,
+            &mnist,
+            network(widths)?,
+            &label,
+            batch,
+        )?;
     }
     if cnn {
         let image = wgtrain::Shape::Image {
@@ -121,7 +130,9 @@ fn bench_device(device: &str, workload: &str) -> wgtrain::Result<()> {
             height: 28,
             width: 28,
         };
-        let net = Network::builder_for(image).spec(CNN_SPEC)?.build(Loss::Ce)?;
+        let net = Network::builder_for(image)
+            .spec(CNN_SPEC)?
+            .build(Loss::Ce)?;
         epoch_lines(backend, device, &adapter, &mnist, net, CNN_LABEL, 64)?;
     }
     let exe = std::env::current_exe().map_err(|e| wgtrain::Error::File {

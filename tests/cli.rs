@@ -353,3 +353,173 @@ fn bad_input_is_one_error_line_and_exit_2() {
     fails(&["train", "--data", &iris(), "--bogus"], &["--bogus"]);
     fails(&["eval", "--model", b, "--data", &iris()], &["safetensors"]);
 }
+
+const CNN: &str = "conv:16:3:pad=1,relu,maxpool:2,conv:32:3:pad=1,relu,maxpool:2,flatten,dense:10";
+
+/// `summary --input-shape --arch` shows every layer's output shape and parameter count (PyTorch's
+/// `nn.Sequential` of the same layers has 20490 parameters), with no --inputs or --outputs.
+#[test]
+fn summary_of_an_arch_spec() {
+    let out = ok(&[
+        "summary",
+        "--input-shape",
+        "1,28,28",
+        "--arch",
+        CNN,
+        "--output",
+        "softmax",
+    ]);
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    for row in [
+        vec!["input", "1x28x28"],
+        vec!["0", "conv:16:3:pad=1", "16x28x28", "160"],
+        vec!["2", "maxpool:2", "16x14x14", "0"],
+        vec!["3", "conv:32:3:pad=1", "32x14x14", "4640"],
+        vec!["6", "flatten", "1568", "0"],
+        vec!["7", "dense:10", "10", "15690"],
+        vec!["8", "softmax", "10", "0"],
+    ] {
+        assert!(rows.contains(&row), "{row:?} in {out}");
+    }
+    assert!(out.contains("total parameters: 20490"), "{out}");
+}
+
+/// A CNN from `--arch` on CSV rows given a shape (`digits.csv` as 1×8×8), saved with PyTorch's names and
+/// layouts, evaluated and used for predictions; the spec can come from a file with comments and newlines.
+#[test]
+fn train_a_cnn_from_an_arch_spec() {
+    let dir = scratch("arch");
+    let digits = format!("{DATA}/digits.csv");
+    let spec = dir.join("net.arch");
+    std::fs::write(
+        &spec,
+        "# a small CNN for 8x8 digits\nconv:8:3:pad=1, relu\nmaxpool:2\nflatten,dense:10\n",
+    )
+    .expect("spec written");
+    let model = dir.join("cnn.safetensors");
+    let r = report(&strs(&train_cpu(
+        &digits,
+        &[
+            "--arch",
+            &format!("@{}", spec.display()),
+            "--input-shape",
+            "1,8,8",
+            "--epochs",
+            "5",
+            "--out",
+            &text(&model),
+            "--json",
+        ],
+    )));
+    assert!(number(&r, "accuracy") > 0.8, "{r}");
+    let bytes = std::fs::read(&model).expect("model written");
+    let file = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
+    let shape = |name: &str| file.tensor(name).expect(name).shape().to_vec();
+    assert_eq!(shape("layers.0.weight"), [8, 1, 3, 3]);
+    assert_eq!(shape("layers.0.bias"), [8]);
+    assert_eq!(shape("layers.4.weight"), [10, 128]);
+    let m = text(&model);
+    let e = report(&[
+        "eval", "--model", &m, "--data", &digits, "--json", "--device", "cpu",
+    ]);
+    assert!(
+        (number(&e, "accuracy") - number(&r, "accuracy")).abs() < 0.1,
+        "{e}"
+    );
+    let predictions = ok(&[
+        "predict", "--model", &m, "--data", &digits, "--device", "cpu",
+    ]);
+    assert_eq!(
+        predictions.lines().count(),
+        1798,
+        "a header and one line per row"
+    );
+}
+
+#[test]
+fn bad_arch_specs_are_one_error_line() {
+    let digits = format!("{DATA}/digits.csv");
+    let train = |extra: &[&str]| train_cpu(&digits, extra);
+    for (extra, words) in [
+        (
+            &[
+                "--arch",
+                "conv:8:3,relu,pool:2,dense:10",
+                "--input-shape",
+                "1,8,8",
+            ][..],
+            &["--arch", "`pool:2`", "unknown layer kind", "maxpool"][..],
+        ),
+        (
+            &["--arch", "conv:8,dense:10", "--input-shape", "1,8,8"],
+            &["--arch", "`conv:8`", "conv:OUT:K"],
+        ),
+        (
+            &[
+                "--arch",
+                "conv:8:3:pad=x,dense:10",
+                "--input-shape",
+                "1,8,8",
+            ],
+            &["--arch", "pad must be a whole number", "`x`"],
+        ),
+        (
+            &[
+                "--arch",
+                "conv:8:3:padding=1,dense:10",
+                "--input-shape",
+                "1,8,8",
+            ],
+            &["unknown option `padding`", "stride or pad"],
+        ),
+        (
+            &["--arch", "dense:32,relu"],
+            &[
+                "--arch",
+                "must end with the output layer dense:N",
+                "--output",
+            ],
+        ),
+        (
+            &["--arch", "dense:32,relu,dense:3"],
+            &["--arch", "dense:3 gives 3 outputs", "needs 10"],
+        ),
+        (
+            &["--arch", "conv:8:3,dense:10", "--input-shape", "1,8,8"],
+            &["layer 1 (dense:10)", "flat input", "flatten", "8x6x6"],
+        ),
+        (
+            &["--arch", "conv:8:3,flatten,dense:10"],
+            &["layer 0 (conv:8:3)", "an image", "--input-shape", "got 64"],
+        ),
+        (
+            &[
+                "--arch",
+                "conv:8:9,flatten,dense:10",
+                "--input-shape",
+                "1,8,8",
+            ],
+            &["layer 0 (conv:8:9)", "9x9 kernel", "1x8x8"],
+        ),
+        (
+            &["--arch", "flatten,dense:10", "--input-shape", "1,8,9"],
+            &["--input-shape", "1x8x9 holds 72 values", "64"],
+        ),
+        (
+            &["--arch", "flatten,dense:10", "--input-shape", "8,8"],
+            &["--input-shape", "expected C,H,W"],
+        ),
+        (&["--arch", "@/nonexistent/spec"], &["/nonexistent/spec"]),
+        (&["--input-shape", "1,8,8"], &["--arch"]),
+        (
+            &["--arch", "dense:10", "--layers", "5"],
+            &["--layers", "--arch"],
+        ),
+    ] {
+        fails(&strs(&train(extra)), words);
+    }
+    fails(&["summary", "--arch", "flatten,dense:2"], &["--inputs"]);
+}

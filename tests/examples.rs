@@ -11,6 +11,8 @@ mod digits;
 mod iris;
 #[path = "../examples/mnist.rs"]
 mod mnist;
+#[path = "../examples/mnist_cnn.rs"]
+mod mnist_cnn;
 
 use common::gpu_backend;
 use wgtrain::Device;
@@ -77,4 +79,16 @@ fn mnist_subset_reaches_0_94() {
             0.94,
         );
     }
+}
+
+/// The CNN recipe of `examples/mnist_cnn.rs` (PyTorch's reaches 0.9665 on this data): on the CPU backend
+/// only, as 10 CNN epochs on lavapipe would take minutes.
+#[test]
+fn mnist_cnn_reaches_0_96_on_the_cpu() {
+    at_least(
+        "mnist10k CNN",
+        Device::Cpu,
+        mnist_cnn::run(Device::Cpu, 10, false).expect("mnist cnn"),
+        0.96,
+    );
 }

@@ -8,7 +8,9 @@ mod source;
 pub use self::csv::{
     load_csv, load_csv_features, parse_csv, CsvFeatures, CsvOptions, DEFAULT_MAX_RECORD_BYTES,
 };
-pub use self::idx::{idx_image_shape, idx_image_size, labels_path, load_idx, load_idx_images, parse_idx};
+pub use self::idx::{
+    idx_image_shape, idx_image_size, labels_path, load_idx, load_idx_images, parse_idx,
+};
 
 use crate::error::{Error, Result};
 use crate::loss::Loss;

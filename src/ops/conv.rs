@@ -128,7 +128,9 @@ pub fn im2col(input: &[f32], cols: &mut [f32], g: &Geometry) {
                     // The kernel columns that land inside the image: kx in first..last.
                     let left = ox * g.stride;
                     let first = g.padding.saturating_sub(left).min(g.kernel_w);
-                    let last = (g.width + g.padding).saturating_sub(left).clamp(first, g.kernel_w);
+                    let last = (g.width + g.padding)
+                        .saturating_sub(left)
+                        .clamp(first, g.kernel_w);
                     let mut at = 0;
                     for c in 0..g.channels {
                         for ky in 0..g.kernel_h {
@@ -145,7 +147,12 @@ pub fn im2col(input: &[f32], cols: &mut [f32], g: &Geometry) {
                             cells[last..].fill(0.0);
                             if first < last {
                                 let x0 = line + left + first - g.padding;
-                                cells[first..last].copy_from_slice(&image[x0..x0 + (last - first)]);
+                                // A loop, not copy_from_slice: the runs are a few floats, shorter than a
+                                // memmove call is worth.
+                                let from = &image[x0..x0 + (last - first)];
+                                for (cell, &value) in cells[first..last].iter_mut().zip(from) {
+                                    *cell = value;
+                                }
                             }
                         }
                     }

@@ -233,12 +233,13 @@ impl Kernel for AvgPoolBackward {
 
 /// The index of window `(oy, ox)`'s first maximum in `plane` (one channel of one sample).
 fn first_max(plane: &[f32], oy: usize, ox: usize, g: &Geometry) -> usize {
-    let mut best = oy * g.stride * g.width + ox * g.stride;
+    let corner = oy * g.stride * g.width + ox * g.stride;
+    let (mut best, mut max) = (corner, plane[corner]);
     for ky in 0..g.kernel_h {
-        let row = (oy * g.stride + ky) * g.width + ox * g.stride;
-        for at in row..row + g.kernel_w {
-            if plane[at] > plane[best] {
-                best = at;
+        let row = corner + ky * g.width;
+        for (at, &value) in (row..).zip(&plane[row..row + g.kernel_w]) {
+            if value > max {
+                (best, max) = (at, value);
             }
         }
     }

@@ -99,7 +99,9 @@ pub fn network(
     if given != outputs {
         return Err(invalid(
             "--arch",
-            format!("the output layer dense:{given} gives {given} outputs, this data needs {outputs}"),
+            format!(
+                "the output layer dense:{given} gives {given} outputs, this data needs {outputs}"
+            ),
         ));
     }
     let mut builder = Network::builder_for(input);
@@ -117,11 +119,18 @@ pub fn network(
 
 /// The shape one sample of the data has: `--input-shape` (which must hold the data's `cols` values), the
 /// image size of IDX data, else a row of `cols`.
-pub fn input_shape(flag: Option<Shape>, idx_image: Option<(usize, usize)>, cols: usize) -> Result<Shape> {
+pub fn input_shape(
+    flag: Option<Shape>,
+    idx_image: Option<(usize, usize)>,
+    cols: usize,
+) -> Result<Shape> {
     match (flag, idx_image) {
         (Some(shape), _) if shape.len() != cols as u128 => Err(invalid(
             "--input-shape",
-            format!("{shape} holds {} values, the data has {cols} per sample", shape.len()),
+            format!(
+                "{shape} holds {} values, the data has {cols} per sample",
+                shape.len()
+            ),
         )),
         (Some(shape), _) => Ok(shape),
         (None, Some((height, width))) => Ok(Shape::Image {

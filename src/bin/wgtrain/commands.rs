@@ -1,7 +1,7 @@
 //! `wgtrain eval`, `predict`, `summary` and `devices`.
 
-use crate::checks::{record_limit, warn_ignored};
 use crate::arch;
+use crate::checks::{record_limit, warn_ignored};
 use crate::train::{hidden_activation, mse, network_shape, parse_layers};
 use crate::{EvalArgs, PredictArgs, SummaryArgs};
 use wgtrain::checkpoint::{self, ModelMeta};
