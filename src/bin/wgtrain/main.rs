@@ -33,7 +33,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train a network on a CSV or IDX file
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Evaluate a saved model on labelled data
     Eval(EvalArgs),
     /// Write predictions for each row as CSV on stdout
