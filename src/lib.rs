@@ -1,7 +1,8 @@
 //! # wgtrain
 //!
-//! Train dense neural networks on any GPU through wgpu compute shaders (Vulkan, Metal, DX12, GL, or a
-//! software adapter such as lavapipe), with a CPU backend that every GPU result is tested against.
+//! Train dense and convolutional neural networks on any GPU through wgpu compute shaders (Vulkan, Metal,
+//! DX12, GL, or a software adapter such as lavapipe), with a CPU backend that every GPU result is tested
+//! against.
 //!
 //! A layer computes `output = activation(input · weights + bias)`; training runs the forward pass, the loss
 //! gradient, backpropagation by the chain rule and a gradient-descent update as one submission to the device.
