@@ -40,6 +40,8 @@ pub(crate) struct StepBuffers<'a> {
     pub stats: BufferId,
     pub optimizer_state: &'a [BufferId],
     pub workspace: &'a Workspace,
+    /// The model's seed, from which each layer's random draws are keyed.
+    pub seed: u64,
 }
 
 impl StepBuffers<'_> {
@@ -100,6 +102,8 @@ impl StepBuffers<'_> {
             param_grads: (0..specs.len())
                 .map(|j| region(self.param_grads, j))
                 .collect(),
+            hyper: self.hyper.region(HYPER_LEN),
+            seed: layer_seed(self.seed, i),
             scratch,
             epilogue,
             fusion: self.fusion(i, with_loss),
@@ -165,6 +169,12 @@ impl StepBuffers<'_> {
         let grads = self.param_grads.region(self.param_len);
         let hyper = self.hyper.region(HYPER_LEN);
         let state = |i: usize| self.optimizer_state[i].region(self.param_len);
+        let uses_step = self.network.layers().iter().any(|l| l.kind().uses_step());
+        // Adam counts steps for its bias corrections; a layer with random draws needs the count too. It
+        // advances after the backward pass, so a step's forward and backward passes see the same count.
+        if uses_step || matches!(optimizer, Optimizer::Adam { .. }) {
+            ops.push(Op::AdvanceStep(AdvanceStep { hyper }));
+        }
         match optimizer {
             Optimizer::Sgd => ops.push(Op::SgdUpdate(SgdUpdate {
                 params,
@@ -177,17 +187,20 @@ impl StepBuffers<'_> {
                 velocity: state(0),
                 hyper,
             })),
-            Optimizer::Adam { .. } => {
-                ops.push(Op::AdvanceStep(AdvanceStep { hyper }));
-                ops.push(Op::AdamUpdate(AdamUpdate {
-                    params,
-                    grads,
-                    first_moment: state(0),
-                    second_moment: state(1),
-                    hyper,
-                }));
-            }
+            Optimizer::Adam { .. } => ops.push(Op::AdamUpdate(AdamUpdate {
+                params,
+                grads,
+                first_moment: state(0),
+                second_moment: state(1),
+                hyper,
+            })),
         }
         ops
     }
+}
+
+/// Layer `i`'s seed: the model's seed and the index, hashed.
+fn layer_seed(seed: u64, i: usize) -> u32 {
+    use crate::ops::dropout::hash;
+    hash(hash(seed as u32 ^ hash((seed >> 32) as u32)) ^ i as u32)
 }

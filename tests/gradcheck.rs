@@ -144,7 +144,7 @@ fn every_loss_with_its_output() {
     );
 }
 
-/// Convolution, pooling and flatten, each in the middle of a small CNN on 2×6×6 images, so its input
+/// Convolution, pooling, flatten and dropout (its mask fixed: `gradients` does not count a step), each in the middle of a small CNN on 2×6×6 images, so its input
 /// gradient feeds the parameter gradients of the conv layer before it.
 #[test]
 fn cnn_layers_in_the_middle() {

@@ -199,7 +199,7 @@ fn epochs_and_evaluation_parity() {
 }
 
 /// A small CNN (every image layer kind: strided padded conv, max and average pooling, global average
-/// pooling, an activation on its own after a pool) trained 20 steps with Adam on each backend from the
+/// pooling, an activation on its own after a pool, dropout, whose masks the devices draw alike) trained 20 steps with Adam on each backend from the
 /// same seed: every step's loss and the final parameters agree within [`TRAINING`], and the loss falls.
 #[test]
 fn cnn_run_parity() {
@@ -211,7 +211,7 @@ fn cnn_run_parity() {
     };
     let mut gpu: Option<Box<dyn Backend>> = Some(Box::new(gpu));
     for (case, spec) in [
-        "conv:4:3:pad=1,relu,maxpool:2,conv:6:3:stride=2:pad=1,tanh,flatten,dense:3,softmax",
+        "conv:4:3:pad=1,relu,maxpool:2,conv:6:3:stride=2:pad=1,tanh,flatten,dropout:0.3,dense:3,softmax",
         "conv:5:2,avgpool:2:stride=1,leaky_relu:0.1,conv:4:3,relu,gap,flatten,dense:3,softmax",
     ]
     .into_iter()
@@ -274,4 +274,47 @@ fn cnn_run_parity() {
         assert_close(&format!("{spec} predictions"), &gpu_out, &cpu_out, TRAINING);
         gpu = Some(gpu_model.into_backend());
     }
+}
+
+/// Dropout draws a fresh mask each step from the model's seed: two runs from one seed end with the same bits,
+/// another seed ends elsewhere, and in evaluation the layer passes values through (the same parameters
+/// without it predict the same).
+#[test]
+fn dropout_runs_repeat_and_evaluation_passes_through() {
+    let spec = |dropout: &str| format!("dense:16,relu,{dropout}dense:3,softmax");
+    let build = |spec: &str| {
+        Network::builder(5)
+            .spec(spec)
+            .and_then(|b| b.build(Loss::Ce))
+            .expect("valid network")
+    };
+    let x = uniform(8, 40 * 5, -1.0, 1.0);
+    let y: Vec<f32> = (0..40).map(|i| (i % 3) as f32).collect();
+    let config = TrainConfig {
+        iterations: 10,
+        batch_size: Some(8),
+        learning_rate: 0.1,
+        optimizer: Optimizer::Sgd,
+        weight_decay: 0.0,
+    };
+    let run = |seed: u64| {
+        let mut model = Model::new(build(&spec("dropout:0.5,")), Device::Cpu, 3).expect("model");
+        // Same initial parameters, different dropout keys: the seed keys both, so swap in seed 3's.
+        let start = model.parameters().expect("params");
+        let mut model = Model::new(build(&spec("dropout:0.5,")), Device::Cpu, seed).expect("model");
+        model.set_parameters(&start).expect("set");
+        model.train(&x, &y, &config).expect("train");
+        model
+    };
+    let (mut a, mut b, mut c) = (run(3), run(3), run(4));
+    let (pa, pb, pc) = (
+        a.parameters().expect("a"),
+        b.parameters().expect("b"),
+        c.parameters().expect("c"),
+    );
+    assert_eq!(pa, pb, "one seed, the same run");
+    assert_ne!(pa, pc, "another seed draws other masks");
+    let mut plain = Model::new(build(&spec("")), Device::Cpu, 3).expect("model");
+    plain.set_parameters(&pa).expect("set");
+    assert_eq!(a.predict(&x).expect("a"), plain.predict(&x).expect("plain"));
 }

@@ -6,11 +6,13 @@
 mod activation;
 mod conv2d;
 mod dense;
+mod dropout;
 mod flatten;
 mod pool;
 
 pub use conv2d::Conv2d;
 pub use dense::Dense;
+pub use dropout::Dropout;
 pub use flatten::Flatten;
 pub use pool::{AvgPool2d, GlobalAvgPool, MaxPool2d};
 
@@ -136,6 +138,10 @@ pub struct LayerStep {
     /// The layer's parameters in [`LayerKind::params`] order, and their gradients.
     pub params: Vec<Region>,
     pub param_grads: Vec<Region>,
+    /// The hyperparameter buffer, whose step count keys random draws ([`LayerKind::uses_step`]).
+    pub hyper: Region,
+    /// A seed for this layer's random draws, from the model's seed and the layer's index.
+    pub seed: u32,
     /// The shared scratch buffers, each as long as this layer needs for `rows` rows ([`LayerKind::scratch`]).
     pub scratch: [Region; 2],
     /// The activation a layer that accepts one applies to its output ([`LayerKind::accepts_epilogue`]).
@@ -165,6 +171,10 @@ pub trait LayerKind {
     fn scratch(&self, input: Shape, output: Shape) -> [u128; 2] {
         let _ = (input, output);
         [0, 0]
+    }
+    /// Whether the layer reads the training step count (a dropout mask), so every training step must count.
+    fn uses_step(&self) -> bool {
+        false
     }
     /// Whether the layer works in place: its output and gradient are its input's buffers.
     fn in_place(&self) -> bool {
@@ -207,6 +217,7 @@ layers! {
     AvgPool2d(AvgPool2d),
     GlobalAvgPool(GlobalAvgPool),
     Flatten(Flatten),
+    Dropout(Dropout),
     Activation(Activation),
 }
 
@@ -224,13 +235,14 @@ type Parser = (
 );
 
 /// Every kind's parser: registering a kind is adding it here and to [`layers!`].
-const PARSERS: [Parser; 7] = [
+const PARSERS: [Parser; 8] = [
     (&["dense"], dense::parse),
     (&["conv"], conv2d::parse),
     (&["maxpool"], pool::parse_max),
     (&["avgpool"], pool::parse_avg),
     (&["gap"], pool::parse_gap),
     (&["flatten"], flatten::parse),
+    (&["dropout"], dropout::parse),
     (activation::NAMES, activation::parse),
 ];
 

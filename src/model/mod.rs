@@ -72,6 +72,8 @@ pub struct Model {
     /// Reused host buffers for gathering shuffled batches.
     scratch: (Vec<f32>, Vec<f32>),
     held: Option<HeldData>,
+    /// The seed of the initial parameters, which also keys random draws such as dropout masks.
+    seed: u64,
 }
 
 /// Refuses `request` on `backend` (see [`crate::memory::check`]).
@@ -134,6 +136,7 @@ impl Model {
             cursor: 0,
             scratch: (Vec::new(), Vec::new()),
             held: None,
+            seed,
         };
         let initial = model.network.init_parameters(seed);
         model.set_parameters(&initial)?;
@@ -518,6 +521,7 @@ impl Model {
             stats: self.stats,
             optimizer_state: &self.optimizer_state,
             workspace: self.workspace.as_ref().expect("capacity ensured"),
+            seed: self.seed,
         };
         let ops = match plan {
             Plan::Train(_) => {

@@ -7,6 +7,7 @@
 pub mod activation;
 pub mod conv;
 pub mod data;
+pub mod dropout;
 pub mod launch;
 pub mod layout;
 pub mod loss;
@@ -18,6 +19,7 @@ pub mod reduce;
 pub use activation::{ActBackward, ActForward, Softmax, SoftmaxBackward};
 pub use conv::{Col2im, Im2col};
 pub use data::{AdvanceCursor, GatherRows};
+pub use dropout::Dropout;
 pub use launch::{Geometry, Launch};
 pub use layout::TransposeBatched;
 pub use loss::{LossGrad, LossSum};
@@ -97,10 +99,11 @@ impl Shader {
 }
 
 /// Every shader file, one per file in this directory.
-pub const SHADERS: [&Shader; 9] = [
+pub const SHADERS: [&Shader; 10] = [
     &activation::SHADER,
     &conv::SHADER,
     &data::SHADER,
+    &dropout::SHADER,
     &layout::SHADER,
     &loss::SHADER,
     &matmul::SHADER,
@@ -191,6 +194,7 @@ ops! {
     AvgPool in pool,
     MaxPoolBackward in pool,
     AvgPoolBackward in pool,
+    Dropout in dropout,
 }
 
 impl Op {

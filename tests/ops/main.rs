@@ -9,6 +9,7 @@ mod common;
 mod activation;
 mod conv;
 mod data;
+mod dropout;
 mod layout;
 mod loss;
 mod matmul;

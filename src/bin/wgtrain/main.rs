@@ -89,7 +89,8 @@ pub struct TrainArgs {
     pub activation: Option<Activation>,
     /// The network as layer tokens, comma separated, or @FILE holding them, ending with the output layer
     /// dense:N: conv:OUT:K[:stride=S][:pad=P], maxpool:K[:stride=S], avgpool:K[:stride=S], gap, flatten,
-    /// dense:N, relu, leaky_relu[:SLOPE], sigmoid, tanh, linear (instead of --layers and --activation)
+    /// dropout:P, dense:N, relu, leaky_relu[:SLOPE], sigmoid, tanh, linear (instead of --layers and
+    /// --activation)
     #[arg(long, conflicts_with_all = ["layers", "activation"])]
     pub arch: Option<String>,
     /// The shape of one sample for --arch, C,H,W (e.g. 1,8,8 for digits.csv) [default: IDX images keep
