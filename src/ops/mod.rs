@@ -12,6 +12,7 @@ pub mod launch;
 pub mod layout;
 pub mod loss;
 pub mod matmul;
+pub mod norm;
 pub mod optim;
 pub mod pool;
 pub mod reduce;
@@ -24,6 +25,10 @@ pub use launch::{Geometry, Launch};
 pub use layout::TransposeBatched;
 pub use loss::{LossGrad, LossSum};
 pub use matmul::{MatmulBiasAct, MatmulNt, MatmulTn};
+pub use norm::{
+    BatchNormApply, BatchNormBackward, BatchNormBackwardSums, BatchNormRunning, BatchNormStats,
+    NormShape,
+};
 pub use optim::{AdamUpdate, AdvanceStep, MomentumUpdate, SgdUpdate};
 pub use pool::{AvgPool, AvgPoolBackward, MaxPool, MaxPoolBackward};
 pub use reduce::BiasGrad;
@@ -99,7 +104,7 @@ impl Shader {
 }
 
 /// Every shader file, one per file in this directory.
-pub const SHADERS: [&Shader; 10] = [
+pub const SHADERS: [&Shader; 11] = [
     &activation::SHADER,
     &conv::SHADER,
     &data::SHADER,
@@ -107,6 +112,7 @@ pub const SHADERS: [&Shader; 10] = [
     &layout::SHADER,
     &loss::SHADER,
     &matmul::SHADER,
+    &norm::SHADER,
     &optim::SHADER,
     &pool::SHADER,
     &reduce::SHADER,
@@ -195,6 +201,11 @@ ops! {
     MaxPoolBackward in pool,
     AvgPoolBackward in pool,
     Dropout in dropout,
+    BatchNormStats in norm,
+    BatchNormApply in norm,
+    BatchNormRunning in norm,
+    BatchNormBackwardSums in norm,
+    BatchNormBackward in norm,
 }
 
 impl Op {

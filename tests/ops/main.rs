@@ -13,6 +13,7 @@ mod dropout;
 mod layout;
 mod loss;
 mod matmul;
+mod norm;
 mod optim;
 mod pool;
 mod reduce;
