@@ -9,7 +9,7 @@
 use crate::activation::Activation;
 use crate::data::{Standardizer, Task};
 use crate::error::{Error, Result};
-use crate::layers::{Layer, Shape};
+use crate::layers::{Layer, ParamSpec, Shape};
 use crate::loss::Loss;
 use crate::network::{LayerParams, Network};
 use safetensors::{Dtype, SafeTensors};
@@ -274,9 +274,20 @@ pub fn save(path: &Path, params: &[LayerParams], meta: &ModelMeta) -> Result<()>
             params.len(),
         ));
     }
-    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut tensors: Vec<(String, Vec<usize>, Dtype, Vec<u8>)> = Vec::new();
     for (layer, &i) in params.iter().zip(&indices) {
-        for (spec, values) in network.params(i).iter().zip([&layer.weights, &layer.bias]) {
+        let state_specs = network.state(i);
+        if layer.state.len() != state_specs.len() {
+            return Err(Error::shape(
+                format!("layer {i} state"),
+                format!("{} tensors", state_specs.len()),
+                layer.state.len(),
+            ));
+        }
+        let values = [&layer.weights, &layer.bias]
+            .into_iter()
+            .chain(&layer.state);
+        for (spec, values) in tensors_of(&network, i).iter().zip(values) {
             if values.len() as u128 != spec.len() {
                 return Err(Error::shape(
                     format!("layer {i} {}", spec.name),
@@ -291,17 +302,25 @@ pub fn save(path: &Path, params: &[LayerParams], meta: &ModelMeta) -> Result<()>
             } else {
                 values.clone()
             };
+            // A scalar buffer (batch norm's num_batches_tracked) is an int64 count in PyTorch.
+            let (dtype, bytes) = if spec.torch_shape.is_empty() {
+                let counts: Vec<i64> = values.iter().map(|&v| v as i64).collect();
+                (Dtype::I64, bytemuck::cast_slice(&counts).to_vec())
+            } else {
+                (Dtype::F32, bytemuck::cast_slice(&values).to_vec())
+            };
             tensors.push((
                 format!("layers.{i}.{}", spec.name),
                 spec.torch_shape.clone(),
-                bytemuck::cast_slice(&values).to_vec(),
+                dtype,
+                bytes,
             ));
         }
     }
     let views = tensors
         .iter()
-        .map(|(name, shape, bytes)| {
-            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), bytes)
+        .map(|(name, shape, dtype, bytes)| {
+            safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)
                 .map(|view| (name.clone(), view))
                 .map_err(|e| Error::format(path, format!("tensor {name}: {e}")))
         })
@@ -525,7 +544,15 @@ enum Numbering {
     ByParametrisedLayer,
 }
 
-/// Every tensor name `network` has under `numbering`, with the layer index and parameter position.
+/// A layer's parameters, then its state tensors.
+fn tensors_of(network: &Network, i: usize) -> Vec<ParamSpec> {
+    let mut specs = network.params(i);
+    specs.extend(network.state(i));
+    specs
+}
+
+/// Every tensor name `network` has under `numbering`, with the layer index and the tensor's position in
+/// [`tensors_of`].
 fn tensor_names(network: &Network, numbering: Numbering) -> Vec<(String, usize, usize)> {
     network
         .parametrised_layers()
@@ -537,8 +564,7 @@ fn tensor_names(network: &Network, numbering: Numbering) -> Vec<(String, usize, 
             } else {
                 k
             };
-            network
-                .params(i)
+            tensors_of(network, i)
                 .into_iter()
                 .enumerate()
                 .map(move |(j, spec)| (format!("layers.{n}.{}", spec.name), i, j))
@@ -589,7 +615,9 @@ fn read_tensors(
         let view = file
             .tensor(name)
             .map_err(|_| Error::format(path, format!("missing tensor {name}")))?;
-        if view.dtype() != Dtype::F32 {
+        // A scalar count (num_batches_tracked) is PyTorch's int64; everything else f32.
+        let count = shape.is_empty() && view.dtype() == Dtype::I64;
+        if view.dtype() != Dtype::F32 && !count {
             return Err(Error::format(
                 path,
                 format!("tensor {name} is {:?}, expected F32", view.dtype()),
@@ -604,11 +632,17 @@ fn read_tensors(
                 ),
             ));
         }
-        let values: Vec<f32> = view
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+        let values: Vec<f32> = if count {
+            view.data()
+                .chunks_exact(8)
+                .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
+                .collect()
+        } else {
+            view.data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect()
+        };
         if let Some(v) = values.iter().find(|v| !v.is_finite()) {
             return Err(Error::format(
                 path,
@@ -619,7 +653,7 @@ fn read_tensors(
     };
     let mut layers: Vec<Vec<Vec<f32>>> = vec![Vec::new(); network.layers().len()];
     for (name, i, j) in expected {
-        let spec = &network.params(i)[j];
+        let spec = &tensors_of(network, i)[j];
         let stored = tensor(&name, &spec.torch_shape)?;
         layers[i].push(if spec.transposed {
             let rest: usize = spec.torch_shape[1..].iter().product();
@@ -631,10 +665,13 @@ fn read_tensors(
     Ok(layers
         .into_iter()
         .filter(|tensors| !tensors.is_empty())
-        .map(|mut tensors| {
-            let bias = tensors.pop().expect("weight and bias");
-            let weights = tensors.pop().expect("weight and bias");
-            LayerParams { weights, bias }
+        .map(|tensors| {
+            let mut tensors = tensors.into_iter();
+            LayerParams {
+                weights: tensors.next().expect("a weight"),
+                bias: tensors.next().expect("a bias"),
+                state: tensors.collect(),
+            }
         })
         .collect())
 }

@@ -24,6 +24,8 @@ pub(crate) struct Workspace {
     pub row_hits: BufferId,
     /// The scratch buffers every layer shares (see [`crate::layers::LayerKind::scratch`]), when any needs one.
     pub scratch: [Option<BufferId>; 2],
+    /// What each layer's forward pass leaves for its backward pass (see [`crate::layers::LayerKind::saved`]).
+    pub saved: Vec<Option<BufferId>>,
     /// Every buffer above, once: what to free.
     pub owned: Vec<BufferId>,
 }
@@ -34,6 +36,9 @@ pub(crate) struct StepBuffers<'a> {
     /// Offsets of each layer's parameters in the flat parameter buffer.
     pub slots: &'a [Vec<usize>],
     pub param_len: usize,
+    /// Offsets of each layer's state tensors in `state`.
+    pub state_slots: &'a [Vec<usize>],
+    pub state: BufferId,
     pub params: BufferId,
     pub param_grads: BufferId,
     pub hyper: BufferId,
@@ -102,6 +107,19 @@ impl StepBuffers<'_> {
             param_grads: (0..specs.len())
                 .map(|j| region(self.param_grads, j))
                 .collect(),
+            state: network
+                .state(i)
+                .iter()
+                .enumerate()
+                .map(|(j, spec)| Region {
+                    buffer: self.state,
+                    offset: self.state_slots[i][j],
+                    len: spec.len() as usize,
+                })
+                .collect(),
+            saved: ws.saved[i]
+                .unwrap_or(ws.input)
+                .region(layer.saved(input_shape)),
             hyper: self.hyper.region(HYPER_LEN),
             seed: layer_seed(self.seed, i),
             scratch,

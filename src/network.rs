@@ -142,11 +142,14 @@ fn check_activation(i: usize, last: usize, activation: Activation, here: &str) -
     Ok(())
 }
 
-/// One layer's parameters on the host; `weights` is `[inputs, units]` row-major, so `input · weights`.
-#[derive(Clone, Debug, PartialEq)]
+/// One layer's parameters on the host; `weights` is `[inputs, units]` row-major, so `input · weights`. A
+/// layer that keeps running statistics (batch norm) has them in `state`, in its
+/// [`crate::layers::LayerKind::state`] order; they are not trained.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct LayerParams {
     pub weights: Vec<f32>,
     pub bias: Vec<f32>,
+    pub state: Vec<Vec<f32>>,
 }
 
 impl Network {
@@ -211,6 +214,30 @@ impl Network {
         self.layers[i]
             .kind()
             .params(self.input_of(i), self.layers.get(i + 1))
+    }
+
+    /// The state tensors of layer `i` (running statistics).
+    pub fn state(&self, i: usize) -> Vec<ParamSpec> {
+        self.layers[i].kind().state(self.input_of(i))
+    }
+
+    /// Offsets of every state tensor of every layer in the flat state buffer, and its length (at least 1).
+    pub fn state_slots(&self) -> (Vec<Vec<usize>>, usize) {
+        let align = |n: usize| n.div_ceil(PARAM_ALIGN) * PARAM_ALIGN;
+        let mut offset = 0;
+        let slots = (0..self.layers.len())
+            .map(|i| {
+                self.state(i)
+                    .iter()
+                    .map(|p| {
+                        let at = offset;
+                        offset = align(at + p.len() as usize);
+                        at
+                    })
+                    .collect()
+            })
+            .collect();
+        (slots, offset.max(1))
     }
 
     /// Indices of the layers that have parameters, in order: [`crate::Model::parameters`] gives one
@@ -327,6 +354,7 @@ impl Network {
             let len = spec.len() as usize;
             match spec.init {
                 Init::Zeros => vec![0.0; len],
+                Init::Ones => vec![1.0; len],
                 Init::Uniform(limit) => (0..len).map(|_| rng.random_range(-limit..limit)).collect(),
             }
         };
@@ -337,6 +365,7 @@ impl Network {
                 LayerParams {
                     weights: draw(&specs[0]),
                     bias: draw(&specs[1]),
+                    state: self.state(i).iter().map(&mut draw).collect(),
                 }
             })
             .collect()

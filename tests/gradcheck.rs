@@ -43,7 +43,11 @@ fn unflatten(flat: &[f32], like: &[LayerParams]) -> Vec<LayerParams> {
             at += l.weights.len();
             let bias = flat[at..at + l.bias.len()].to_vec();
             at += l.bias.len();
-            LayerParams { weights, bias }
+            LayerParams {
+                weights,
+                bias,
+                state: l.state.clone(),
+            }
         })
         .collect()
 }
@@ -144,7 +148,8 @@ fn every_loss_with_its_output() {
     );
 }
 
-/// Convolution, pooling, flatten and dropout (its mask fixed: `gradients` does not count a step), each in the middle of a small CNN on 2×6×6 images, so its input
+/// Convolution, pooling, flatten, dropout (its mask fixed: `gradients` does not count a step) and batch
+/// norm (batch statistics, whose dependence on every input the backward pass carries), each in the middle of a small CNN on 2×6×6 images, so its input
 /// gradient feeds the parameter gradients of the conv layer before it.
 #[test]
 fn cnn_layers_in_the_middle() {

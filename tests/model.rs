@@ -240,10 +240,12 @@ fn bad_shapes_and_values_are_typed_errors() {
         LayerParams {
             weights: vec![0.0; 12],
             bias: vec![0.0; 4],
+            state: vec![],
         },
         LayerParams {
             weights: vec![0.0; 11],
             bias: vec![0.0; 3],
+            state: vec![],
         },
     ];
     shape(
@@ -266,6 +268,7 @@ fn parameters_round_trip_on_every_backend() {
             .map(|(i, &(w, b))| LayerParams {
                 weights: uniform(i as u64, w, -1.0, 1.0),
                 bias: uniform(9 + i as u64, b, -1.0, 1.0),
+                state: vec![],
             })
             .collect();
         model.set_parameters(&params).expect("set");
@@ -502,4 +505,65 @@ fn gpu_profiled_step() {
         .contains(wgtrain::gpu::TIMESTAMP_QUERY);
     drop(gpu);
     profiled_step_is_a_step(&|| Box::new(gpu_backend().expect("adapter")), timed);
+}
+
+/// Batch norm with PyTorch's conventions: one training pass moves the running mean to 0.1·mean and the
+/// running variance to 0.9 + 0.1·(unbiased variance), counts one batch, and evaluation then normalises
+/// with those running statistics (here, a batch norm first, on the inputs themselves, then a dense layer).
+#[test]
+fn batch_norm_follows_pytorch_conventions() {
+    let network = Network::builder(3)
+        .spec("batchnorm,dense:2")
+        .and_then(|b| b.build(Loss::Mse))
+        .expect("valid");
+    let mut model = Model::new(network, Device::Cpu, 1).expect("model");
+    let rows = 6;
+    let x = uniform(5, rows * 3, -2.0, 2.0);
+    let y = uniform(6, rows * 2, -1.0, 1.0);
+    model.gradients(&x, &y).expect("one training-mode pass");
+    let params = model.parameters().expect("params");
+    let [running_mean, running_var, tracked] = &params[0].state[..] else {
+        panic!(
+            "batch norm keeps three state tensors: {:?}",
+            params[0].state
+        )
+    };
+    assert_eq!(tracked, &vec![1.0]);
+    for f in 0..3 {
+        let column: Vec<f64> = (0..rows).map(|r| f64::from(x[r * 3 + f])).collect();
+        let mean = column.iter().sum::<f64>() / rows as f64;
+        let unbiased = column.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (rows - 1) as f64;
+        assert_close(
+            "running mean",
+            &[running_mean[f]],
+            &[(0.1 * mean) as f32],
+            TRAINING,
+        );
+        assert_close(
+            "running var",
+            &[running_var[f]],
+            &[(0.9 + 0.1 * unbiased) as f32],
+            TRAINING,
+        );
+    }
+    // Evaluation: (x − running mean) / √(running var + 1e-5), γ = 1, β = 0, then the dense layer.
+    let dense = &params[1];
+    let predicted = model.predict(&x).expect("predict");
+    for r in 0..rows {
+        let normal: Vec<f32> = (0..3)
+            .map(|f| (x[r * 3 + f] - running_mean[f]) / (running_var[f] + 1e-5).sqrt())
+            .collect();
+        for o in 0..2 {
+            let expected: f32 = dense.bias[o]
+                + (0..3)
+                    .map(|f| normal[f] * dense.weights[f * 2 + o])
+                    .sum::<f32>();
+            assert_close(
+                "eval output",
+                &[predicted[r * 2 + o]],
+                &[expected],
+                TRAINING,
+            );
+        }
+    }
 }

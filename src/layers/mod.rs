@@ -4,12 +4,14 @@
 //! the checkpoint reach a kind only through [`LayerKind`].
 
 mod activation;
+mod batch_norm;
 mod conv2d;
 mod dense;
 mod dropout;
 mod flatten;
 mod pool;
 
+pub use batch_norm::BatchNorm;
 pub use conv2d::Conv2d;
 pub use dense::Dense;
 pub use dropout::Dropout;
@@ -83,6 +85,7 @@ pub enum Mode {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Init {
     Zeros,
+    Ones,
     /// Uniform in `(−limit, limit)`, drawn from the network's seeded stream.
     Uniform(f32),
 }
@@ -138,6 +141,10 @@ pub struct LayerStep {
     /// The layer's parameters in [`LayerKind::params`] order, and their gradients.
     pub params: Vec<Region>,
     pub param_grads: Vec<Region>,
+    /// The layer's state tensors in [`LayerKind::state`] order.
+    pub state: Vec<Region>,
+    /// What the forward pass leaves for the backward pass ([`LayerKind::saved`]).
+    pub saved: Region,
     /// The hyperparameter buffer, whose step count keys random draws ([`LayerKind::uses_step`]).
     pub hyper: Region,
     /// A seed for this layer's random draws, from the model's seed and the layer's index.
@@ -171,6 +178,17 @@ pub trait LayerKind {
     fn scratch(&self, input: Shape, output: Shape) -> [u128; 2] {
         let _ = (input, output);
         [0, 0]
+    }
+    /// Tensors the layer keeps that are not trained (running statistics), in a fixed order, with
+    /// PyTorch's names; saved with the parameters.
+    fn state(&self, input: Shape) -> Vec<ParamSpec> {
+        let _ = input;
+        Vec::new()
+    }
+    /// Floats the forward pass leaves for the backward pass whatever the batch (a batch's statistics).
+    fn saved(&self, input: Shape) -> usize {
+        let _ = input;
+        0
     }
     /// Whether the layer reads the training step count (a dropout mask), so every training step must count.
     fn uses_step(&self) -> bool {
@@ -218,6 +236,7 @@ layers! {
     GlobalAvgPool(GlobalAvgPool),
     Flatten(Flatten),
     Dropout(Dropout),
+    BatchNorm(BatchNorm),
     Activation(Activation),
 }
 
@@ -235,7 +254,7 @@ type Parser = (
 );
 
 /// Every kind's parser: registering a kind is adding it here and to [`layers!`].
-const PARSERS: [Parser; 8] = [
+const PARSERS: [Parser; 9] = [
     (&["dense"], dense::parse),
     (&["conv"], conv2d::parse),
     (&["maxpool"], pool::parse_max),
@@ -243,6 +262,7 @@ const PARSERS: [Parser; 8] = [
     (&["gap"], pool::parse_gap),
     (&["flatten"], flatten::parse),
     (&["dropout"], dropout::parse),
+    (&["batchnorm"], batch_norm::parse),
     (activation::NAMES, activation::parse),
 ];
 

@@ -52,6 +52,10 @@ pub struct Model {
     backend: Box<dyn Backend>,
     /// Offsets of each layer's parameters in the flat parameter buffer.
     slots: Vec<Vec<usize>>,
+    /// Offsets of each layer's state tensors (running statistics) in the state buffer, and its length.
+    state_slots: Vec<Vec<usize>>,
+    state_len: usize,
+    state: BufferId,
     param_len: usize,
     params: BufferId,
     param_grads: BufferId,
@@ -116,6 +120,8 @@ impl Model {
         let (slots, param_len) = network.param_slots();
         let params = backend.alloc("parameters", param_len)?;
         let param_grads = backend.alloc("parameter gradients", param_len)?;
+        let (state_slots, state_len) = network.state_slots();
+        let state = backend.alloc("running statistics", state_len)?;
         let hyper = backend.alloc("hyperparameters", hyper::LEN)?;
         let stats = backend.alloc("loss statistics", STATS_LEN)?;
         let mut model = Model {
@@ -123,6 +129,9 @@ impl Model {
             backend,
             slots,
             param_len,
+            state_slots,
+            state_len,
+            state,
             params,
             param_grads,
             hyper,
@@ -146,7 +155,13 @@ impl Model {
     /// Frees this model's buffers and gives the backend back, e.g. to build another model on an already
     /// opened device (whose compiled pipelines are kept).
     pub fn into_backend(mut self) -> Box<dyn Backend> {
-        let mut buffers = vec![self.params, self.param_grads, self.hyper, self.stats];
+        let mut buffers = vec![
+            self.params,
+            self.param_grads,
+            self.state,
+            self.hyper,
+            self.stats,
+        ];
         buffers.append(&mut self.optimizer_state);
         if let Some(held) = self.held.take() {
             buffers.extend([held.inputs, held.targets, held.order, held.cursor]);
@@ -186,14 +201,20 @@ impl Model {
     }
 
     /// The current parameters, one entry per layer that has parameters (see
-    /// [`Network::parametrised_layers`]); a dense layer's weights are `[inputs, units]` row-major.
+    /// [`Network::parametrised_layers`]), with the running statistics of the layers that keep them; a dense
+    /// layer's weights are `[inputs, units]` row-major.
     pub fn parameters(&mut self) -> Result<Vec<LayerParams>> {
-        self.read_layers(self.params)
+        self.read_layers(self.params, true)
     }
 
-    /// Splits a flat parameter-shaped buffer into layers.
-    fn read_layers(&mut self, buffer: BufferId) -> Result<Vec<LayerParams>> {
+    /// Splits a flat parameter-shaped buffer into layers, with the state tensors when `state` is set.
+    fn read_layers(&mut self, buffer: BufferId, state: bool) -> Result<Vec<LayerParams>> {
         let flat = self.backend.read(buffer.region(self.param_len))?;
+        let states = if state {
+            self.backend.read(self.state.region(self.state_len))?
+        } else {
+            Vec::new()
+        };
         let tensor = |i: usize, j: usize, len: u128| {
             let at = self.slots[i][j];
             flat[at..at + len as usize].to_vec()
@@ -204,9 +225,22 @@ impl Model {
             .into_iter()
             .map(|i| {
                 let specs = self.network.params(i);
+                let state_specs = if state {
+                    self.network.state(i)
+                } else {
+                    Vec::new()
+                };
                 LayerParams {
                     weights: tensor(i, 0, specs[0].len()),
                     bias: tensor(i, 1, specs[1].len()),
+                    state: state_specs
+                        .iter()
+                        .enumerate()
+                        .map(|(j, spec)| {
+                            let at = self.state_slots[i][j];
+                            states[at..at + spec.len() as usize].to_vec()
+                        })
+                        .collect(),
                 }
             })
             .collect())
@@ -223,6 +257,7 @@ impl Model {
             ));
         }
         let mut flat = vec![0.0; self.param_len];
+        let mut states = vec![0.0; self.state_len];
         for (layer, &i) in layers.iter().zip(&indices) {
             let specs = self.network.params(i);
             for (j, (values, name)) in [(&layer.weights, "weights"), (&layer.bias, "bias")]
@@ -242,8 +277,35 @@ impl Model {
                 let at = self.slots[i][j];
                 flat[at..at + len].copy_from_slice(values);
             }
+            let state_specs = self.network.state(i);
+            if layer.state.len() != state_specs.len() {
+                return Err(Error::shape(
+                    format!("layer {i} state"),
+                    format!("{} tensors", state_specs.len()),
+                    layer.state.len(),
+                ));
+            }
+            for (j, (values, spec)) in layer.state.iter().zip(&state_specs).enumerate() {
+                let len = spec.len() as usize;
+                if values.len() != len {
+                    return Err(Error::shape(
+                        format!("layer {i} {}", spec.name),
+                        len,
+                        values.len(),
+                    ));
+                }
+                if let Some(v) = values.iter().find(|v| !v.is_finite()) {
+                    return Err(Error::value(
+                        format!("layer {i} {}", spec.name),
+                        format!("hold {v}"),
+                    ));
+                }
+                let at = self.state_slots[i][j];
+                states[at..at + len].copy_from_slice(values);
+            }
         }
-        self.backend.write(self.params, 0, &flat)
+        self.backend.write(self.params, 0, &flat)?;
+        self.backend.write(self.state, 0, &states)
     }
 
     /// The loss of the last training step, read back from the device now.
@@ -470,6 +532,17 @@ impl Model {
         let row_loss = backend.alloc("row loss", rows)?;
         let row_hits = backend.alloc("row hits", rows)?;
         let mut owned = vec![input, target, row_loss, row_hits];
+        let mut saved = Vec::with_capacity(layers.len());
+        for (i, layer) in layers.iter().enumerate() {
+            let floats = layer.kind().saved(network.input_of(i));
+            saved.push(if floats > 0 {
+                let buffer = backend.alloc(&format!("layers.{i}.saved"), floats)?;
+                owned.push(buffer);
+                Some(buffer)
+            } else {
+                None
+            });
+        }
         let mut scratch_buffers = [None; 2];
         for (j, &floats) in scratch.iter().enumerate().filter(|(_, &f)| f > 0) {
             let buffer = backend.alloc(&format!("scratch {j}"), rows * floats as usize)?;
@@ -501,6 +574,7 @@ impl Model {
             row_loss,
             row_hits,
             scratch: scratch_buffers,
+            saved,
             owned,
         });
         Ok(())
@@ -515,6 +589,8 @@ impl Model {
             network: &self.network,
             slots: &self.slots,
             param_len: self.param_len,
+            state_slots: &self.state_slots,
+            state: self.state,
             params: self.params,
             param_grads: self.param_grads,
             hyper: self.hyper,

@@ -261,7 +261,7 @@ impl Model {
         let plan = self.plan(Plan::Gradients, rows)?;
         self.run(&plan)?;
         let loss = self.backend.read(self.stats.region(1))?[0];
-        Ok((loss, self.read_layers(self.param_grads)?))
+        Ok((loss, self.read_layers(self.param_grads, false)?))
     }
 
     /// Network outputs for `inputs` (`[rows, inputs]`): probabilities for sigmoid and softmax outputs.
