@@ -123,6 +123,12 @@ impl StepBuffers<'_> {
             hyper: self.hyper.region(HYPER_LEN),
             seed: layer_seed(self.seed, i),
             scratch,
+            scratch_kept: (i + 1..layers.len()).all(|j| {
+                layers[j]
+                    .kind()
+                    .scratch(network.input_of(j), network.shapes()[j])
+                    == [0, 0]
+            }),
             epilogue,
             fusion: self.fusion(i, with_loss),
         }

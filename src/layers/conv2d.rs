@@ -143,7 +143,7 @@ impl LayerKind for Conv2d {
         }));
     }
 
-    /// The patches are laid out again (the scratch was reused by later layers), then the two products of a
+    /// The patches are laid out again unless no later layer reused the scratch, then the two products of a
     /// dense layer's backward pass, and `col2im` sums the patch gradients onto the input.
     fn backward(&self, step: &LayerStep, ops: &mut Vec<Op>) {
         let g = self.geometry(step.rows, step.input_shape);
@@ -156,11 +156,13 @@ impl LayerKind for Conv2d {
             rows: self.out_channels,
             cols: g.out_positions(),
         }));
-        ops.push(Op::Im2col(Im2col {
-            input: step.input,
-            cols,
-            geometry: g,
-        }));
+        if !step.scratch_kept {
+            ops.push(Op::Im2col(Im2col {
+                input: step.input,
+                cols,
+                geometry: g,
+            }));
+        }
         ops.push(Op::MatmulTn(MatmulTn {
             input: cols,
             grad_output: grad_product,

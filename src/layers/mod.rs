@@ -151,6 +151,9 @@ pub struct LayerStep {
     pub seed: u32,
     /// The shared scratch buffers, each as long as this layer needs for `rows` rows ([`LayerKind::scratch`]).
     pub scratch: [Region; 2],
+    /// No later layer uses the scratch buffers, so in the backward pass they still hold what this layer's
+    /// forward pass left there.
+    pub scratch_kept: bool,
     /// The activation a layer that accepts one applies to its output ([`LayerKind::accepts_epilogue`]).
     pub epilogue: Activation,
     /// For an activation layer: who runs it.

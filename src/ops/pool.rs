@@ -246,6 +246,29 @@ fn first_max(plane: &[f32], oy: usize, ox: usize, g: &Geometry) -> usize {
     best
 }
 
+/// [`first_max`] of the common 2×2 window with stride 2, unrolled: the same comparisons in the same order.
+#[inline]
+fn first_max_2x2(plane: &[f32], oy: usize, ox: usize, width: usize) -> usize {
+    let corner = 2 * oy * width + 2 * ox;
+    let mut best = corner;
+    for at in [corner + 1, corner + width, corner + width + 1] {
+        if plane[at] > plane[best] {
+            best = at;
+        }
+    }
+    best
+}
+
+/// The first maximum of window `(oy, ox)`, through the unrolled 2×2 form when it applies.
+#[inline]
+fn window_max(plane: &[f32], oy: usize, ox: usize, g: &Geometry) -> usize {
+    if g.kernel_h == 2 && g.kernel_w == 2 && g.stride == 2 {
+        first_max_2x2(plane, oy, ox, g.width)
+    } else {
+        first_max(plane, oy, ox, g)
+    }
+}
+
 /// `f(output plane, input plane)` for every channel of every sample, split over threads by sample.
 fn per_plane(
     output: &mut [f32],
@@ -268,7 +291,7 @@ pub fn max_pool(input: &[f32], output: &mut [f32], g: &Geometry) {
         let image = &input[base..base + plane];
         for (row, values) in out.chunks_exact_mut(out_w).enumerate() {
             for (ox, value) in values.iter_mut().enumerate() {
-                *value = image[first_max(image, row, ox, g)];
+                *value = image[window_max(image, row, ox, g)];
             }
         }
     });
@@ -304,7 +327,7 @@ pub fn max_pool_backward(input: &[f32], grad_output: &[f32], grad_input: &mut [f
         grad.fill(0.0);
         for (oy, row) in grads.chunks_exact(out_w).enumerate() {
             for (ox, &gradient) in row.iter().enumerate() {
-                grad[first_max(image, oy, ox, g)] += gradient;
+                grad[window_max(image, oy, ox, g)] += gradient;
             }
         }
     });
