@@ -9,13 +9,16 @@
 use crate::activation::Activation;
 use crate::data::{Standardizer, Task};
 use crate::error::{Error, Result};
-use crate::layers::{Layer, ParamSpec, Shape};
+use crate::layers::{Layer, Shape};
 use crate::loss::Loss;
 use crate::network::{LayerParams, Network};
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
+use tensors::{read_file, read_tensors, tensors_of, transpose};
+
+mod tensors;
 
 /// Version of the metadata layout below. 1: dense layers with their activations; 2: every layer as a
 /// token, tensors named by layer index.
@@ -364,94 +367,6 @@ pub fn load(path: &Path) -> Result<(Network, Vec<LayerParams>, ModelMeta)> {
     parse(path, &read_file(path)?)
 }
 
-/// The bytes of a checkpoint file; anything but a regular file (a device, a FIFO) is refused, so an
-/// endless source cannot be read into memory.
-fn read_file(path: &Path) -> Result<Vec<u8>> {
-    use std::io::Read;
-    let meta = crate::files::regular_file(path, "a safetensors file")?;
-    if let Some(available) = crate::memory::host_available_bytes() {
-        if meta.len() > available {
-            return Err(Error::Memory(format!(
-                "{}: the file is {}, more than the host's {} available",
-                path.display(),
-                crate::memory::human_bytes(meta.len().into()),
-                crate::memory::human_bytes(available.into())
-            )));
-        }
-    }
-    let mut file = std::fs::File::open(path).map_err(|e| Error::file(path, e))?;
-    // The header first: its length, then the tensors' extent, checked against the file's size before
-    // the rest is read, so a huge or padded file is refused without reading it.
-    let mut bytes = Vec::new();
-    (&mut file)
-        .take(8)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Error::file(path, e))?;
-    if bytes.len() < 8 {
-        return Err(Error::format(
-            path,
-            "not a safetensors file: shorter than its 8-byte header length",
-        ));
-    }
-    let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
-    if header_len > MAX_HEADER_BYTES || 8 + header_len > meta.len() {
-        return Err(Error::format(
-            path,
-            format!(
-                "not a safetensors file: a header of {header_len} bytes in a file of {}",
-                meta.len()
-            ),
-        ));
-    }
-    (&mut file)
-        .take(header_len)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Error::file(path, e))?;
-    let data_len = tensor_extent(&bytes[8..]).ok_or_else(|| {
-        Error::format(
-            path,
-            "not a safetensors file: its header is not a tensor table",
-        )
-    })?;
-    let expected = 8 + header_len + data_len;
-    if expected != meta.len() {
-        return Err(Error::format(
-            path,
-            format!(
-                "not a safetensors file: the header describes {expected} bytes, but the file holds {}",
-                meta.len()
-            ),
-        ));
-    }
-    bytes.try_reserve_exact(data_len as usize).map_err(|_| {
-        Error::Memory(format!(
-            "{}: the file does not fit in memory",
-            path.display()
-        ))
-    })?;
-    file.read_to_end(&mut bytes)
-        .map_err(|e| Error::file(path, e))?;
-    Ok(bytes)
-}
-
-/// safetensors' own limit on its JSON header.
-const MAX_HEADER_BYTES: u64 = 100_000_000;
-
-/// The end of the last tensor's bytes in a safetensors header (`data_offsets` of every entry but
-/// `__metadata__`), or `None` when the header is not such a table.
-fn tensor_extent(header: &[u8]) -> Option<u64> {
-    let table: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(header).ok()?;
-    let mut end = 0;
-    for (name, entry) in &table {
-        if name == "__metadata__" {
-            continue;
-        }
-        let offsets = entry.get("data_offsets")?.as_array()?;
-        end = end.max(offsets.get(1)?.as_u64()?);
-    }
-    Some(end)
-}
-
 /// [`load`] on bytes in memory; `path` names them in messages.
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<(Network, Vec<LayerParams>, ModelMeta)> {
     let (_, metadata) = SafeTensors::read_metadata(bytes)
@@ -523,157 +438,6 @@ fn format_of(bytes: &[u8]) -> u32 {
 /// [`load_parameters`] on bytes in memory; `path` names them in messages.
 pub fn parse_parameters(path: &Path, bytes: &[u8], network: &Network) -> Result<Vec<LayerParams>> {
     read_tensors(path, bytes, network, format_of(bytes))
-}
-
-/// `values` as `[rows, cols]` row-major, transposed to `[cols, rows]`.
-fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0.0; values.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            out[c * rows + r] = values[r * cols + c];
-        }
-    }
-    out
-}
-
-/// How tensors are numbered: by layer (format 2, as `nn.Sequential` numbers its modules) or by layer with
-/// parameters (format 1).
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Numbering {
-    ByLayer,
-    ByParametrisedLayer,
-}
-
-/// A layer's parameters, then its state tensors.
-fn tensors_of(network: &Network, i: usize) -> Vec<ParamSpec> {
-    let mut specs = network.params(i);
-    specs.extend(network.state(i));
-    specs
-}
-
-/// Every tensor name `network` has under `numbering`, with the layer index and the tensor's position in
-/// [`tensors_of`].
-fn tensor_names(network: &Network, numbering: Numbering) -> Vec<(String, usize, usize)> {
-    network
-        .parametrised_layers()
-        .into_iter()
-        .enumerate()
-        .flat_map(|(k, i)| {
-            let n = if numbering == Numbering::ByLayer {
-                i
-            } else {
-                k
-            };
-            tensors_of(network, i)
-                .into_iter()
-                .enumerate()
-                .map(move |(j, spec)| (format!("layers.{n}.{}", spec.name), i, j))
-        })
-        .collect()
-}
-
-fn read_tensors(
-    path: &Path,
-    bytes: &[u8],
-    network: &Network,
-    format: u32,
-) -> Result<Vec<LayerParams>> {
-    let file = SafeTensors::deserialize(bytes)
-        .map_err(|e| Error::format(path, format!("not a safetensors file: {e}")))?;
-    let mut names = file.names();
-    names.sort();
-    let fits = |numbering| {
-        let expected = tensor_names(network, numbering);
-        names
-            .iter()
-            .all(|n| expected.iter().any(|(e, _, _)| e == *n))
-    };
-    // Bare tensors (no metadata, `format` 0) may be numbered either way.
-    let numbering = match format {
-        1 => Numbering::ByParametrisedLayer,
-        0 if !fits(Numbering::ByLayer) && fits(Numbering::ByParametrisedLayer) => {
-            Numbering::ByParametrisedLayer
-        }
-        _ => Numbering::ByLayer,
-    };
-    let expected = tensor_names(network, numbering);
-    if let Some(name) = names
-        .iter()
-        .find(|n| !expected.iter().any(|(e, _, _)| e == **n))
-    {
-        let listed: Vec<&str> = expected.iter().map(|(e, _, _)| e.as_str()).collect();
-        return Err(Error::format(
-            path,
-            format!(
-                "tensor {} is not part of the network (it has {}; a different architecture?)",
-                crate::error::quote(name),
-                listed.join(", ")
-            ),
-        ));
-    }
-    let tensor = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
-        let view = file
-            .tensor(name)
-            .map_err(|_| Error::format(path, format!("missing tensor {name}")))?;
-        // A scalar count (num_batches_tracked) is PyTorch's int64; everything else f32.
-        let count = shape.is_empty() && view.dtype() == Dtype::I64;
-        if view.dtype() != Dtype::F32 && !count {
-            return Err(Error::format(
-                path,
-                format!("tensor {name} is {:?}, expected F32", view.dtype()),
-            ));
-        }
-        if view.shape() != shape {
-            return Err(Error::format(
-                path,
-                format!(
-                    "tensor {name} has shape {:?}, the network needs {shape:?}",
-                    view.shape()
-                ),
-            ));
-        }
-        let values: Vec<f32> = if count {
-            view.data()
-                .chunks_exact(8)
-                .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
-                .collect()
-        } else {
-            view.data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect()
-        };
-        if let Some(v) = values.iter().find(|v| !v.is_finite()) {
-            return Err(Error::format(
-                path,
-                format!("tensor {name} holds a non-finite value ({v})"),
-            ));
-        }
-        Ok(values)
-    };
-    let mut layers: Vec<Vec<Vec<f32>>> = vec![Vec::new(); network.layers().len()];
-    for (name, i, j) in expected {
-        let spec = &tensors_of(network, i)[j];
-        let stored = tensor(&name, &spec.torch_shape)?;
-        layers[i].push(if spec.transposed {
-            let rest: usize = spec.torch_shape[1..].iter().product();
-            transpose(&stored, spec.torch_shape[0], rest)
-        } else {
-            stored
-        });
-    }
-    Ok(layers
-        .into_iter()
-        .filter(|tensors| !tensors.is_empty())
-        .map(|tensors| {
-            let mut tensors = tensors.into_iter();
-            LayerParams {
-                weights: tensors.next().expect("a weight"),
-                bias: tensors.next().expect("a bias"),
-                state: tensors.collect(),
-            }
-        })
-        .collect())
 }
 
 #[cfg(test)]
