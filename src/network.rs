@@ -136,7 +136,7 @@ fn shape_too_wide(shape: Shape) -> bool {
 fn check_activation(i: usize, last: usize, activation: Activation, here: &str) -> Result<()> {
     if activation == Activation::Softmax && i != last {
         return Err(invalid(format!(
-            "{here}: softmax is only allowed on the output layer, found at layer {i} of 0..{last}"
+            "{here}: softmax is only allowed on the output layer, the last one (layer {last} here)"
         )));
     }
     Ok(())
@@ -214,6 +214,18 @@ impl Network {
         self.layers[i]
             .kind()
             .params(self.input_of(i), self.layers.get(i + 1))
+    }
+
+    /// Checks that every layer takes a training batch of `rows` samples (batch norm needs two values per
+    /// channel); the error names the layer.
+    pub fn check_batch(&self, rows: usize) -> Result<()> {
+        for (i, layer) in self.layers.iter().enumerate() {
+            layer
+                .kind()
+                .check_batch(self.input_of(i), rows)
+                .map_err(|e| Error::value(format!("layer {i} ({layer})"), e))?;
+        }
+        Ok(())
     }
 
     /// The state tensors of layer `i` (running statistics).

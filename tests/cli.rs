@@ -523,3 +523,76 @@ fn bad_arch_specs_are_one_error_line() {
     }
     fails(&["summary", "--arch", "flatten,dense:2"], &["--inputs"]);
 }
+
+/// Regressions from an attack on `--arch`: batch norm on one value per channel (PyTorch refuses it too) is
+/// refused before training, for the full batches and for the last one; `--input-shape` needs `--arch`;
+/// an empty token is named by position; a different dropout rate may fine-tune an `--init` model.
+#[test]
+fn arch_attack_regressions() {
+    let iris = iris();
+    fails(
+        &strs(&train_cpu(
+            &iris,
+            &["--arch", "batchnorm,dense:3", "--batch-size", "1"],
+        )),
+        &[
+            "--batch-size",
+            "batchnorm",
+            "more than one value per channel",
+        ],
+    );
+    fails(
+        &strs(&train_cpu(
+            &iris,
+            &["--arch", "batchnorm,dense:3", "--batch-size", "149"],
+        )),
+        &["--batch-size", "the last batch has 1 of the 150"],
+    );
+    let digits = format!("{DATA}/digits.csv");
+    fails(
+        &strs(&train_cpu(
+            &digits,
+            &["--input-shape", "1,8,8", "--layers", "32"],
+        )),
+        &["--input-shape", "--arch"],
+    );
+    fails(
+        &[
+            "summary",
+            "--input-shape",
+            "1,8,8",
+            "--outputs",
+            "3",
+            "--layers",
+            "16",
+        ],
+        &["--input-shape", "--arch"],
+    );
+    fails(
+        &strs(&train_cpu(&iris, &["--arch", "dense:8,,dense:3"])),
+        &["--arch", "layer 1 of the spec is empty"],
+    );
+    let dir = scratch("arch-regressions");
+    let model = dir.join("dropout.safetensors");
+    let spec = "dense:16,relu,dropout:0.2,dense:3";
+    ok(&strs(&train_cpu(
+        &iris,
+        &["--arch", spec, "--out", &text(&model)],
+    )));
+    ok(&strs(&train_cpu(
+        &iris,
+        &[
+            "--arch",
+            "dense:16,relu,dropout:0.5,dense:3",
+            "--init",
+            &text(&model),
+        ],
+    )));
+    fails(
+        &strs(&train_cpu(
+            &iris,
+            &["--arch", "dense:16,relu,dense:3", "--init", &text(&model)],
+        )),
+        &["--init", "(see --layers or --arch)"],
+    );
+}

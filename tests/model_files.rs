@@ -731,3 +731,49 @@ fn format_1_checkpoints_still_load() {
         "{json}"
     );
 }
+
+/// Regression: a batch norm's running variance edited below 0 loaded and gave near-uniform predictions; a
+/// variance or a batch count must be >= 0.
+#[test]
+fn negative_running_statistics_are_refused() {
+    let dir = scratch("negative-var");
+    let good = dir.join("bn.safetensors");
+    ok(&strs(&train_cpu(
+        &iris(),
+        &[
+            "--arch",
+            "dense:8,batchnorm,relu,dense:3",
+            "--out",
+            &text(&good),
+        ],
+    )));
+    let bytes = std::fs::read(&good).expect("read");
+    let file = safetensors::SafeTensors::deserialize(&bytes).expect("parse");
+    let var = vec![-1.0f32; 8];
+    let var_bytes: Vec<u8> = var.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let mut tensors: Vec<(String, safetensors::tensor::TensorView)> = file
+        .tensors()
+        .into_iter()
+        .filter(|(name, _)| name != "layers.1.running_var")
+        .collect();
+    tensors.push((
+        "layers.1.running_var".into(),
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![8], &var_bytes)
+            .expect("view"),
+    ));
+    let bad = dir.join("negative.safetensors");
+    let out = safetensors::serialize(tensors, Some(file_metadata(&bytes))).expect("serialize");
+    std::fs::write(&bad, out).expect("write");
+    fails(
+        &[
+            "eval",
+            "--model",
+            &text(&bad),
+            "--data",
+            &iris(),
+            "--device",
+            "cpu",
+        ],
+        &["layers.1.running_var", "holds -1", "expected values >= 0"],
+    );
+}

@@ -225,6 +225,12 @@ pub(super) fn read_tensors(
     for (name, i, j) in expected {
         let spec = &tensors_of(network, i)[j];
         let stored = tensor(&name, &spec.torch_shape)?;
+        if let Some(v) = stored.iter().find(|&&v| spec.nonnegative && v < 0.0) {
+            return Err(Error::format(
+                path,
+                format!("tensor {name} holds {v}, expected values >= 0"),
+            ));
+        }
         layers[i].push(if spec.transposed {
             let rest: usize = spec.torch_shape[1..].iter().product();
             transpose(&stored, spec.torch_shape[0], rest)

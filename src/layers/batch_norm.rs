@@ -61,6 +61,7 @@ impl LayerKind for BatchNorm {
             torch_shape: vec![c],
             transposed: false,
             init,
+            nonnegative: false,
         };
         vec![vector("weight", Init::Ones), vector("bias", Init::Zeros)]
     }
@@ -68,17 +69,28 @@ impl LayerKind for BatchNorm {
     /// `running_mean`, `running_var` and `num_batches_tracked` (a scalar, PyTorch's int64).
     fn state(&self, input: Shape) -> Vec<ParamSpec> {
         let (c, _) = channels(input);
-        let tensor = |name, torch_shape, init| ParamSpec {
+        let tensor = |name, torch_shape, init, nonnegative| ParamSpec {
             name,
             torch_shape,
             transposed: false,
             init,
+            nonnegative,
         };
         vec![
-            tensor("running_mean", vec![c], Init::Zeros),
-            tensor("running_var", vec![c], Init::Ones),
-            tensor("num_batches_tracked", vec![], Init::Zeros),
+            tensor("running_mean", vec![c], Init::Zeros, false),
+            tensor("running_var", vec![c], Init::Ones, true),
+            tensor("num_batches_tracked", vec![], Init::Zeros, true),
         ]
+    }
+
+    fn check_batch(&self, input: Shape, rows: usize) -> Result<(), String> {
+        let (_, spatial) = channels(input);
+        if rows * spatial < 2 {
+            return Err(format!(
+                "batch norm needs more than one value per channel in a training batch, got {rows} of {input} (use a batch of 2 or more; PyTorch refuses this too)"
+            ));
+        }
+        Ok(())
     }
 
     /// The batch's mean and variance.

@@ -96,12 +96,14 @@ impl LayerKind for Conv2d {
                 torch_shape: vec![self.out_channels, channels, self.kernel, self.kernel],
                 transposed: true,
                 init: Init::Uniform(limit),
+                nonnegative: false,
             },
             ParamSpec {
                 name: "bias",
                 torch_shape: vec![self.out_channels],
                 transposed: false,
                 init: Init::Zeros,
+                nonnegative: false,
             },
         ]
     }

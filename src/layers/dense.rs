@@ -50,12 +50,14 @@ impl LayerKind for Dense {
                 torch_shape: vec![self.units, fan_in],
                 transposed: true,
                 init: Init::Uniform(limit),
+                nonnegative: false,
             },
             ParamSpec {
                 name: "bias",
                 torch_shape: vec![self.units],
                 transposed: false,
                 init: Init::Zeros,
+                nonnegative: false,
             },
         ]
     }

@@ -100,6 +100,8 @@ pub struct ParamSpec {
     /// Stored as the transpose of `torch_shape` (a dense layer keeps `[in, out]`, so `input · weights`).
     pub transposed: bool,
     pub init: Init,
+    /// Values must be ≥ 0 (a variance, a count): a file holding a negative one is refused.
+    pub nonnegative: bool,
 }
 
 impl ParamSpec {
@@ -192,6 +194,12 @@ pub trait LayerKind {
     fn saved(&self, input: Shape) -> usize {
         let _ = input;
         0
+    }
+    /// Checks a training batch of `rows` samples of `input` suits the layer (batch statistics need two
+    /// values per channel).
+    fn check_batch(&self, input: Shape, rows: usize) -> Result<(), String> {
+        let _ = (input, rows);
+        Ok(())
     }
     /// Whether the layer reads the training step count (a dropout mask), so every training step must count.
     fn uses_step(&self) -> bool {
@@ -301,7 +309,18 @@ impl Layer {
                     .into(),
             );
         }
-        spec.split(',').map(Layer::parse).collect()
+        spec.split(',')
+            .enumerate()
+            .map(|(i, token)| {
+                if token.trim().is_empty() {
+                    Err(format!(
+                        "layer {i} of the spec is empty (two commas in a row, or one at an end)"
+                    ))
+                } else {
+                    Layer::parse(token)
+                }
+            })
+            .collect()
     }
 
     /// The activation, when this is an activation layer.
@@ -331,7 +350,7 @@ pub(crate) fn options<'a>(
 ) -> Result<Vec<(&'a str, &'a str)>, String> {
     let mut found: Vec<(&str, &str)> = Vec::new();
     for arg in args {
-        let Some((name, value)) = arg.split_once('=') else {
+        let Some((name, value)) = arg.split_once('=').map(|(n, v)| (n.trim(), v.trim())) else {
             return Err(format!(
                 "expected an option such as {}=N, got {}",
                 known[0],

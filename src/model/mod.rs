@@ -106,10 +106,14 @@ impl Model {
         check_memory(
             backend.as_ref(),
             &Request {
-                purpose: "the parameters and their gradients",
+                purpose: "the parameters, their gradients and the optimizer's state",
+                // Room for Adam's two moments is counted now: the host backend's later checks compare
+                // against the memory available then, which does not yet show zeroed pages never touched.
                 buffers: vec![
                     ("parameters".into(), len),
                     ("parameter gradients".into(), len),
+                    ("optimizer state 0".into(), len),
+                    ("optimizer state 1".into(), len),
                 ],
                 // the initial values are drawn on the host first
                 host_bytes: len * 4,
@@ -293,7 +297,10 @@ impl Model {
                         values.len(),
                     ));
                 }
-                if let Some(v) = values.iter().find(|v| !v.is_finite()) {
+                if let Some(v) = values
+                    .iter()
+                    .find(|&&v| !v.is_finite() || (spec.nonnegative && v < 0.0))
+                {
                     return Err(Error::value(
                         format!("layer {i} {}", spec.name),
                         format!("hold {v}"),

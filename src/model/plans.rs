@@ -136,6 +136,9 @@ impl Model {
             workspace: self.workspace.as_ref().expect("capacity ensured"),
             seed: self.seed,
         };
+        if matches!(plan, Plan::Train(_) | Plan::Gradients) {
+            self.network.check_batch(rows)?;
+        }
         let ops = match plan {
             Plan::Train(_) => {
                 let (optimizer, _) = self.hyper_host.expect("optimizer set before training");

@@ -14,7 +14,9 @@ pub fn read_spec(text: &str) -> Result<Vec<Layer>> {
     let spec = match text.strip_prefix('@') {
         Some(path) => {
             let path = Path::new(path);
-            let meta = wgtrain::files::regular_file(path, "a file holding the --arch spec")?;
+            let in_arch = |e: Error| invalid("--arch", e.to_string());
+            let meta = wgtrain::files::regular_file(path, "a file holding the --arch spec")
+                .map_err(in_arch)?;
             if meta.len() > MAX_SPEC_BYTES {
                 return Err(invalid(
                     "--arch",
@@ -25,13 +27,12 @@ pub fn read_spec(text: &str) -> Result<Vec<Layer>> {
                     ),
                 ));
             }
-            let bytes = std::fs::read(path).map_err(|e| Error::File {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            })?;
+            let bytes = std::fs::read(path)
+                .map_err(|e| invalid("--arch", format!("@{}: {e}", path.display())))?;
             let text = String::from_utf8(bytes)
                 .map_err(|_| invalid("--arch", format!("{} is not UTF-8 text", path.display())))?;
-            text.lines()
+            text.trim_start_matches('\u{feff}')
+                .lines()
                 .filter(|l| !l.trim_start().starts_with('#'))
                 .flat_map(|l| l.split(','))
                 .map(str::trim)

@@ -117,7 +117,7 @@ pub fn check_init(path: &Path, saved: &ModelMeta, run: &ModelMeta) -> Result<()>
     let differ = |what: String| Err(invalid("--init", format!("{}: {what}", path.display())));
     if saved.layers.len() != run.layers.len() {
         return differ(format!(
-            "it has {} layers, this run {} (see --layers)",
+            "it has {} layers, this run {} (see --layers or --arch)",
             saved.layers.len(),
             run.layers.len()
         ));
@@ -145,6 +145,11 @@ pub fn check_init(path: &Path, saved: &ModelMeta, run: &ModelMeta) -> Result<()>
         checkpoint::LayerMeta::Dense(d) => format!("dense:{}", d.units),
     };
     let is_activation = |t: &str| wgtrain::Layer::parse(t).is_ok_and(|l| l.activation().is_some());
+    // Dropout holds no weights: fine-tuning with another rate is a normal thing to do.
+    let token = |l: &checkpoint::LayerMeta| match token(l) {
+        t if t.starts_with("dropout:") => "dropout".to_string(),
+        t => t,
+    };
     for activations in [false, true] {
         for (i, (a, b)) in saved.layers.iter().zip(&run.layers).enumerate() {
             let (a, b) = (token(a), token(b));

@@ -198,7 +198,7 @@ pub fn summary(args: &SummaryArgs) -> Result<()> {
         wgtrain::Activation::Sigmoid => Loss::Bce,
         _ => Loss::Mse,
     };
-    if input.is_empty() || outputs == 0 {
+    if input.is_empty() || (outputs == 0 && args.outputs.is_some()) {
         let flag = if input.is_empty() {
             "--inputs"
         } else {
@@ -229,6 +229,14 @@ pub fn summary(args: &SummaryArgs) -> Result<()> {
     }
     let network = match &arch {
         Some(layers) => arch::network(input, layers, args.output, outputs, loss)?,
+        None if matches!(input, wgtrain::Shape::Image { .. }) => {
+            return Err(Error::InvalidValue {
+                what: "--input-shape".into(),
+                message:
+                    "applies to --arch networks; a --layers network takes flat rows (see --inputs)"
+                        .into(),
+            })
+        }
         None => {
             let mut builder = Network::builder_for(input);
             for width in hidden {

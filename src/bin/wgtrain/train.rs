@@ -103,6 +103,13 @@ pub fn parse_layers(text: &str) -> Result<Vec<usize>> {
 }
 
 fn check_args(args: &TrainArgs) -> Result<()> {
+    if args.input_shape.is_some() && args.arch.is_none() {
+        return Err(invalid(
+            "--input-shape",
+            "applies to --arch networks; a --layers network takes each sample as one flat row"
+                .into(),
+        ));
+    }
     if !(args.lr.is_finite() && args.lr > 0.0) {
         return Err(invalid(
             "--lr",
@@ -357,6 +364,23 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             builder.dense(outputs, output).build(loss)?
         }
     };
+    // Every training batch: the full ones and the last, partial one.
+    let batch = args.batch_size.min(train.rows());
+    for (rows, which) in [(batch, "a batch"), (train.rows() % batch, "the last batch")] {
+        if rows == 0 {
+            continue;
+        }
+        network.check_batch(rows).map_err(|e| match e {
+            Error::InvalidValue { what, message } => invalid(
+                "--batch-size",
+                format!(
+                    "{which} has {rows} of the {} training rows; {what}: {message}",
+                    train.rows()
+                ),
+            ),
+            other => other,
+        })?;
+    }
     let mut meta = ModelMeta::describe(&network);
     meta.task = train.task;
     meta.target = train.target_name.clone();
