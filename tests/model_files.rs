@@ -749,7 +749,7 @@ fn negative_running_statistics_are_refused() {
     )));
     let bytes = std::fs::read(&good).expect("read");
     let file = safetensors::SafeTensors::deserialize(&bytes).expect("parse");
-    let var = vec![-1.0f32; 8];
+    let var = [-1.0f32; 8];
     let var_bytes: Vec<u8> = var.iter().flat_map(|v| v.to_le_bytes()).collect();
     let mut tensors: Vec<(String, safetensors::tensor::TensorView)> = file
         .tensors()
