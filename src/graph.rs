@@ -98,6 +98,7 @@ impl StepBuffers<'_> {
             output_shape,
             input: input.region(input_len),
             output: ws.outputs[i].region(output_len),
+            // In-place layers at the start have no gradient buffer; their backward pass never runs.
             grad_output: ws.grads[i].unwrap_or(ws.outputs[i]).region(output_len),
             grad_input: (i > 0)
                 .then(|| ws.grads[i - 1])

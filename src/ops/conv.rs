@@ -114,10 +114,50 @@ impl Kernel for Col2im {
     }
 }
 
-/// The patch matrix of an NCHW batch (see [`Im2col`]), split over threads by sample.
+/// Where a patch at output position `(oy, ox)` reads: its kernel rows `ky` that land inside the image (the
+/// others read the zero padding), and its kernel columns `first..last` that do.
+struct Window {
+    rows: std::ops::Range<usize>,
+    first: usize,
+    last: usize,
+    /// The image column of kernel column 0 (meaningful for `first..last`).
+    left: usize,
+    /// The image row of kernel row 0, plus the padding (so `top + ky − padding` is the row).
+    top: usize,
+}
+
+impl Window {
+    fn at(g: &Geometry, oy: usize, ox: usize) -> Window {
+        let (top, left) = (oy * g.stride, ox * g.stride);
+        let first_row = g.padding.saturating_sub(top).min(g.kernel_h);
+        let last_row = (g.height + g.padding)
+            .saturating_sub(top)
+            .clamp(first_row, g.kernel_h);
+        let first = g.padding.saturating_sub(left).min(g.kernel_w);
+        let last = (g.width + g.padding)
+            .saturating_sub(left)
+            .clamp(first, g.kernel_w);
+        Window {
+            rows: first_row..last_row,
+            first,
+            last,
+            left,
+            top,
+        }
+    }
+
+    /// The flat index in one channel's plane of kernel cell `(ky, first)`.
+    fn start(&self, g: &Geometry, ky: usize) -> usize {
+        (self.top + ky - g.padding) * g.width + self.left + self.first - g.padding
+    }
+}
+
+/// The patch matrix of an NCHW batch (see [`Im2col`]), split over threads by sample. Each patch row is
+/// written in runs of a kernel row; zeros only where the window hangs over the padding.
 pub fn im2col(input: &[f32], cols: &mut [f32], g: &Geometry) {
     let (out_h, out_w, patch) = (g.out_height(), g.out_width(), g.patch());
     let plane = g.height * g.width;
+    let (kh, kw) = (g.kernel_h, g.kernel_w);
     for_samples(cols, g.out_positions() * patch, &|first, part| {
         for (s, sample) in part.chunks_exact_mut(g.out_positions() * patch).enumerate() {
             let image = &input[(first + s) * g.channels * plane..][..g.channels * plane];
@@ -125,34 +165,22 @@ pub fn im2col(input: &[f32], cols: &mut [f32], g: &Geometry) {
             for oy in 0..out_h {
                 for ox in 0..out_w {
                     let row = rows.next().expect("one row per position");
-                    // The kernel columns that land inside the image: kx in first..last.
-                    let left = ox * g.stride;
-                    let first = g.padding.saturating_sub(left).min(g.kernel_w);
-                    let last = (g.width + g.padding)
-                        .saturating_sub(left)
-                        .clamp(first, g.kernel_w);
-                    let mut at = 0;
-                    for c in 0..g.channels {
-                        for ky in 0..g.kernel_h {
-                            let cells = &mut row[at..at + g.kernel_w];
-                            at += g.kernel_w;
-                            // Below 0 wraps around past the height: both read the zero padding.
-                            let y = (oy * g.stride + ky).wrapping_sub(g.padding);
-                            if y >= g.height {
-                                cells.fill(0.0);
-                                continue;
-                            }
-                            let line = c * plane + y * g.width;
-                            cells[..first].fill(0.0);
-                            cells[last..].fill(0.0);
-                            if first < last {
-                                let x0 = line + left + first - g.padding;
-                                // A loop, not copy_from_slice: the runs are a few floats, shorter than a
-                                // memmove call is worth.
-                                let from = &image[x0..x0 + (last - first)];
-                                for (cell, &value) in cells[first..last].iter_mut().zip(from) {
-                                    *cell = value;
-                                }
+                    let w = Window::at(g, oy, ox);
+                    let inside = w.rows == (0..kh) && w.first == 0 && w.last == kw;
+                    if !inside {
+                        row.fill(0.0);
+                    }
+                    let run = w.last - w.first;
+                    if run == 0 {
+                        continue;
+                    }
+                    for (c, channel) in row.chunks_exact_mut(kh * kw).enumerate() {
+                        let source = &image[c * plane..][..plane];
+                        for ky in w.rows.clone() {
+                            let from = &source[w.start(g, ky)..][..run];
+                            let to = &mut channel[ky * kw + w.first..][..run];
+                            for (cell, &value) in to.iter_mut().zip(from) {
+                                *cell = value;
                             }
                         }
                     }
@@ -167,6 +195,7 @@ pub fn im2col(input: &[f32], cols: &mut [f32], g: &Geometry) {
 pub fn col2im(grad_cols: &[f32], grad_input: &mut [f32], g: &Geometry) {
     let (out_h, out_w, patch) = (g.out_height(), g.out_width(), g.patch());
     let plane = g.height * g.width;
+    let (kh, kw) = (g.kernel_h, g.kernel_w);
     for_samples(grad_input, g.channels * plane, &|first, part| {
         part.fill(0.0);
         for (s, image) in part.chunks_exact_mut(g.channels * plane).enumerate() {
@@ -175,16 +204,18 @@ pub fn col2im(grad_cols: &[f32], grad_input: &mut [f32], g: &Geometry) {
             for oy in 0..out_h {
                 for ox in 0..out_w {
                     let row = rows.next().expect("one row per position");
-                    let mut kk = 0;
-                    for c in 0..g.channels {
-                        for ky in 0..g.kernel_h {
-                            let y = (oy * g.stride + ky).wrapping_sub(g.padding);
-                            for kx in 0..g.kernel_w {
-                                let x = (ox * g.stride + kx).wrapping_sub(g.padding);
-                                if y < g.height && x < g.width {
-                                    image[c * plane + y * g.width + x] += row[kk];
-                                }
-                                kk += 1;
+                    let w = Window::at(g, oy, ox);
+                    let run = w.last - w.first;
+                    if run == 0 {
+                        continue;
+                    }
+                    for (c, channel) in row.chunks_exact(kh * kw).enumerate() {
+                        let target = &mut image[c * plane..][..plane];
+                        for ky in w.rows.clone() {
+                            let to = &mut target[w.start(g, ky)..][..run];
+                            let from = &channel[ky * kw + w.first..][..run];
+                            for (value, &gradient) in to.iter_mut().zip(from) {
+                                *value += gradient;
                             }
                         }
                     }
