@@ -71,21 +71,17 @@ impl Kernel for TransposeBatched {
     }
 }
 
-/// Each `[rows, cols]` matrix of `input` transposed into `output`, in tiles that stay in cache, split over
-/// threads by matrix.
+/// Each `[rows, cols]` matrix of `input` transposed into `output`, split over threads by matrix. The
+/// output is written in order; the reads stride through one matrix, which stays in cache (a conv layer's
+/// is at most tens of KB per sample).
 pub fn transpose_batched(input: &[f32], output: &mut [f32], rows: usize, cols: usize) {
-    const TILE: usize = 32;
     let matrix = rows * cols;
     for_samples(output, matrix, &|first, part| {
         for (i, to) in part.chunks_exact_mut(matrix).enumerate() {
             let from = &input[(first + i) * matrix..][..matrix];
-            for r0 in (0..rows).step_by(TILE) {
-                for c0 in (0..cols).step_by(TILE) {
-                    for r in r0..(r0 + TILE).min(rows) {
-                        for c in c0..(c0 + TILE).min(cols) {
-                            to[c * rows + r] = from[r * cols + c];
-                        }
-                    }
+            for (c, column) in to.chunks_exact_mut(rows).enumerate() {
+                for (r, value) in column.iter_mut().enumerate() {
+                    *value = from[r * cols + c];
                 }
             }
         }
