@@ -174,14 +174,25 @@ pub fn im2col(input: &[f32], cols: &mut [f32], g: &Geometry) {
                     if run == 0 {
                         continue;
                     }
-                    for (c, channel) in row.chunks_exact_mut(kh * kw).enumerate() {
-                        let source = &image[c * plane..][..plane];
-                        for ky in w.rows.clone() {
-                            let from = &source[w.start(g, ky)..][..run];
-                            let to = &mut channel[ky * kw + w.first..][..run];
-                            for (cell, &value) in to.iter_mut().zip(from) {
-                                *cell = value;
+                    let start = w.start(g, w.rows.start);
+                    let cells = w.rows.start * kw + w.first;
+                    for (channel, source) in
+                        row.chunks_exact_mut(kh * kw).zip(image.chunks_exact(plane))
+                    {
+                        let (mut from, mut to) = (start, cells);
+                        for _ in w.rows.clone() {
+                            // A kernel row inside the image: the common 3 wide copied as one array.
+                            match (
+                                <&mut [f32; 3]>::try_from(&mut channel[to..to + run]),
+                                <&[f32; 3]>::try_from(&source[from..from + run]),
+                            ) {
+                                (Ok(cells), Ok(values)) => *cells = *values,
+                                _ => {
+                                    channel[to..to + run].copy_from_slice(&source[from..from + run])
+                                }
                             }
+                            from += g.width;
+                            to += kw;
                         }
                     }
                 }
@@ -209,14 +220,34 @@ pub fn col2im(grad_cols: &[f32], grad_input: &mut [f32], g: &Geometry) {
                     if run == 0 {
                         continue;
                     }
-                    for (c, channel) in row.chunks_exact(kh * kw).enumerate() {
-                        let target = &mut image[c * plane..][..plane];
-                        for ky in w.rows.clone() {
-                            let to = &mut target[w.start(g, ky)..][..run];
-                            let from = &channel[ky * kw + w.first..][..run];
-                            for (value, &gradient) in to.iter_mut().zip(from) {
-                                *value += gradient;
+                    let start = w.start(g, w.rows.start);
+                    let cells = w.rows.start * kw + w.first;
+                    for (channel, target) in
+                        row.chunks_exact(kh * kw).zip(image.chunks_exact_mut(plane))
+                    {
+                        let (mut to, mut from) = (start, cells);
+                        for _ in w.rows.clone() {
+                            // The common 3-wide kernel row added as one array, element by element.
+                            match (
+                                <&mut [f32; 3]>::try_from(&mut target[to..to + run]),
+                                <&[f32; 3]>::try_from(&channel[from..from + run]),
+                            ) {
+                                (Ok(values), Ok(gradients)) => {
+                                    for (value, gradient) in values.iter_mut().zip(gradients) {
+                                        *value += gradient;
+                                    }
+                                }
+                                _ => {
+                                    let gradients = &channel[from..from + run];
+                                    for (value, &gradient) in
+                                        target[to..to + run].iter_mut().zip(gradients)
+                                    {
+                                        *value += gradient;
+                                    }
+                                }
                             }
+                            to += g.width;
+                            from += kw;
                         }
                     }
                 }
