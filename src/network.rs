@@ -235,11 +235,18 @@ impl Network {
 
     /// Offsets of every state tensor of every layer in the flat state buffer, and its length (at least 1).
     pub fn state_slots(&self) -> (Vec<Vec<usize>>, usize) {
+        let (slots, len) = self.slots(|i| self.state(i));
+        (slots, len.max(1))
+    }
+
+    /// Offsets of every tensor `specs(i)` lists for each layer `i`, one after another, each aligned to
+    /// [`PARAM_ALIGN`], and the total length.
+    fn slots(&self, specs: impl Fn(usize) -> Vec<ParamSpec>) -> (Vec<Vec<usize>>, usize) {
         let align = |n: usize| n.div_ceil(PARAM_ALIGN) * PARAM_ALIGN;
         let mut offset = 0;
         let slots = (0..self.layers.len())
             .map(|i| {
-                self.state(i)
+                specs(i)
                     .iter()
                     .map(|p| {
                         let at = offset;
@@ -249,7 +256,7 @@ impl Network {
                     .collect()
             })
             .collect();
-        (slots, offset.max(1))
+        (slots, offset)
     }
 
     /// Indices of the layers that have parameters, in order: [`crate::Model::parameters`] gives one
@@ -314,21 +321,7 @@ impl Network {
     /// Offsets of every parameter of every layer in the flat parameter buffer, and its total length. Call
     /// it once [`Network::param_len`] is known to fit the device (it then fits `usize`).
     pub fn param_slots(&self) -> (Vec<Vec<usize>>, usize) {
-        let align = |n: usize| n.div_ceil(PARAM_ALIGN) * PARAM_ALIGN;
-        let mut offset = 0;
-        let slots = (0..self.layers.len())
-            .map(|i| {
-                self.params(i)
-                    .iter()
-                    .map(|p| {
-                        let at = offset;
-                        offset = align(at + p.len() as usize);
-                        at
-                    })
-                    .collect()
-            })
-            .collect();
-        (slots, offset)
+        self.slots(|i| self.params(i))
     }
 
     /// One row per layer: its index (as in checkpoints, `layers.{i}`), kind, output shape and parameters;

@@ -98,11 +98,7 @@ fn tensor_extent(header: &[u8]) -> Option<u64> {
 /// `values` as `[rows, cols]` row-major, transposed to `[cols, rows]`.
 pub(super) fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0.0; values.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            out[c * rows + r] = values[r * cols + c];
-        }
-    }
+    crate::ops::layout::transpose_batched(values, &mut out, rows, cols);
     out
 }
 
