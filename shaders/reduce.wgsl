@@ -19,3 +19,23 @@ fn bias_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     }
     grad_bias[col] = sum;
 }
+
+// channel_sum: grad_bias[c] = Σ grad_output[n, c, y, x] over an NCHW gradient, one invocation a channel,
+// samples then rows then columns in order (each loop shorter than llvmpipe's limit).
+@compute @workgroup_size(64)
+fn channel_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let c = gid.x + gid.y * groups.x * WORKGROUP;
+    if c >= dims.channels {
+        return;
+    }
+    var sum = 0.0;
+    for (var n = 0u; n < dims.batch; n++) {
+        let plane = (n * dims.channels + c) * dims.height * dims.width;
+        for (var y = 0u; y < dims.height; y++) {
+            for (var x = 0u; x < dims.width; x++) {
+                sum += grad_output[plane + y * dims.width + x];
+            }
+        }
+    }
+    grad_bias[c] = sum;
+}

@@ -79,6 +79,18 @@ impl Activation {
         }
     }
 
+    /// `values[i] = f(values[i] + bias)`: [`Activation::apply`] with the match outside the loop, so each
+    /// arm's loop is vectorised.
+    pub fn apply_biased(self, values: &mut [f32], bias: f32) {
+        match self {
+            Activation::Relu => values
+                .iter_mut()
+                .for_each(|v| *v = Activation::Relu.apply(*v + bias)),
+            Activation::Linear | Activation::Softmax => values.iter_mut().for_each(|v| *v += bias),
+            other => values.iter_mut().for_each(|v| *v = other.apply(*v + bias)),
+        }
+    }
+
     /// `f'` written in terms of the output `y = f(x)`, so the backward pass needs no stored pre-activation.
     /// At the kink of (leaky) ReLU, `y = 0`, the derivative is that of the negative side (0, or the slope).
     pub fn derivative_from_output(self, y: f32) -> f32 {

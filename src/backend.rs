@@ -75,6 +75,11 @@ pub trait Backend {
     /// The largest buffer and the free memory, checked before a model allocates (see [`crate::memory`]).
     fn memory_limits(&self) -> crate::memory::MemoryLimits;
 
+    /// How conv layers run here by default: the way the bench measured faster on this kind of device.
+    fn conv_algorithm(&self) -> crate::ops::ConvAlgorithm {
+        crate::ops::ConvAlgorithm::PatchMatrix
+    }
+
     /// The most floats one operand may span when bound whole (a GPU's storage binding limit).
     fn max_binding_len(&self) -> usize {
         usize::MAX

@@ -6,7 +6,9 @@ use crate::activation::Activation;
 use crate::backend::{BufferId, Op, Region, STATS_LEN};
 use crate::layers::{Fusion, LayerStep, Mode};
 use crate::network::Network;
-use crate::ops::{AdamUpdate, AdvanceStep, LossGrad, LossSum, MomentumUpdate, SgdUpdate};
+use crate::ops::{
+    AdamUpdate, AdvanceStep, ConvAlgorithm, LossGrad, LossSum, MomentumUpdate, SgdUpdate,
+};
 use crate::optim::{hyper::LEN as HYPER_LEN, Optimizer};
 
 /// Activations and their gradients for up to `capacity` rows.
@@ -47,6 +49,8 @@ pub(crate) struct StepBuffers<'a> {
     pub workspace: &'a Workspace,
     /// The model's seed, from which each layer's random draws are keyed.
     pub seed: u64,
+    /// How conv layers run.
+    pub conv_algorithm: ConvAlgorithm,
 }
 
 impl StepBuffers<'_> {
@@ -82,7 +86,7 @@ impl StepBuffers<'_> {
             len: specs[j].len() as usize,
         };
         let layer = layers[i].kind();
-        let needs = layer.scratch(input_shape, output_shape);
+        let needs = layer.scratch(input_shape, output_shape, self.conv_algorithm);
         let scratch = std::array::from_fn(|j| {
             let buffer = ws.scratch[j].unwrap_or(ws.input);
             buffer.region(rows * needs[j] as usize)
@@ -125,13 +129,15 @@ impl StepBuffers<'_> {
             seed: layer_seed(self.seed, i),
             scratch,
             scratch_kept: (i + 1..layers.len()).all(|j| {
-                layers[j]
-                    .kind()
-                    .scratch(network.input_of(j), network.shapes()[j])
-                    == [0, 0]
+                layers[j].kind().scratch(
+                    network.input_of(j),
+                    network.shapes()[j],
+                    self.conv_algorithm,
+                ) == [0, 0]
             }),
             epilogue,
             fusion: self.fusion(i, with_loss),
+            conv_algorithm: self.conv_algorithm,
         }
     }
 

@@ -3,6 +3,7 @@
 mod common;
 
 use common::{assert_close, gpu_backend, uniform, TRAINING};
+use wgtrain::ops::ConvAlgorithm;
 use wgtrain::{Activation, Backend, Device, Loss, Model, Network, Optimizer, TrainConfig};
 
 /// 50 mini-batch steps of a 3-layer network on each backend from the same seed: the loss after every step
@@ -198,9 +199,40 @@ fn epochs_and_evaluation_parity() {
     );
 }
 
+/// Every step's loss, the final parameters (weights and bias of each layer) and the predictions of
+/// `model` trained 20 steps on `(x, y)`.
+type Run = (Vec<f32>, Vec<(Vec<f32>, Vec<f32>)>, Vec<f32>);
+
+fn twenty_steps(model: &mut Model, x: &[f32], y: &[f32], config: &TrainConfig) -> Run {
+    let mut losses = Vec::new();
+    for _ in 0..20 {
+        model.train(x, y, config).expect("step");
+        losses.push(model.loss().expect("loss"));
+    }
+    let params = model.parameters().expect("parameters");
+    let params = params.into_iter().map(|p| (p.weights, p.bias)).collect();
+    (losses, params, model.predict(x).expect("predict"))
+}
+
+fn assert_runs_agree(what: &str, actual: &Run, expected: &Run) {
+    assert_close(&format!("{what}: losses"), &actual.0, &expected.0, TRAINING);
+    for (i, (a, e)) in actual.1.iter().zip(&expected.1).enumerate() {
+        assert_close(&format!("{what}: layer {i} weights"), &a.0, &e.0, TRAINING);
+        assert_close(&format!("{what}: layer {i} bias"), &a.1, &e.1, TRAINING);
+    }
+    assert_close(
+        &format!("{what}: predictions"),
+        &actual.2,
+        &expected.2,
+        TRAINING,
+    );
+}
+
 /// A small CNN (every image layer kind: strided padded conv, max and average pooling, global average
-/// pooling, an activation on its own after a pool, dropout, whose masks the devices draw alike) trained 20 steps with Adam on each backend from the
-/// same seed: every step's loss and the final parameters agree within [`TRAINING`], and the loss falls.
+/// pooling, an activation on its own after a pool, dropout, whose masks the devices draw alike) trained 20
+/// steps from the same seed on the CPU and on the GPU, each running conv layers both ways (the patch
+/// matrix and direct, `ConvAlgorithm`): every step's loss, the final parameters and the predictions agree
+/// within [`TRAINING`], and the loss falls.
 #[test]
 fn cnn_run_parity() {
     let Some(gpu) = gpu_backend() else { return };
@@ -239,48 +271,56 @@ fn cnn_run_parity() {
             weight_decay: 0.0,
         };
         let mut cpu_model = Model::new(network.clone(), Device::Cpu, 7).expect("cpu model");
-        let mut gpu_model =
-            Model::with_backend(network, gpu.take().expect("backend"), 7).expect("gpu model");
-        let (mut cpu_losses, mut gpu_losses) = (Vec::new(), Vec::new());
-        for _ in 0..20 {
-            cpu_model.train(&x, &y, &config).expect("cpu step");
-            gpu_model.train(&x, &y, &config).expect("gpu step");
-            cpu_losses.push(cpu_model.loss().expect("cpu loss"));
-            gpu_losses.push(gpu_model.loss().expect("gpu loss"));
+        assert_eq!(cpu_model.conv_algorithm(), ConvAlgorithm::Direct);
+        let cpu = twenty_steps(&mut cpu_model, &x, &y, &config);
+        assert!(cpu.0[19] < cpu.0[0], "{spec}: loss did not fall: {:?}", cpu.0);
+        for algorithm in [ConvAlgorithm::PatchMatrix, ConvAlgorithm::Direct] {
+            let mut gpu_model =
+                Model::with_backend(network.clone(), gpu.take().expect("backend"), 7)
+                    .expect("gpu model");
+            gpu_model.set_conv_algorithm(algorithm).expect("algorithm");
+            let run = twenty_steps(&mut gpu_model, &x, &y, &config);
+            assert_runs_agree(&format!("{spec}, GPU {}", algorithm.name()), &run, &cpu);
+            gpu = Some(gpu_model.into_backend());
         }
-        assert!(
-            cpu_losses[19] < cpu_losses[0],
-            "{spec}: loss did not fall: {cpu_losses:?}"
-        );
-        assert_close(
-            &format!("{spec} losses"),
-            &gpu_losses,
-            &cpu_losses,
-            TRAINING,
-        );
-        let cpu_params = cpu_model.parameters().expect("cpu params");
-        let gpu_params = gpu_model.parameters().expect("gpu params");
-        for (i, (g, c)) in gpu_params.iter().zip(&cpu_params).enumerate() {
-            assert_close(
-                &format!("{spec} layer {i} weights"),
-                &g.weights,
-                &c.weights,
-                TRAINING,
-            );
-            assert_close(
-                &format!("{spec} layer {i} bias"),
-                &g.bias,
-                &c.bias,
-                TRAINING,
-            );
-        }
-        let (cpu_out, gpu_out) = (
-            cpu_model.predict(&x).expect("cpu predict"),
-            gpu_model.predict(&x).expect("gpu predict"),
-        );
-        assert_close(&format!("{spec} predictions"), &gpu_out, &cpu_out, TRAINING);
-        gpu = Some(gpu_model.into_backend());
     }
+}
+
+/// The two ways of running conv layers train alike on the CPU too (no GPU needed): the patch matrix and
+/// its transposes against the direct ops, 20 steps of a CNN with a strided conv and a first layer whose
+/// input gradient is never needed.
+#[test]
+fn cpu_conv_algorithms_agree() {
+    let image = wgtrain::Shape::Image {
+        channels: 3,
+        height: 10,
+        width: 11,
+    };
+    let network = Network::builder_for(image)
+        .spec("conv:4:3:pad=1,relu,maxpool:2,conv:5:2:stride=2,tanh,flatten,dense:3,softmax")
+        .and_then(|b| b.build(Loss::Ce))
+        .expect("valid network");
+    let rows = 20;
+    let x = uniform(61, rows * network.inputs(), -1.0, 1.0);
+    let y: Vec<f32> = (0..rows).map(|i| (i % 3) as f32).collect();
+    let config = TrainConfig {
+        iterations: 1,
+        batch_size: Some(7),
+        learning_rate: 0.01,
+        optimizer: Optimizer::ADAM,
+        weight_decay: 0.0,
+    };
+    let runs = [ConvAlgorithm::Direct, ConvAlgorithm::PatchMatrix].map(|algorithm| {
+        let mut model = Model::new(network.clone(), Device::Cpu, 3).expect("model");
+        model.set_conv_algorithm(algorithm).expect("algorithm");
+        twenty_steps(&mut model, &x, &y, &config)
+    });
+    assert!(
+        runs[0].0[19] < runs[0].0[0],
+        "loss did not fall: {:?}",
+        runs[0].0
+    );
+    assert_runs_agree("direct vs patch matrix", &runs[0], &runs[1]);
 }
 
 /// Dropout draws a fresh mask each step from the model's seed: two runs from one seed end with the same bits,

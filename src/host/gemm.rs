@@ -88,6 +88,7 @@ pub(crate) fn gemm_then(
                 b_strides,
                 out,
                 n,
+                0.0,
             )
         };
         return epilogue(&mut c[..m * n]);
@@ -106,7 +107,7 @@ pub(crate) fn gemm_then(
         unsafe {
             let a = a.as_ptr().add(a_at);
             let b = b.as_ptr().add(b_at);
-            gemm_block(dims, a, a_strides, b, b_strides, out.at(c_at), n);
+            gemm_block(dims, a, a_strides, b, b_strides, out.at(c_at), n, 0.0);
             if split_rows {
                 epilogue(std::slice::from_raw_parts_mut(out.at(c_at).0, count * n));
             }
@@ -118,10 +119,52 @@ pub(crate) fn gemm_then(
     }
 }
 
-/// One sgemm call writing `c` with row stride `ldc`.
+/// `c = a · b`, or `c += a · b` when `accumulate`, on this thread alone: for the products inside a loop
+/// that is already split over the helper threads (the per-sample products of `ops::conv2d`).
+pub(crate) fn gemm_serial(
+    (m, k, n): (usize, usize, usize),
+    a: &[f32],
+    a_strides: (usize, usize),
+    b: &[f32],
+    b_strides: (usize, usize),
+    c: &mut [f32],
+    accumulate: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            c[..m * n].fill(0.0);
+        }
+        return;
+    }
+    assert!(
+        a.len() >= extent(m, k, a_strides)
+            && b.len() >= extent(k, n, b_strides)
+            && c.len() >= m * n
+    );
+    let beta = if accumulate { 1.0 } else { 0.0 };
+    // SAFETY: the assert above bounds every index of a, b and c.
+    unsafe {
+        gemm_block(
+            (m, k, n),
+            a.as_ptr(),
+            a_strides,
+            b.as_ptr(),
+            b_strides,
+            Output(c.as_mut_ptr()),
+            n,
+            beta,
+        )
+    };
+}
+
+/// One sgemm call writing `c = a · b + beta · c` with row stride `ldc`.
 ///
 /// # Safety
 /// `a`, `b` and `c` must be valid for every index the dimensions and strides reach.
+#[allow(clippy::too_many_arguments)]
 unsafe fn gemm_block(
     (m, k, n): (usize, usize, usize),
     a: *const f32,
@@ -130,6 +173,7 @@ unsafe fn gemm_block(
     (rsb, csb): (usize, usize),
     c: Output,
     ldc: usize,
+    beta: f32,
 ) {
     matrixmultiply::sgemm(
         m,
@@ -142,7 +186,7 @@ unsafe fn gemm_block(
         b,
         rsb as isize,
         csb as isize,
-        0.0,
+        beta,
         c.0,
         ldc as isize,
         1,

@@ -165,6 +165,28 @@ pub(crate) fn for_samples(
     });
 }
 
+/// Multiply-adds a part of a per-sample loop must hold before the loop is split over threads.
+const WORK_MIN_PART: usize = 1 << 17;
+
+/// Runs `body` over `0..samples` in contiguous ranges, one per thread when each gets at least
+/// [`WORK_MIN_PART`] of the work (`work_per_sample` multiply-adds a sample): loops of small products,
+/// where the output's length says little about the time.
+pub(crate) fn for_sample_ranges(
+    samples: usize,
+    work_per_sample: usize,
+    body: &(dyn Fn(Range<usize>) + Sync),
+) {
+    let parts = parts_available()
+        .min(samples.saturating_mul(work_per_sample) / WORK_MIN_PART)
+        .min(samples)
+        .max(1);
+    let per_part = samples.div_ceil(parts);
+    run(parts, &|index| {
+        let first = (index * per_part).min(samples);
+        body(first..(first + per_part).min(samples));
+    });
+}
+
 /// A mutable slice that the parts of one [`for_ranges`] call write through, each in its own range.
 pub(crate) struct Disjoint<'a> {
     data: *mut f32,

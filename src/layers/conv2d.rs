@@ -2,12 +2,15 @@
 //! each a `kernel × kernel` window over every input channel, every `stride` pixels, with `padding` zeros
 //! around the image. It runs as a matrix product: `im2col` lays the patches out as rows, the tuned matmul
 //! multiplies them by the weights (bias and a following activation in its epilogue), and a batched
-//! transpose gives NCHW. Both scratch matrices are shared by every conv layer of the network.
+//! transpose gives NCHW. Both scratch matrices are shared by every conv layer of the network. Where the
+//! backend runs conv layers [`ConvAlgorithm::Direct`] (the CPU), the passes are the ops of `ops::conv2d`
+//! instead, straight between NCHW tensors.
 
 use super::{options, whole, Init, Layer, LayerKind, LayerStep, ParamSpec, Shape};
 use crate::activation::Activation;
 use crate::ops::{
-    BiasGrad, Col2im, Geometry, Im2col, MatmulBiasAct, MatmulNt, MatmulTn, Op, TransposeBatched,
+    BiasGrad, ChannelSum, Col2im, Conv2dBackwardInput, Conv2dBackwardWeights, Conv2dForward,
+    ConvAlgorithm, Geometry, Im2col, MatmulBiasAct, MatmulNt, MatmulTn, Op, TransposeBatched,
 };
 
 /// `conv:OUT:K[:stride=S][:pad=P]`.
@@ -108,7 +111,10 @@ impl LayerKind for Conv2d {
         ]
     }
 
-    fn scratch(&self, input: Shape, output: Shape) -> [u128; 2] {
+    fn scratch(&self, input: Shape, output: Shape, conv: ConvAlgorithm) -> [u128; 2] {
+        if conv == ConvAlgorithm::Direct {
+            return [0, 0];
+        }
         let g = self.geometry(1, input);
         let positions = g.out_positions() as u128;
         [positions * g.patch() as u128, output.len()]
@@ -120,6 +126,17 @@ impl LayerKind for Conv2d {
 
     fn forward(&self, step: &LayerStep, ops: &mut Vec<Op>) {
         let g = self.geometry(step.rows, step.input_shape);
+        if step.conv_algorithm == ConvAlgorithm::Direct {
+            return ops.push(Op::Conv2dForward(Conv2dForward {
+                input: step.input,
+                weights: step.params[0],
+                bias: step.params[1],
+                output: step.output,
+                geometry: g,
+                out_channels: self.out_channels,
+                activation: step.epilogue,
+            }));
+        }
         let [cols, product] = step.scratch;
         ops.push(Op::Im2col(Im2col {
             input: step.input,
@@ -149,6 +166,9 @@ impl LayerKind for Conv2d {
     /// dense layer's backward pass, and `col2im` sums the patch gradients onto the input.
     fn backward(&self, step: &LayerStep, ops: &mut Vec<Op>) {
         let g = self.geometry(step.rows, step.input_shape);
+        if step.conv_algorithm == ConvAlgorithm::Direct {
+            return self.backward_direct(step, g, ops);
+        }
         let [cols, grad_product] = step.scratch;
         let positions = step.rows * g.out_positions();
         ops.push(Op::TransposeBatched(TransposeBatched {
@@ -192,6 +212,36 @@ impl LayerKind for Conv2d {
                 grad_cols: cols,
                 grad_input,
                 geometry: g,
+            }));
+        }
+    }
+}
+
+impl Conv2d {
+    /// The backward pass straight on NCHW: the weight, bias and input gradients as three ops.
+    fn backward_direct(&self, step: &LayerStep, g: Geometry, ops: &mut Vec<Op>) {
+        ops.push(Op::Conv2dBackwardWeights(Conv2dBackwardWeights {
+            input: step.input,
+            grad_output: step.grad_output,
+            grad_weights: step.param_grads[0],
+            geometry: g,
+            out_channels: self.out_channels,
+        }));
+        ops.push(Op::ChannelSum(ChannelSum {
+            grad_output: step.grad_output,
+            grad_bias: step.param_grads[1],
+            batch: step.rows,
+            channels: self.out_channels,
+            height: g.out_height(),
+            width: g.out_width(),
+        }));
+        if let Some(grad_input) = step.grad_input {
+            ops.push(Op::Conv2dBackwardInput(Conv2dBackwardInput {
+                grad_output: step.grad_output,
+                weights: step.params[0],
+                grad_input,
+                geometry: g,
+                out_channels: self.out_channels,
             }));
         }
     }

@@ -19,7 +19,7 @@ pub use flatten::Flatten;
 pub use pool::{AvgPool2d, GlobalAvgPool, MaxPool2d};
 
 use crate::activation::Activation;
-use crate::ops::{Op, Region};
+use crate::ops::{ConvAlgorithm, Op, Region};
 use std::fmt;
 
 /// The widest input or layer a network may have (2³² − 1 units per dimension), so that every size computed
@@ -160,6 +160,8 @@ pub struct LayerStep {
     pub epilogue: Activation,
     /// For an activation layer: who runs it.
     pub fusion: Fusion,
+    /// How a conv layer runs on this backend.
+    pub conv_algorithm: ConvAlgorithm,
 }
 
 /// What the network, the graph and the checkpoint need from a kind of layer.
@@ -179,9 +181,9 @@ pub trait LayerKind {
         Vec::new()
     }
     /// Floats per sample of the two scratch buffers all layers share (a conv layer's patch matrix and its
-    /// product); the workspace holds the largest need.
-    fn scratch(&self, input: Shape, output: Shape) -> [u128; 2] {
-        let _ = (input, output);
+    /// product, when it runs as [`ConvAlgorithm::PatchMatrix`]); the workspace holds the largest need.
+    fn scratch(&self, input: Shape, output: Shape, conv: ConvAlgorithm) -> [u128; 2] {
+        let _ = (input, output, conv);
         [0, 0]
     }
     /// Tensors the layer keeps that are not trained (running statistics), in a fixed order, with

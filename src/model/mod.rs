@@ -17,6 +17,7 @@ use crate::graph::Workspace;
 use crate::loss::Loss;
 use crate::memory::Request;
 use crate::network::{LayerParams, Network};
+use crate::ops::ConvAlgorithm;
 use crate::optim::{hyper, Optimizer};
 use std::collections::HashMap;
 
@@ -77,6 +78,8 @@ pub struct Model {
     held: Option<HeldData>,
     /// The seed of the initial parameters, which also keys random draws such as dropout masks.
     seed: u64,
+    /// How conv layers run: the backend's default unless [`Model::set_conv_algorithm`] chose.
+    conv_algorithm: ConvAlgorithm,
 }
 
 /// Refuses `request` on `backend` (see [`crate::memory::check`]).
@@ -120,6 +123,7 @@ impl Model {
                 detail: network.largest_layer(),
             },
         )?;
+        let conv_algorithm = backend.conv_algorithm();
         let (slots, param_len) = network.param_slots();
         let params = backend.alloc("parameters", param_len)?;
         let param_grads = backend.alloc("parameter gradients", param_len)?;
@@ -149,10 +153,31 @@ impl Model {
             scratch: (Vec::new(), Vec::new()),
             held: None,
             seed,
+            conv_algorithm,
         };
         let initial = model.network.init_parameters(seed);
         model.set_parameters(&initial)?;
         Ok(model)
+    }
+
+    /// How conv layers run on this model's backend.
+    pub fn conv_algorithm(&self) -> ConvAlgorithm {
+        self.conv_algorithm
+    }
+
+    /// Runs conv layers `algorithm`'s way from the next step on (the bench compares the two); the values
+    /// agree within rounding. The workspace is made again at the next step, as its scratch needs change.
+    pub fn set_conv_algorithm(&mut self, algorithm: ConvAlgorithm) -> Result<()> {
+        if algorithm != self.conv_algorithm {
+            if let Some(old) = self.workspace.take() {
+                for buffer in old.owned {
+                    self.backend.free(buffer)?;
+                }
+            }
+            self.plans.clear();
+            self.conv_algorithm = algorithm;
+        }
+        Ok(())
     }
 
     /// Frees this model's buffers and gives the backend back, e.g. to build another model on an already

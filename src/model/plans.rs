@@ -39,9 +39,11 @@ impl Model {
         let scratch: [u128; 2] = std::array::from_fn(|j| {
             (0..layers.len())
                 .map(|i| {
-                    layers[i]
-                        .kind()
-                        .scratch(network.input_of(i), network.shapes()[i])[j]
+                    layers[i].kind().scratch(
+                        network.input_of(i),
+                        network.shapes()[i],
+                        self.conv_algorithm,
+                    )[j]
                 })
                 .max()
                 .unwrap_or(0)
@@ -135,6 +137,7 @@ impl Model {
             optimizer_state: &self.optimizer_state,
             workspace: self.workspace.as_ref().expect("capacity ensured"),
             seed: self.seed,
+            conv_algorithm: self.conv_algorithm,
         };
         if matches!(plan, Plan::Train(_) | Plan::Gradients) {
             self.network.check_batch(rows)?;

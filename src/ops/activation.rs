@@ -4,6 +4,7 @@
 use super::launch::{act_dims, flat_groups, Launch};
 use super::{reads, writes, HostBuffers, Kernel, Operand, Region, Shader};
 use crate::activation::{softmax_rows, Activation};
+use crate::host::pool::{for_ranges, Disjoint};
 
 pub const SHADER: Shader = Shader {
     stem: "activation",
@@ -202,11 +203,27 @@ pub fn softmax(values: &mut [f32], cols: usize) {
     softmax_rows(values, cols);
 }
 
-/// `grad ← grad ⊙ f'(output)` for an elementwise activation.
+/// `grad ← grad ⊙ f'(output)` for an elementwise activation, split over threads when long.
 pub fn act_backward(output: &[f32], grad: &mut [f32], activation: Activation) {
-    for (g, &y) in grad.iter_mut().zip(output) {
-        *g *= activation.derivative_from_output(y);
-    }
+    let grad = Disjoint::new(grad);
+    for_ranges(grad.len(), &|range| {
+        // SAFETY: `for_ranges` hands each part its own range.
+        let grad = unsafe { grad.range(range.clone()) };
+        let output = &output[range];
+        // The match outside the loop, so that each arm's loop is vectorised.
+        match activation {
+            Activation::Relu => {
+                for (g, &y) in grad.iter_mut().zip(output) {
+                    *g *= Activation::Relu.derivative_from_output(y);
+                }
+            }
+            other => {
+                for (g, &y) in grad.iter_mut().zip(output) {
+                    *g *= other.derivative_from_output(y);
+                }
+            }
+        }
+    });
 }
 
 /// Softmax Jacobian-vector product per row: `g_i ← y_i (g_i − Σ_j g_j y_j)`.

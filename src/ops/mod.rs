@@ -6,6 +6,7 @@
 
 pub mod activation;
 pub mod conv;
+pub mod conv2d;
 pub mod data;
 pub mod dropout;
 pub mod launch;
@@ -19,6 +20,7 @@ pub mod reduce;
 
 pub use activation::{ActBackward, ActForward, Softmax, SoftmaxBackward};
 pub use conv::{Col2im, Im2col};
+pub use conv2d::{Conv2dBackwardInput, Conv2dBackwardWeights, Conv2dForward, ConvAlgorithm};
 pub use data::{AdvanceCursor, GatherRows};
 pub use dropout::Dropout;
 pub use launch::{Geometry, Launch};
@@ -31,7 +33,7 @@ pub use norm::{
 };
 pub use optim::{AdamUpdate, AdvanceStep, MomentumUpdate, SgdUpdate};
 pub use pool::{AvgPool, AvgPoolBackward, MaxPool, MaxPoolBackward};
-pub use reduce::BiasGrad;
+pub use reduce::{BiasGrad, ChannelSum};
 
 use crate::error::{Error, Result};
 
@@ -104,9 +106,10 @@ impl Shader {
 }
 
 /// Every shader file, one per file in this directory.
-pub const SHADERS: [&Shader; 11] = [
+pub const SHADERS: [&Shader; 12] = [
     &activation::SHADER,
     &conv::SHADER,
+    &conv2d::SHADER,
     &data::SHADER,
     &dropout::SHADER,
     &layout::SHADER,
@@ -187,6 +190,7 @@ ops! {
     LossGrad in loss,
     LossSum in loss,
     BiasGrad in reduce,
+    ChannelSum in reduce,
     AdvanceStep in optim,
     SgdUpdate in optim,
     MomentumUpdate in optim,
@@ -195,6 +199,9 @@ ops! {
     AdvanceCursor in data,
     Im2col in conv,
     Col2im in conv,
+    Conv2dForward in conv2d,
+    Conv2dBackwardInput in conv2d,
+    Conv2dBackwardWeights in conv2d,
     TransposeBatched in layout,
     MaxPool in pool,
     AvgPool in pool,

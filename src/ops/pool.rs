@@ -246,26 +246,79 @@ fn first_max(plane: &[f32], oy: usize, ox: usize, g: &Geometry) -> usize {
     best
 }
 
-/// [`first_max`] of the common 2×2 window with stride 2, unrolled: the same comparisons in the same order.
-#[inline]
-fn first_max_2x2(plane: &[f32], oy: usize, ox: usize, width: usize) -> usize {
-    let corner = 2 * oy * width + 2 * ox;
-    let mut best = corner;
-    for at in [corner + 1, corner + width, corner + width + 1] {
-        if plane[at] > plane[best] {
-            best = at;
-        }
-    }
-    best
+/// The common 2×2 window with stride 2: windows that do not overlap, taken a pair of image rows at a time.
+fn is_2x2(g: &Geometry) -> bool {
+    g.kernel_h == 2 && g.kernel_w == 2 && g.stride == 2
 }
 
-/// The first maximum of window `(oy, ox)`, through the unrolled 2×2 form when it applies.
+/// Which of the window's four values `[a, b, c, d]` (row-major) is its first maximum, and that value:
+/// [`first_max`]'s comparisons in its order, written as selects so that the compiler needs no branches (the
+/// winner of random data is as good as random, and mispredicted branches cost more than the compares).
 #[inline]
-fn window_max(plane: &[f32], oy: usize, ox: usize, g: &Geometry) -> usize {
-    if g.kernel_h == 2 && g.kernel_w == 2 && g.stride == 2 {
-        first_max_2x2(plane, oy, ox, g.width)
-    } else {
-        first_max(plane, oy, ox, g)
+fn first_of_four([a, b, c, d]: [f32; 4]) -> (u8, f32) {
+    let (mut at, mut max) = (0, a);
+    if b > max {
+        (at, max) = (1, b);
+    }
+    if c > max {
+        (at, max) = (2, c);
+    }
+    if d > max {
+        (at, max) = (3, d);
+    }
+    (at, max)
+}
+
+/// The four values of window `ox` over the image rows `top` and `bottom`.
+#[inline]
+fn four(top: &[f32], bottom: &[f32], ox: usize) -> [f32; 4] {
+    [
+        top[2 * ox],
+        top[2 * ox + 1],
+        bottom[2 * ox],
+        bottom[2 * ox + 1],
+    ]
+}
+
+/// [`max_pool`] of one plane for 2×2 windows with stride 2.
+fn max_pool_2x2(image: &[f32], out: &mut [f32], width: usize) {
+    let out_w = width / 2;
+    for (values, rows) in out
+        .chunks_exact_mut(out_w)
+        .zip(image.chunks_exact(2 * width))
+    {
+        let (top, bottom) = rows.split_at(width);
+        for (ox, value) in values.iter_mut().enumerate() {
+            *value = first_of_four(four(top, bottom, ox)).1;
+        }
+    }
+}
+
+/// [`max_pool_backward`] of one plane for 2×2 windows with stride 2. Each input value is in at most one
+/// window, so every value is written once: its window's gradient where it is the first maximum, else 0
+/// (and 0 in a last row or column that no window covers).
+fn max_pool_backward_2x2(image: &[f32], grads: &[f32], grad: &mut [f32], width: usize) {
+    let out_w = width / 2;
+    let covered = grads.len() / out_w.max(1) * 2 * width;
+    let (windows, rest) = grad.split_at_mut(covered);
+    rest.fill(0.0);
+    let rows = windows
+        .chunks_exact_mut(2 * width)
+        .zip(image.chunks_exact(2 * width));
+    for ((grad_rows, rows), gradients) in rows.zip(grads.chunks_exact(out_w)) {
+        let (top, bottom) = rows.split_at(width);
+        let (grad_top, grad_bottom) = grad_rows.split_at_mut(width);
+        for (ox, &gradient) in gradients.iter().enumerate() {
+            let at = first_of_four(four(top, bottom, ox)).0;
+            let cell = |i: u8| if at == i { gradient } else { 0.0 };
+            grad_top[2 * ox] = cell(0);
+            grad_top[2 * ox + 1] = cell(1);
+            grad_bottom[2 * ox] = cell(2);
+            grad_bottom[2 * ox + 1] = cell(3);
+        }
+        // An odd width leaves a last column no window covers.
+        grad_top[2 * out_w..].fill(0.0);
+        grad_bottom[2 * out_w..].fill(0.0);
     }
 }
 
@@ -289,9 +342,12 @@ pub fn max_pool(input: &[f32], output: &mut [f32], g: &Geometry) {
     let (plane, out_w) = (g.height * g.width, g.out_width());
     per_plane(output, g.out_positions(), plane, g, &|out, base| {
         let image = &input[base..base + plane];
+        if is_2x2(g) {
+            return max_pool_2x2(image, out, g.width);
+        }
         for (row, values) in out.chunks_exact_mut(out_w).enumerate() {
             for (ox, value) in values.iter_mut().enumerate() {
-                *value = image[window_max(image, row, ox, g)];
+                *value = image[first_max(image, row, ox, g)];
             }
         }
     });
@@ -324,10 +380,13 @@ pub fn max_pool_backward(input: &[f32], grad_output: &[f32], grad_input: &mut [f
     per_plane(grad_input, plane, plane, g, &|grad, base| {
         let image = &input[base..base + plane];
         let grads = &grad_output[base / plane * positions..][..positions];
+        if is_2x2(g) {
+            return max_pool_backward_2x2(image, grads, grad, g.width);
+        }
         grad.fill(0.0);
         for (oy, row) in grads.chunks_exact(out_w).enumerate() {
             for (ox, &gradient) in row.iter().enumerate() {
-                grad[window_max(image, oy, ox, g)] += gradient;
+                grad[first_max(image, oy, ox, g)] += gradient;
             }
         }
     });

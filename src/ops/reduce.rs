@@ -1,4 +1,5 @@
-//! Sums over the rows of a batch (`shaders/reduce.wgsl`): a dense layer's bias gradient.
+//! Sums over a batch (`shaders/reduce.wgsl`): a dense layer's bias gradient (over rows) and a conv
+//! layer's (over the samples and positions of each channel).
 
 use super::launch::{flat_groups, sum_windows, whole, Dims, Launch, REDUCTION_WINDOW};
 use super::{reads, writes, HostBuffers, Kernel, Operand, Region, Shader};
@@ -73,5 +74,88 @@ pub fn bias_grad(grad_output: &[f32], grad_bias: &mut [f32], cols: usize) {
         for (b, &g) in grad_bias.iter_mut().zip(row) {
             *b += g;
         }
+    }
+}
+
+/// `grad_bias[c] = Σ_(n, p) grad_output[n, c, p]` over an NCHW gradient of `positions` values a channel:
+/// a conv layer's bias gradient when it runs straight on NCHW (`ops::conv2d`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ChannelSum {
+    pub grad_output: Region,
+    pub grad_bias: Region,
+    pub batch: usize,
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl ChannelSum {
+    /// The CPU function and the WGSL entry point.
+    pub const NAME: &'static str = "channel_sum";
+
+    fn len(&self) -> usize {
+        self.batch * self.channels * self.height * self.width
+    }
+}
+
+impl Kernel for ChannelSum {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn shader(&self) -> &'static Shader {
+        &SHADER
+    }
+
+    fn operands(&self) -> Vec<Operand> {
+        vec![
+            reads(self.grad_output, self.len()),
+            writes(self.grad_bias, self.channels),
+        ]
+    }
+
+    fn run_cpu(&self, host: &mut HostBuffers) {
+        host.write([(self.grad_bias, self.channels)], |host, [grad_bias]| {
+            channel_sum(
+                host.read(self.grad_output, self.len()),
+                grad_bias,
+                self.height * self.width,
+            )
+        });
+    }
+
+    fn launch(&self) -> Launch {
+        Launch {
+            dims: Dims {
+                batch: self.batch as u32,
+                channels: self.channels as u32,
+                height: self.height as u32,
+                width: self.width as u32,
+                ..Dims::default()
+            },
+            bindings: vec![(1, self.grad_output), (2, self.grad_bias)],
+            groups: flat_groups(self.channels),
+        }
+    }
+}
+
+/// Lanes of the CPU channel sum: independent running sums, so the loop is not bound by one add's latency.
+const LANES: usize = 16;
+
+/// Channel sums of an NCHW gradient: each plane summed in [`LANES`] interleaved running sums, then the
+/// planes of a channel added sample by sample.
+pub fn channel_sum(grad_output: &[f32], grad_bias: &mut [f32], positions: usize) {
+    grad_bias.fill(0.0);
+    let channels = grad_bias.len();
+    for (i, plane) in grad_output.chunks_exact(positions.max(1)).enumerate() {
+        let mut lanes = [0.0f32; LANES];
+        let mut blocks = plane.chunks_exact(LANES);
+        for block in &mut blocks {
+            for (lane, &value) in lanes.iter_mut().zip(block) {
+                *lane += value;
+            }
+        }
+        let tail: f32 = blocks.remainder().iter().sum();
+        grad_bias[i % channels] += lanes.iter().sum::<f32>() + tail;
     }
 }

@@ -136,7 +136,7 @@ fn random_geometries_agree_between_cpu_and_gpu() {
 }
 
 /// A direct convolution in f64: `out[n, o, oy, ox] = Σ_(c, ky, kx) x · w`, the definition PyTorch uses.
-fn direct_conv(x: &[f32], w: &[f32], g: &Geometry, outs: usize) -> Vec<f32> {
+pub(crate) fn direct_conv(x: &[f32], w: &[f32], g: &Geometry, outs: usize) -> Vec<f32> {
     let (oh, ow) = (g.out_height(), g.out_width());
     let mut out = vec![0.0; g.batch * outs * oh * ow];
     for n in 0..g.batch {

@@ -8,6 +8,7 @@ mod common;
 
 mod activation;
 mod conv;
+mod conv2d;
 mod data;
 mod dropout;
 mod layout;

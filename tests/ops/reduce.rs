@@ -1,9 +1,10 @@
 //! Parity of the reductions over a batch (`src/ops/reduce.rs`, `shaders/reduce.wgsl`).
 
-use crate::common::{parity, uniform, REDUCTION};
+use crate::common::{assert_close, parity, run_op, uniform, REDUCTION};
 use crate::gpu_backend;
 use wgtrain::backend::Op;
-use wgtrain::ops::BiasGrad;
+use wgtrain::ops::{BiasGrad, ChannelSum};
+use wgtrain::CpuBackend;
 
 #[test]
 fn bias_grad() {
@@ -51,4 +52,42 @@ fn llvmpipe_loop_limit_long_bias_sums() {
             })
         },
     );
+}
+
+/// Channel sums of NCHW gradients: the conv layer's bias gradient on the direct path. Checked against an
+/// f64 sum on the CPU, then between the backends.
+#[test]
+fn channel_sum() {
+    let cases = [(1, 1, 1, 1), (2, 3, 5, 7), (64, 32, 14, 14), (3, 2, 1, 300)];
+    let mut gpu = gpu_backend();
+    for &(batch, channels, height, width) in &cases {
+        let len = batch * channels * height * width;
+        let grad_output = uniform(len as u64, len, -1.0, 1.0);
+        let make = |b: &[wgtrain::backend::BufferId]| {
+            Op::ChannelSum(ChannelSum {
+                grad_output: b[0].region(len),
+                grad_bias: b[1].region(channels),
+                batch,
+                channels,
+                height,
+                width,
+            })
+        };
+        let buffers = [grad_output.clone(), vec![f32::NAN; channels]];
+        let cpu = run_op(&mut CpuBackend::new(), &buffers, &make);
+        let plane = height * width;
+        let expected: Vec<f32> = (0..channels)
+            .map(|c| {
+                (0..batch)
+                    .flat_map(|n| &grad_output[(n * channels + c) * plane..][..plane])
+                    .map(|&v| f64::from(v))
+                    .sum::<f64>() as f32
+            })
+            .collect();
+        let what = format!("channel_sum {batch}x{channels}x{height}x{width}");
+        assert_close(&what, &cpu[1], &expected, REDUCTION);
+        if let Some(gpu) = gpu.as_mut() {
+            parity(gpu, &what, &buffers, REDUCTION, &make);
+        }
+    }
 }
