@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Instant;
 use wgtrain::backend::{Backend, BufferId, Op};
 use wgtrain::data;
-use wgtrain::ops::{MatmulBiasAct, MatmulNt, MatmulTn};
+use wgtrain::ops::{ConvAlgorithm, MatmulBiasAct, MatmulNt, MatmulTn};
 use wgtrain::{
     Activation, CpuBackend, Device, Loss, Model, Network, Optimizer, TrainConfig, WgpuBackend,
 };
@@ -28,6 +28,8 @@ const CNN_LABEL: &str = "cnn-16c3-p2-32c3-p2-10";
 const LEARNING_RATE: f32 = 0.1;
 /// Timed epochs after one warm-up epoch; the median is reported.
 const EPOCH_RUNS: usize = 3;
+/// Steps profiled kernel by kernel; each kernel's median is printed.
+const PROFILE_RUNS: usize = 7;
 /// Least time spent on each matmul measurement.
 const MATMUL_SECONDS: f64 = 0.3;
 
@@ -55,6 +57,25 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .cloned()
         .unwrap_or_else(|| "all".into());
+    // How the CNN's conv layers run: the device's own choice, or `--conv im2col|direct|both`.
+    let convs: Vec<Option<ConvAlgorithm>> = match args
+        .iter()
+        .position(|a| a == "--conv")
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+    {
+        None => vec![None],
+        Some("im2col") => vec![Some(ConvAlgorithm::PatchMatrix)],
+        Some("direct") => vec![Some(ConvAlgorithm::Direct)],
+        Some("both") => vec![
+            Some(ConvAlgorithm::PatchMatrix),
+            Some(ConvAlgorithm::Direct),
+        ],
+        Some(other) => {
+            eprintln!("error: --conv takes im2col, direct or both, got {other:?}");
+            std::process::exit(2);
+        }
+    };
     let devices: Vec<String> = match device_arg {
         Some(d) => vec![d],
         None => ["cpu", "fallback", "gpu"]
@@ -63,7 +84,7 @@ fn main() {
             .collect(),
     };
     for device in devices {
-        if let Err(e) = bench_device(&device, &workload) {
+        if let Err(e) = bench_device(&device, &workload, &convs) {
             eprintln!("skipping {device}: {e}");
         }
     }
@@ -87,8 +108,13 @@ fn json_str(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"?\"".into())
 }
 
-/// Every line for one device; `workload` is `all`, `mlp` (matmuls and MLP epochs) or `cnn`.
-fn bench_device(device: &str, workload: &str) -> wgtrain::Result<()> {
+/// Every line for one device; `workload` is `all`, `mlp` (matmuls and MLP epochs) or `cnn`, whose lines
+/// run once for each of `convs`.
+fn bench_device(
+    device: &str,
+    workload: &str,
+    convs: &[Option<ConvAlgorithm>],
+) -> wgtrain::Result<()> {
     let mut backend = open(device)?;
     let adapter = json_str(&backend.info().adapter);
     let hardware =
@@ -122,6 +148,7 @@ fn bench_device(device: &str, workload: &str) -> wgtrain::Result<()> {
             network(widths)?,
             &label,
             batch,
+            None,
         )?;
     }
     if cnn {
@@ -133,7 +160,18 @@ fn bench_device(device: &str, workload: &str) -> wgtrain::Result<()> {
         let net = Network::builder_for(image)
             .spec(CNN_SPEC)?
             .build(Loss::Ce)?;
-        epoch_lines(backend, device, &adapter, &mnist, net, CNN_LABEL, 64)?;
+        for &conv in convs {
+            backend = epoch_lines(
+                backend,
+                device,
+                &adapter,
+                &mnist,
+                net.clone(),
+                CNN_LABEL,
+                64,
+                conv,
+            )?;
+        }
     }
     let exe = std::env::current_exe().map_err(|e| wgtrain::Error::File {
         path: "bench".into(),
@@ -250,7 +288,9 @@ fn peak_rss_mb() -> f64 {
     kb / 1024.0
 }
 
-/// Epoch, overhead and memory lines for one shape; hands the backend back.
+/// Epoch, overhead and memory lines for one shape, its conv layers run `conv`'s way (else the device's);
+/// hands the backend back.
+#[allow(clippy::too_many_arguments)]
 fn epoch_lines(
     backend: Box<dyn Backend>,
     device: &str,
@@ -259,8 +299,19 @@ fn epoch_lines(
     net: Network,
     layers: &str,
     batch: usize,
+    conv: Option<ConvAlgorithm>,
 ) -> wgtrain::Result<Box<dyn Backend>> {
     let mut model = Model::with_backend(net.clone(), backend, 0)?;
+    if let Some(conv) = conv {
+        model.set_conv_algorithm(conv)?;
+    }
+    // Image networks name how their conv layers ran.
+    let conv_field = match net.input_shape() {
+        wgtrain::Shape::Image { .. } => {
+            format!(",\"conv\":\"{}\"", model.conv_algorithm().name())
+        }
+        wgtrain::Shape::Flat(_) => String::new(),
+    };
     let config = TrainConfig {
         batch_size: Some(batch),
         learning_rate: LEARNING_RATE,
@@ -307,14 +358,26 @@ fn epoch_lines(
     }
     // GPU (or host) time of each kernel in one step, where the device can tell.
     let first_batch = (&x[..batch * net.inputs()], &y[..batch]);
-    if let Some(kernels) = model.profile_step(first_batch.0, first_batch.1, &config)? {
+    let mut profiles = Vec::new();
+    for _ in 0..PROFILE_RUNS {
+        profiles.extend(model.profile_step(first_batch.0, first_batch.1, &config)?);
+    }
+    if let Some(first) = profiles.first() {
+        // Each kernel's median over the profiled steps.
+        let kernels: Vec<(&str, f64)> = (0..first.len())
+            .map(|i| {
+                let mut times: Vec<f64> = profiles.iter().map(|p| p[i].1).collect();
+                times.sort_by(f64::total_cmp);
+                (first[i].0, times[times.len() / 2])
+            })
+            .collect();
         let total: f64 = kernels.iter().map(|(_, us)| us).sum();
         let items: Vec<String> = kernels
             .iter()
             .map(|(op, us)| format!("{{\"op\":\"{op}\",\"us\":{us:.1}}}"))
             .collect();
         println!(
-            "{{\"kind\":\"kernels\",\"device\":\"{device}\",\"layers\":\"{layers}\",\"batch\":{batch},\"step_us\":{total:.1},\"kernels\":[{}]}}",
+            "{{\"kind\":\"kernels\",\"device\":\"{device}\",\"layers\":\"{layers}\"{conv_field},\"batch\":{batch},\"step_us\":{total:.1},\"kernels\":[{}]}}",
             items.join(",")
         );
     }
@@ -326,11 +389,11 @@ fn epoch_lines(
     // Multiply-adds of one sample's forward pass (products only); a training step is about three times it.
     let forward_flops = 2.0 * forward_macs(&net) as f64;
     let gflops = 3.0 * forward_flops * samples as f64 / (median / 1e3) / 1e9;
-    println!("{{\"kind\":\"epoch\",\"device\":\"{device}\",\"adapter\":{adapter},\"layers\":\"{layers}\",\"batch\":{batch},\"samples\":{samples},\"median_ms\":{median:.2},\"gflops\":{gflops:.2},\"runs_ms\":[{}]}}", runs_ms.join(","));
+    println!("{{\"kind\":\"epoch\",\"device\":\"{device}\",\"adapter\":{adapter},\"layers\":\"{layers}\"{conv_field},\"batch\":{batch},\"samples\":{samples},\"median_ms\":{median:.2},\"gflops\":{gflops:.2},\"runs_ms\":[{}]}}", runs_ms.join(","));
     let steps = samples.div_ceil(batch) as f64;
     let allocations_after_first_step = last.allocations - after_first_step.allocations;
     println!(
-        "{{\"kind\":\"overhead\",\"device\":\"{device}\",\"layers\":\"{layers}\",\"submits_per_step\":{:.3},\"readbacks_per_epoch\":{},\"allocations_after_first_step\":{allocations_after_first_step},\"allocations_until_first_step\":{}}}",
+        "{{\"kind\":\"overhead\",\"device\":\"{device}\",\"layers\":\"{layers}\"{conv_field},\"submits_per_step\":{:.3},\"readbacks_per_epoch\":{},\"allocations_after_first_step\":{allocations_after_first_step},\"allocations_until_first_step\":{}}}",
         per_epoch.submits as f64 / steps,
         per_epoch.readbacks,
         after_first_step.allocations - before_training.allocations,
@@ -347,7 +410,7 @@ fn epoch_lines(
     let dataset = if held { x.len() + y.len() } else { 0 };
     let minimum_bytes = 4 * (2 * params + 2 * activations + batch * net.inputs() + batch + dataset);
     println!(
-        "{{\"kind\":\"memory\",\"device\":\"{device}\",\"layers\":\"{layers}\",\"gpu_bytes\":{},\"minimum_bytes\":{minimum_bytes},\"dataset_on_device\":{held},\"host_peak_rss_mb\":{:.1}}}",
+        "{{\"kind\":\"memory\",\"device\":\"{device}\",\"layers\":\"{layers}\"{conv_field},\"gpu_bytes\":{},\"minimum_bytes\":{minimum_bytes},\"dataset_on_device\":{held},\"host_peak_rss_mb\":{:.1}}}",
         last.live_bytes,
         peak_rss_mb()
     );

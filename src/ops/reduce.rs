@@ -3,6 +3,7 @@
 
 use super::launch::{flat_groups, sum_windows, whole, Dims, Launch, REDUCTION_WINDOW};
 use super::{reads, writes, HostBuffers, Kernel, Operand, Region, Shader};
+use crate::host::pool::{for_sample_ranges, Disjoint};
 
 pub const SHADER: Shader = Shader {
     stem: "reduce",
@@ -139,23 +140,36 @@ impl Kernel for ChannelSum {
     }
 }
 
-/// Lanes of the CPU channel sum: independent running sums, so the loop is not bound by one add's latency.
+/// Lanes of the CPU channel sum.
 const LANES: usize = 16;
 
 /// Channel sums of an NCHW gradient: each plane summed in [`LANES`] interleaved running sums, then the
-/// planes of a channel added sample by sample.
+/// planes of a channel added sample by sample; channels split over threads.
 pub fn channel_sum(grad_output: &[f32], grad_bias: &mut [f32], positions: usize) {
-    grad_bias.fill(0.0);
-    let channels = grad_bias.len();
-    for (i, plane) in grad_output.chunks_exact(positions.max(1)).enumerate() {
-        let mut lanes = [0.0f32; LANES];
-        let mut blocks = plane.chunks_exact(LANES);
-        for block in &mut blocks {
-            for (lane, &value) in lanes.iter_mut().zip(block) {
-                *lane += value;
+    let (channels, positions) = (grad_bias.len(), positions.max(1));
+    let samples = grad_output.len() / (channels * positions).max(1);
+    let grad_bias = Disjoint::new(grad_bias);
+    for_sample_ranges(channels, samples * positions, &|range| {
+        // SAFETY: each part writes its own channels.
+        let sums = unsafe { grad_bias.range(range.clone()) };
+        for (c, sum) in range.zip(sums) {
+            *sum = 0.0;
+            for n in 0..samples {
+                *sum += plane_sum(&grad_output[(n * channels + c) * positions..][..positions]);
             }
         }
-        let tail: f32 = blocks.remainder().iter().sum();
-        grad_bias[i % channels] += lanes.iter().sum::<f32>() + tail;
+    });
+}
+
+/// One plane's sum in [`LANES`] interleaved running sums, so the loop is not bound by one add's latency.
+fn plane_sum(plane: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    let mut blocks = plane.chunks_exact(LANES);
+    for block in &mut blocks {
+        for (lane, &value) in lanes.iter_mut().zip(block) {
+            *lane += value;
+        }
     }
+    let tail: f32 = blocks.remainder().iter().sum();
+    lanes.iter().sum::<f32>() + tail
 }
