@@ -117,6 +117,15 @@ fn bench_device(
 ) -> wgtrain::Result<()> {
     let mut backend = open(device)?;
     let adapter = json_str(&backend.info().adapter);
+    // What the figures below were measured on: the adapter (the CPU's model on the CPU backend), its
+    // driver (the SIMD extensions sgemm can use there) and the API.
+    let info = backend.info();
+    println!(
+        "{{\"kind\":\"device\",\"device\":\"{device}\",\"adapter\":{adapter},\"driver\":{},\"api\":{},\"type\":{}}}",
+        json_str(&info.driver),
+        json_str(&info.api),
+        json_str(&info.device_type)
+    );
     let hardware =
         backend.info().device_type == "discrete" || backend.info().device_type == "integrated";
     let mut shapes = MATMUL_SHAPES.to_vec();

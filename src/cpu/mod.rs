@@ -22,13 +22,62 @@ impl Default for CpuBackend {
     }
 }
 
+/// The processor's model name where the OS tells it (`/proc/cpuinfo` on Linux), else the architecture, so a
+/// benchmark figure can be read in context.
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, name)| name.trim().to_string())
+        })
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| format!("{} CPU", std::env::consts::ARCH))
+}
+
+/// The SIMD extensions this process detects at run time (sgemm picks its kernel from the same checks).
+fn simd_features() -> String {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let found: Vec<&str> = [
+            ("avx512f", std::arch::is_x86_feature_detected!("avx512f")),
+            ("avx2", std::arch::is_x86_feature_detected!("avx2")),
+            ("fma", std::arch::is_x86_feature_detected!("fma")),
+            ("avx", std::arch::is_x86_feature_detected!("avx")),
+            ("sse2", std::arch::is_x86_feature_detected!("sse2")),
+        ]
+        .into_iter()
+        .filter_map(|(name, found)| found.then_some(name))
+        .collect();
+        found.join(" ")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        if std::arch::is_aarch64_feature_detected!("neon") {
+            "neon".into()
+        } else {
+            "none".into()
+        }
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        "unknown".into()
+    }
+}
+
 impl CpuBackend {
     pub fn new() -> Self {
         CpuBackend {
             info: DeviceInfo {
                 backend: "cpu".into(),
-                adapter: format!("host CPU ({} threads available)", available_threads()),
-                driver: "matrixmultiply".into(),
+                adapter: format!(
+                    "{} ({} threads available)",
+                    cpu_model(),
+                    available_threads()
+                ),
+                driver: format!("matrixmultiply sgemm; SIMD {}", simd_features()),
                 api: "-".into(),
                 device_type: "host".into(),
             },
