@@ -135,8 +135,10 @@ fn bench_device(
     let (mlp, cnn) = (workload != "cnn", workload != "mlp");
     for &(m, n, k) in shapes.iter().filter(|_| mlp) {
         for form in ["nn", "nt", "tn"] {
-            let gflops = matmul_gflops(backend.as_mut(), form, m, n, k)?;
-            println!("{{\"kind\":\"matmul\",\"device\":\"{device}\",\"adapter\":{adapter},\"m\":{m},\"n\":{n},\"k\":{k},\"form\":\"{form}\",\"gflops\":{gflops:.3}}}");
+            let (gflops, variant) = matmul_gflops(backend.as_mut(), form, m, n, k)?;
+            // The workgroup shape the backend chose for this product, where it chose one.
+            let kernel = variant.map_or(String::new(), |v| format!(",\"workgroup\":\"{v}\""));
+            println!("{{\"kind\":\"matmul\",\"device\":\"{device}\",\"adapter\":{adapter},\"m\":{m},\"n\":{n},\"k\":{k},\"form\":\"{form}\"{kernel},\"gflops\":{gflops:.3}}}");
         }
     }
     let mnist = data::load_idx(
@@ -208,6 +210,7 @@ fn matmul_op(form: &str, b: &[BufferId], m: usize, n: usize, k: usize) -> Op {
             k,
             n,
             activation: Activation::Linear,
+            workgroup: None,
         }),
         "nt" => Op::MatmulNt(MatmulNt {
             grad_output: b[0].region(m * k),
@@ -216,6 +219,7 @@ fn matmul_op(form: &str, b: &[BufferId], m: usize, n: usize, k: usize) -> Op {
             m,
             k,
             n,
+            workgroup: None,
         }),
         _ => Op::MatmulTn(MatmulTn {
             input: b[0].region(k * m),
@@ -224,18 +228,20 @@ fn matmul_op(form: &str, b: &[BufferId], m: usize, n: usize, k: usize) -> Op {
             m,
             k,
             n,
+            workgroup: None,
         }),
     }
 }
 
-/// 2·m·n·k per product over the time of `reps` products in one submission (the read after it waits).
+/// 2·m·n·k per product over the time of `reps` products in one submission (the read after it waits), and
+/// the variant the backend runs it in.
 fn matmul_gflops(
     backend: &mut dyn Backend,
     form: &str,
     m: usize,
     n: usize,
     k: usize,
-) -> wgtrain::Result<f64> {
+) -> wgtrain::Result<(f64, Option<String>)> {
     let sizes = [m * k, k * n, m * n, n];
     let buffers: Vec<BufferId> = sizes
         .iter()
@@ -260,7 +266,11 @@ fn matmul_gflops(
     for buffer in buffers {
         backend.free(buffer)?;
     }
-    Ok(2.0 * (m * n * k) as f64 * reps as f64 / seconds / 1e9)
+    let variant = backend.kernel_variant(kernel);
+    Ok((
+        2.0 * (m * n * k) as f64 * reps as f64 / seconds / 1e9,
+        variant,
+    ))
 }
 
 fn network(widths: &[usize]) -> wgtrain::Result<Network> {

@@ -16,7 +16,11 @@
 // [window_offset, window_offset + n) of an output `window_stride` wide; matmul_tn binds output rows for
 // lhs columns [window_offset, window_offset + m) of an lhs `window_stride` wide.
 
-const TILE: u32 = 8u; // @workgroup_size(8, 8)
+// Invocations per workgroup along output columns and rows: pipeline constants, so that the wgpu backend can
+// build each entry point in the shape that runs fastest on its adapter (src/gpu/tune.rs). Every shape sums
+// in the same order.
+override TILE_X: u32 = 8u;
+override TILE_Y: u32 = 8u;
 const BLOCK: u32 = 4u; // outputs per invocation along each dimension
 
 @group(0) @binding(1) var<storage, read> lhs: array<f32>;
@@ -28,7 +32,7 @@ const BLOCK: u32 = 4u; // outputs per invocation along each dimension
 
 // First output column of this invocation's block.
 fn first_column(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
-    return (gid.x + gid.z * groups.x * TILE) * BLOCK;
+    return (gid.x + gid.z * groups.x * TILE_X) * BLOCK;
 }
 
 // Row (or column) `first + r`, clamped into [0, limit) so edge blocks read valid memory.
@@ -65,7 +69,7 @@ fn store_block(acc: array<vec4<f32>, 4>, row0: u32, col0: u32, out_stride: u32, 
 }
 
 // The same formulas, and the same `x > 0` test at the ReLU kink, as Activation::apply in src/activation.rs.
-@compute @workgroup_size(8, 8)
+@compute @workgroup_size(TILE_X, TILE_Y)
 fn matmul_bias_act(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let row0 = gid.y * BLOCK;
     let col0 = first_column(gid, groups);
@@ -106,7 +110,7 @@ fn matmul_bias_act(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
     store_block(acc, row0, col0, dims.n, 0u);
 }
 
-@compute @workgroup_size(8, 8)
+@compute @workgroup_size(TILE_X, TILE_Y)
 fn matmul_nt(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let row0 = gid.y * BLOCK;
     let col0 = first_column(gid, groups);
@@ -132,7 +136,7 @@ fn matmul_nt(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     store_block(acc, row0, col0, dims.window_stride, dims.window_offset);
 }
 
-@compute @workgroup_size(8, 8)
+@compute @workgroup_size(TILE_X, TILE_Y)
 fn matmul_tn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let row0 = gid.y * BLOCK;
     let col0 = first_column(gid, groups);

@@ -75,6 +75,13 @@ pub trait Backend {
     /// The largest buffer and the free memory, checked before a model allocates (see [`crate::memory`]).
     fn memory_limits(&self) -> crate::memory::MemoryLimits;
 
+    /// The variant a prepared kernel runs (a matrix product's workgroup shape, `16x4`), where the backend
+    /// chose one among several by measurement; for reports.
+    fn kernel_variant(&self, kernel: KernelId) -> Option<String> {
+        let _ = kernel;
+        None
+    }
+
     /// How conv layers run here by default: the way the bench measured faster on this kind of device.
     fn conv_algorithm(&self) -> crate::ops::ConvAlgorithm {
         crate::ops::ConvAlgorithm::PatchMatrix

@@ -3,6 +3,7 @@
 
 mod context;
 mod profile;
+mod tune;
 
 pub use context::{fallback_adapter, hardware_adapter, list_adapters};
 
@@ -20,6 +21,8 @@ use wgpu::util::DeviceExt;
 /// A prepared op: its pipeline and one dispatch per window (usually one).
 struct Prepared {
     name: &'static str,
+    /// The variant this kernel runs (a matmul's workgroup shape), for reports.
+    variant: Option<String>,
     pipeline: wgpu::ComputePipeline,
     dispatches: Vec<Dispatch>,
 }
@@ -37,7 +40,10 @@ pub struct WgpuBackend {
     device: wgpu::Device,
     queue: wgpu::Queue,
     modules: HashMap<&'static str, wgpu::ShaderModule>,
-    pipelines: HashMap<&'static str, wgpu::ComputePipeline>,
+    /// Pipelines by entry point and pipeline constants.
+    pipelines: HashMap<String, wgpu::ComputePipeline>,
+    /// Measured choices: each tuning key's fastest variant (see `tune.rs`).
+    tuning: tune::Tuning,
     buffers: Vec<(wgpu::Buffer, usize)>,
     kernels: Vec<Prepared>,
     pending: Vec<KernelId>,
@@ -93,6 +99,7 @@ impl WgpuBackend {
             queue,
             modules: HashMap::new(),
             pipelines: HashMap::new(),
+            tuning: tune::Tuning::default(),
             buffers: Vec::new(),
             kernels: Vec::new(),
             pending: Vec::new(),
@@ -132,13 +139,15 @@ impl WgpuBackend {
         }
     }
 
-    /// The pipeline of `entry` in `shader`, compiled on first use and kept.
+    /// The pipeline of `entry` in `shader` built with `constants`, compiled on first use and kept.
     fn pipeline(
         &mut self,
         entry: &'static str,
         shader: &'static Shader,
+        constants: &[(&'static str, f64)],
     ) -> Result<wgpu::ComputePipeline> {
-        if let Some(pipeline) = self.pipelines.get(entry) {
+        let key = format!("{entry}{constants:?}");
+        if let Some(pipeline) = self.pipelines.get(&key) {
             return Ok(pipeline.clone());
         }
         let stem = shader.stem;
@@ -159,12 +168,15 @@ impl WgpuBackend {
                 layout: None,
                 module,
                 entry_point: Some(entry),
-                compilation_options: Default::default(),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    ..Default::default()
+                },
                 cache: None,
             })
         })?;
         self.counters.allocations += 1;
-        self.pipelines.insert(entry, pipeline.clone());
+        self.pipelines.insert(key, pipeline.clone());
         Ok(pipeline)
     }
 
@@ -278,6 +290,63 @@ impl WgpuBackend {
     }
 
     /// Submits what is pending, if anything.
+    /// Builds what running `op` exactly as given needs: its launches, pipeline and bind groups.
+    fn prepare_variant(&mut self, op: &Op) -> Result<KernelId> {
+        let max_binding = self.device.limits().max_storage_buffer_binding_size as usize / 4;
+        let kernel = op.kernel();
+        let launches = kernel.launches(max_binding);
+        for launch in &launches {
+            self.check_limits(op, &launch.bindings, launch.groups)?;
+        }
+        self.check_loop_budget(op)?;
+        let pipeline = self.pipeline(kernel.name(), kernel.shader(), &kernel.constants())?;
+        let layout = pipeline.get_bind_group_layout(0);
+        let mut dispatches = Vec::with_capacity(launches.len());
+        for launch in launches {
+            let dims = self.scoped("allocating a shape uniform", |device| {
+                device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(op.name()),
+                    contents: bytemuck::bytes_of(&launch.dims),
+                    usage: wgpu::BufferUsages::UNIFORM,
+                })
+            })?;
+            let mut entries = Vec::new();
+            if kernel.reads_dims() {
+                entries.push(wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: dims.as_entire_binding(),
+                });
+            }
+            for &(binding, region) in &launch.bindings {
+                entries.push(wgpu::BindGroupEntry {
+                    binding,
+                    resource: wgpu::BindingResource::Buffer(self.binding(region)),
+                });
+            }
+            let bind_group = self.scoped(&format!("binding {}", op.name()), |device| {
+                device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(op.name()),
+                    layout: &layout,
+                    entries: &entries,
+                })
+            })?;
+            self.counters.allocations += 2;
+            self.counters.live_bytes += dims.size();
+            dispatches.push(Dispatch {
+                bind_group,
+                groups: launch.groups.map(|g| g as u32),
+                _dims: dims,
+            });
+        }
+        self.kernels.push(Prepared {
+            name: op.name(),
+            variant: kernel.variant_name(),
+            pipeline,
+            dispatches,
+        });
+        Ok(KernelId(self.kernels.len() - 1))
+    }
+
     fn flush(&mut self) -> Result<()> {
         if self.pending.is_empty() {
             return self.check_device();
@@ -434,58 +503,8 @@ impl Backend for WgpuBackend {
 
     fn prepare(&mut self, op: &Op) -> Result<KernelId> {
         check_op(op, |id| self.buffers.get(id.0).map(|b| b.1))?;
-        let max_binding = self.device.limits().max_storage_buffer_binding_size as usize / 4;
-        let kernel = op.kernel();
-        let launches = kernel.launches(max_binding);
-        for launch in &launches {
-            self.check_limits(op, &launch.bindings, launch.groups)?;
-        }
-        self.check_loop_budget(op)?;
-        let pipeline = self.pipeline(kernel.name(), kernel.shader())?;
-        let layout = pipeline.get_bind_group_layout(0);
-        let mut dispatches = Vec::with_capacity(launches.len());
-        for launch in launches {
-            let dims = self.scoped("allocating a shape uniform", |device| {
-                device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some(op.name()),
-                    contents: bytemuck::bytes_of(&launch.dims),
-                    usage: wgpu::BufferUsages::UNIFORM,
-                })
-            })?;
-            let mut entries = Vec::new();
-            if kernel.reads_dims() {
-                entries.push(wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: dims.as_entire_binding(),
-                });
-            }
-            for &(binding, region) in &launch.bindings {
-                entries.push(wgpu::BindGroupEntry {
-                    binding,
-                    resource: wgpu::BindingResource::Buffer(self.binding(region)),
-                });
-            }
-            let bind_group = self.scoped(&format!("binding {}", op.name()), |device| {
-                device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some(op.name()),
-                    layout: &layout,
-                    entries: &entries,
-                })
-            })?;
-            self.counters.allocations += 2;
-            self.counters.live_bytes += dims.size();
-            dispatches.push(Dispatch {
-                bind_group,
-                groups: launch.groups.map(|g| g as u32),
-                _dims: dims,
-            });
-        }
-        self.kernels.push(Prepared {
-            name: op.name(),
-            pipeline,
-            dispatches,
-        });
-        Ok(KernelId(self.kernels.len() - 1))
+        let op = self.tuned(op)?;
+        self.prepare_variant(&op)
     }
 
     fn enqueue(&mut self, kernel: KernelId) -> Result<()> {
@@ -518,6 +537,10 @@ impl Backend for WgpuBackend {
 
     fn max_binding_len(&self) -> usize {
         self.device.limits().max_storage_buffer_binding_size as usize / 4
+    }
+
+    fn kernel_variant(&self, kernel: KernelId) -> Option<String> {
+        self.kernels.get(kernel.0)?.variant.clone()
     }
 
     fn profile(&mut self, kernels: &[KernelId]) -> Result<Option<Vec<(&'static str, f64)>>> {

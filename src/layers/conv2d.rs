@@ -152,6 +152,7 @@ impl LayerKind for Conv2d {
             k: g.patch(),
             n: self.out_channels,
             activation: step.epilogue,
+            workgroup: None,
         }));
         ops.push(Op::TransposeBatched(TransposeBatched {
             input: product,
@@ -192,6 +193,7 @@ impl LayerKind for Conv2d {
             m: g.patch(),
             k: positions,
             n: self.out_channels,
+            workgroup: None,
         }));
         ops.push(Op::BiasGrad(BiasGrad {
             grad_output: grad_product,
@@ -207,6 +209,7 @@ impl LayerKind for Conv2d {
                 m: positions,
                 k: self.out_channels,
                 n: g.patch(),
+                workgroup: None,
             }));
             ops.push(Op::Col2im(Col2im {
                 grad_cols: cols,

@@ -76,6 +76,7 @@ impl LayerKind for Dense {
             k: step.input_shape.size(),
             n: self.units,
             activation: step.epilogue,
+            workgroup: None,
         }));
     }
 
@@ -88,6 +89,7 @@ impl LayerKind for Dense {
             m: fan_in,
             k: step.rows,
             n: self.units,
+            workgroup: None,
         }));
         ops.push(Op::BiasGrad(BiasGrad {
             grad_output: step.grad_output,
@@ -103,6 +105,7 @@ impl LayerKind for Dense {
                 m: step.rows,
                 k: self.units,
                 n: fan_in,
+                workgroup: None,
             }));
         }
     }

@@ -113,9 +113,41 @@ pub(crate) const FLAG_LAST: u32 = 2;
 
 /// Invocations per workgroup of the 1-D kernels (`WORKGROUP` in the shaders).
 pub(crate) const WORKGROUP: usize = 64;
-/// Outputs one matmul workgroup covers along each dimension: 8 × 8 invocations (`@workgroup_size(8, 8)`),
-/// each computing a 4 × 4 block (`BLOCK` in matmul.wgsl).
-const MATMUL_TILE: usize = 32;
+/// Outputs one matmul invocation computes along each dimension (`BLOCK` in matmul.wgsl).
+const MATMUL_BLOCK: usize = 4;
+
+/// Invocations of one matmul workgroup along output columns (`x`) and rows (`y`): matmul.wgsl's `TILE_X`
+/// and `TILE_Y` pipeline constants. Every shape computes the same sums in the same order; which runs
+/// fastest depends on the adapter, so the wgpu backend times the [`Workgroup::CANDIDATES`] (src/gpu/tune.rs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Workgroup {
+    pub x: u32,
+    pub y: u32,
+}
+
+impl Workgroup {
+    /// The shape used when none is chosen (and with `WGTRAIN_TUNE=off`).
+    pub const DEFAULT: Workgroup = Workgroup { x: 8, y: 8 };
+    /// The shapes the wgpu backend times, the default first: square, wide, tall, and large.
+    pub const CANDIDATES: [Workgroup; 5] = [
+        Workgroup::DEFAULT,
+        Workgroup { x: 16, y: 4 },
+        Workgroup { x: 4, y: 16 },
+        Workgroup { x: 16, y: 16 },
+        Workgroup { x: 32, y: 2 },
+    ];
+
+    /// The pipeline constants that build matmul.wgsl's entry points with this shape.
+    pub fn constants(self) -> Vec<(&'static str, f64)> {
+        vec![("TILE_X", f64::from(self.x)), ("TILE_Y", f64::from(self.y))]
+    }
+}
+
+impl std::fmt::Display for Workgroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}", self.x, self.y)
+    }
+}
 /// Most workgroups a dispatch may have in one dimension.
 pub(crate) const MAX_GROUPS_PER_DIM: usize = 65535;
 
@@ -138,10 +170,11 @@ pub(crate) fn flat_groups(items: usize) -> [usize; 3] {
     }
 }
 
-/// Workgroups of [`MATMUL_TILE`]² outputs over `[m, n]`; column tiles past the per-dimension limit spill into z (see matmul.wgsl).
-pub(crate) fn tiles(m: usize, n: usize) -> [usize; 3] {
-    let columns = n.div_ceil(MATMUL_TILE).max(1);
-    let rows = m.div_ceil(MATMUL_TILE).max(1);
+/// Workgroups of `shape` over `[m, n]`, each covering `4·x` columns and `4·y` rows; column tiles past the
+/// per-dimension limit spill into z (see matmul.wgsl).
+pub(crate) fn tiles(m: usize, n: usize, shape: Workgroup) -> [usize; 3] {
+    let columns = n.div_ceil(MATMUL_BLOCK * shape.x as usize).max(1);
+    let rows = m.div_ceil(MATMUL_BLOCK * shape.y as usize).max(1);
     if columns <= MAX_GROUPS_PER_DIM {
         [columns, rows, 1]
     } else {

@@ -2,9 +2,10 @@
 //! activation fused, and the two products of its backward pass.
 
 use super::launch::{
-    aligned, rebind, sum_windows, tiles, vec4_view, whole, Dims, Launch, REDUCTION_WINDOW,
+    aligned, rebind, sum_windows, tiles, vec4_view, whole, Dims, Launch, Workgroup,
+    REDUCTION_WINDOW,
 };
-use super::{reads, writes, HostBuffers, Kernel, Operand, Region, Shader};
+use super::{reads, writes, HostBuffers, Kernel, Op, Operand, Region, Shader};
 use crate::activation::Activation;
 use crate::host::gemm::{gemm, gemm_then};
 
@@ -12,6 +13,60 @@ pub const SHADER: Shader = Shader {
     stem: "matmul",
     source: include_str!("../../shaders/matmul.wgsl"),
 };
+
+/// The shape an op runs with: its own, or the default.
+fn shape(workgroup: Option<Workgroup>) -> Workgroup {
+    workgroup.unwrap_or(Workgroup::DEFAULT)
+}
+
+/// Products of fewer multiply-adds take about the same time whatever the workgroup shape, so they are not
+/// timed.
+const TUNED_MIN_MACS: usize = 1 << 18;
+
+/// The key a product's measured shape is kept under: its entry point and the power of two at or above
+/// each dimension. `None` when the op's shape is fixed or the product is small.
+fn tuning_key(
+    name: &str,
+    workgroup: Option<Workgroup>,
+    (m, k, n): (usize, usize, usize),
+) -> Option<String> {
+    let class = |d: usize| d.next_power_of_two();
+    (workgroup.is_none() && m.saturating_mul(k).saturating_mul(n) >= TUNED_MIN_MACS)
+        .then(|| format!("{name} m{} k{} n{}", class(m), class(k), class(n)))
+}
+
+/// The [`Kernel`] methods every product shares: its workgroup shape as pipeline constants, the shapes
+/// worth timing, and the key the choice is kept under.
+macro_rules! workgroup_methods {
+    () => {
+        fn constants(&self) -> Vec<(&'static str, f64)> {
+            shape(self.workgroup).constants()
+        }
+
+        fn variants(&self) -> Vec<Op> {
+            if self.tuning_key().is_none() {
+                return Vec::new();
+            }
+            Workgroup::CANDIDATES
+                .iter()
+                .map(|&w| {
+                    Op::from(Self {
+                        workgroup: Some(w),
+                        ..*self
+                    })
+                })
+                .collect()
+        }
+
+        fn tuning_key(&self) -> Option<String> {
+            tuning_key(Self::NAME, self.workgroup, (self.m, self.k, self.n))
+        }
+
+        fn variant_name(&self) -> Option<String> {
+            Some(shape(self.workgroup).to_string())
+        }
+    };
+}
 
 fn mnk(m: usize, k: usize, n: usize) -> Dims {
     Dims {
@@ -33,6 +88,8 @@ pub struct MatmulBiasAct {
     pub k: usize,
     pub n: usize,
     pub activation: Activation,
+    /// The workgroup shape; `None` lets the backend choose (see [`Kernel::variants`]).
+    pub workgroup: Option<Workgroup>,
 }
 
 impl MatmulBiasAct {
@@ -48,6 +105,8 @@ impl Kernel for MatmulBiasAct {
     fn shader(&self) -> &'static Shader {
         &SHADER
     }
+
+    workgroup_methods!();
 
     fn operands(&self) -> Vec<Operand> {
         let (m, k, n) = (self.m, self.k, self.n);
@@ -87,7 +146,7 @@ impl Kernel for MatmulBiasAct {
                 (4, self.output),
                 (6, vec4_view(self.weights)),
             ],
-            groups: tiles(self.m, self.n),
+            groups: tiles(self.m, self.n, shape(self.workgroup)),
         }
     }
 
@@ -127,6 +186,8 @@ pub struct MatmulNt {
     pub m: usize,
     pub k: usize,
     pub n: usize,
+    /// The workgroup shape; `None` lets the backend choose (see [`Kernel::variants`]).
+    pub workgroup: Option<Workgroup>,
 }
 
 impl MatmulNt {
@@ -142,6 +203,8 @@ impl Kernel for MatmulNt {
     fn shader(&self) -> &'static Shader {
         &SHADER
     }
+
+    workgroup_methods!();
 
     fn operands(&self) -> Vec<Operand> {
         let (m, k, n) = (self.m, self.k, self.n);
@@ -172,7 +235,7 @@ impl Kernel for MatmulNt {
                 (2, self.weights),
                 (4, self.grad_input),
             ],
-            groups: tiles(self.m, self.n),
+            groups: tiles(self.m, self.n, shape(self.workgroup)),
         }
     }
 
@@ -194,7 +257,7 @@ impl Kernel for MatmulNt {
                 if per_column < n {
                     block.dims.n = columns as u32;
                     block.dims.window_offset = first as u32;
-                    block.groups = tiles(m, columns);
+                    block.groups = tiles(m, columns, shape(self.workgroup));
                     rebind(
                         &mut block,
                         2,
@@ -222,6 +285,8 @@ pub struct MatmulTn {
     pub m: usize,
     pub k: usize,
     pub n: usize,
+    /// The workgroup shape; `None` lets the backend choose (see [`Kernel::variants`]).
+    pub workgroup: Option<Workgroup>,
 }
 
 impl MatmulTn {
@@ -237,6 +302,8 @@ impl Kernel for MatmulTn {
     fn shader(&self) -> &'static Shader {
         &SHADER
     }
+
+    workgroup_methods!();
 
     fn operands(&self) -> Vec<Operand> {
         let (m, k, n) = (self.m, self.k, self.n);
@@ -268,7 +335,7 @@ impl Kernel for MatmulTn {
                 (4, self.grad_weights),
                 (6, vec4_view(self.grad_output)),
             ],
-            groups: tiles(self.m, self.n),
+            groups: tiles(self.m, self.n, shape(self.workgroup)),
         }
     }
 
@@ -289,7 +356,7 @@ impl Kernel for MatmulTn {
                 if per_row < m {
                     block.dims.m = rows as u32;
                     block.dims.window_offset = first as u32;
-                    block.groups = tiles(rows, n);
+                    block.groups = tiles(rows, n, shape(self.workgroup));
                     let window = Region {
                         offset: grad_weights.offset + first * n,
                         len: rows * n,

@@ -23,7 +23,7 @@ pub use conv::{Col2im, Im2col};
 pub use conv2d::{Conv2dBackwardInput, Conv2dBackwardWeights, Conv2dForward, ConvAlgorithm};
 pub use data::{AdvanceCursor, GatherRows};
 pub use dropout::Dropout;
-pub use launch::{Geometry, Launch};
+pub use launch::{Geometry, Launch, Workgroup};
 pub use layout::TransposeBatched;
 pub use loss::{LossGrad, LossSum};
 pub use matmul::{MatmulBiasAct, MatmulNt, MatmulTn};
@@ -147,6 +147,24 @@ pub trait Kernel {
     /// Whether the entry point reads the `Dims` uniform (wgpu's derived layouts drop unused bindings).
     fn reads_dims(&self) -> bool {
         true
+    }
+    /// The pipeline constants (WGSL `override`s) the entry point is built with.
+    fn constants(&self) -> Vec<(&'static str, f64)> {
+        Vec::new()
+    }
+    /// Ways to run this op that compute the same values (matmul workgroup shapes), for a backend that
+    /// times them and keeps the fastest; empty when the op's way is fixed.
+    fn variants(&self) -> Vec<Op> {
+        Vec::new()
+    }
+    /// Ops with the same key share one measured choice among their [`Kernel::variants`]: the entry point
+    /// and the class of its shape. `None` when there is nothing to choose.
+    fn tuning_key(&self) -> Option<String> {
+        None
+    }
+    /// What distinguishes this variant from the others (`16x4`), for reports.
+    fn variant_name(&self) -> Option<String> {
+        None
     }
 }
 

@@ -28,6 +28,7 @@ fn activations_at_extremes() {
                     k: 1,
                     n: 1,
                     activation,
+                    workgroup: None,
                 })
             },
         );

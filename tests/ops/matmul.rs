@@ -4,7 +4,7 @@
 use crate::common::{assert_close, parity, uniform, MATMUL};
 use crate::gpu_backend;
 use wgtrain::backend::Op;
-use wgtrain::ops::{MatmulBiasAct, MatmulNt, MatmulTn};
+use wgtrain::ops::{MatmulBiasAct, MatmulNt, MatmulTn, Workgroup};
 use wgtrain::Activation;
 
 /// (m, n, k): the shapes plus thin, wide and single-row cases.
@@ -68,6 +68,7 @@ fn matmul_bias_act() {
                         k,
                         n,
                         activation,
+                        workgroup: None,
                     })
                 },
             );
@@ -106,6 +107,7 @@ fn matmul_nt() {
                     m,
                     k,
                     n,
+                    workgroup: None,
                 })
             },
         );
@@ -145,6 +147,7 @@ fn matmul_tn() {
                     m,
                     k,
                     n,
+                    workgroup: None,
                 })
             },
         );
@@ -193,6 +196,7 @@ fn llvmpipe_loop_limit_long_matmul_sums() {
                     k,
                     n,
                     activation: Activation::Tanh,
+                    workgroup: None,
                 })
             },
         );
@@ -209,6 +213,7 @@ fn llvmpipe_loop_limit_long_matmul_sums() {
                     m,
                     k,
                     n,
+                    workgroup: None,
                 })
             },
         );
@@ -225,6 +230,7 @@ fn llvmpipe_loop_limit_long_matmul_sums() {
                     m,
                     k,
                     n,
+                    workgroup: None,
                 })
             },
         );
@@ -316,4 +322,96 @@ fn check_cpu_forms(m: usize, n: usize, k: usize) {
         },
         "tn",
     );
+}
+
+/// One form's op over fresh buffers `b` (lhs, rhs, bias, output) in workgroup shape `workgroup`.
+fn form_op(
+    form: &str,
+    b: &[wgtrain::backend::BufferId],
+    (m, n, k): (usize, usize, usize),
+    workgroup: Option<Workgroup>,
+) -> Op {
+    match form {
+        "nn" => Op::MatmulBiasAct(MatmulBiasAct {
+            input: b[0].region(m * k),
+            weights: b[1].region(k * n),
+            bias: b[2].region(n),
+            output: b[3].region(m * n),
+            m,
+            k,
+            n,
+            activation: Activation::LeakyRelu(0.1),
+            workgroup,
+        }),
+        "nt" => Op::MatmulNt(MatmulNt {
+            grad_output: b[0].region(m * k),
+            weights: b[1].region(n * k),
+            grad_input: b[3].region(m * n),
+            m,
+            k,
+            n,
+            workgroup,
+        }),
+        _ => Op::MatmulTn(MatmulTn {
+            input: b[0].region(k * m),
+            grad_output: b[1].region(k * n),
+            grad_weights: b[3].region(m * n),
+            m,
+            k,
+            n,
+            workgroup,
+        }),
+    }
+}
+
+/// Every workgroup shape the wgpu backend may pick (`Workgroup::CANDIDATES`), in every form, over edge
+/// shapes, a sum long enough to run in windows, and a product large enough to be tuned: each agrees
+/// with the CPU, and gives bitwise the default shape's values on the GPU (the same sums in the same
+/// order), so the tuner's choice changes nothing but the time.
+#[test]
+fn every_workgroup_shape() {
+    let Some(mut gpu) = gpu_backend() else { return };
+    let shapes = [
+        (1, 1, 1),
+        (65, 33, 17),
+        (7, 1, 9),
+        (130, 257, 3),
+        (64, 128, 784),
+        (3, 6, 20_000),
+    ];
+    for form in ["nn", "nt", "tn"] {
+        for (s, &(m, n, k)) in shapes.iter().enumerate() {
+            let buffers = [
+                uniform(s as u64, m * k, -1.0, 1.0),
+                uniform(s as u64 + 1, k * n, -1.0, 1.0),
+                uniform(s as u64 + 2, n, -1.0, 1.0),
+                vec![f32::NAN; m * n],
+            ];
+            let tol = crate::common::Tolerance {
+                abs: 1e-3,
+                rel: 1e-4,
+            };
+            let default = crate::common::run_op(&mut gpu, &buffers, &|b| {
+                form_op(form, b, (m, n, k), Some(Workgroup::DEFAULT))
+            });
+            for workgroup in Workgroup::CANDIDATES {
+                let what = format!("{form} {m}x{n}x{k} workgroup {workgroup}");
+                let out = parity(&mut gpu, &what, &buffers, tol, &|b| {
+                    form_op(form, b, (m, n, k), Some(workgroup))
+                });
+                let on_gpu = crate::common::run_op(&mut gpu, &buffers, &|b| {
+                    form_op(form, b, (m, n, k), Some(workgroup))
+                });
+                assert_eq!(on_gpu[3], default[3], "{what}: not bitwise the default's");
+                assert_eq!(out[3].len(), m * n);
+            }
+            // Left to the backend: tuned when large enough, the same values again.
+            let chosen =
+                crate::common::run_op(&mut gpu, &buffers, &|b| form_op(form, b, (m, n, k), None));
+            assert_eq!(
+                chosen[3], default[3],
+                "{form} {m}x{n}x{k}: the tuned choice differs"
+            );
+        }
+    }
 }
