@@ -22,7 +22,9 @@ use crate::error::Result;
 
 /// Rounds of timing each variant once; the fastest round of each counts.
 const ROUNDS: usize = 3;
-/// A round that takes this long is not repeated: the product is large enough that one round tells.
+/// Rounds run even when they are long: one round alone says too little on a busy machine.
+const MIN_ROUNDS: usize = 2;
+/// Past [`MIN_ROUNDS`], a round that takes this long is not repeated.
 const LONG_ROUND: Duration = Duration::from_millis(40);
 /// A product whose default variant takes this long (µs) is not timed in the others: on a slow adapter
 /// (llvmpipe and a 1024³ product) one round would cost seconds of start-up.
@@ -171,23 +173,30 @@ impl WgpuBackend {
         };
         if first[0].1 >= LONG_KERNEL_US {
             self.tuning.spent += started.elapsed();
-            self.tuning.chosen.insert(key, 0);
-            return Ok(variants[0]);
+            return Ok(self.keep(key, &variants, 0, cache.as_deref()));
         }
         let mut ids = vec![default];
         for variant in &variants[1..] {
             ids.push(self.prepare_variant(variant)?);
         }
         let mut best = vec![f64::INFINITY; ids.len()];
-        for _ in 0..ROUNDS {
-            let round = Instant::now();
-            let Some(times) = self.profile_kernels(&ids)? else {
+        for round in 0..ROUNDS {
+            let started_round = Instant::now();
+            // Every other round in reverse order, so that a drift in the machine's speed during a
+            // round favours no variant.
+            let order: Vec<usize> = if round % 2 == 0 {
+                (0..ids.len()).collect()
+            } else {
+                (0..ids.len()).rev().collect()
+            };
+            let kernels: Vec<_> = order.iter().map(|&i| ids[i]).collect();
+            let Some(times) = self.profile_kernels(&kernels)? else {
                 return Ok(*op);
             };
-            for (best, (_, us)) in best.iter_mut().zip(times) {
-                *best = best.min(us);
+            for (&i, (_, us)) in order.iter().zip(times) {
+                best[i] = best[i].min(us);
             }
-            if round.elapsed() >= LONG_ROUND {
+            if round + 1 >= MIN_ROUNDS && started_round.elapsed() >= LONG_ROUND {
                 break;
             }
         }
@@ -206,11 +215,17 @@ impl WgpuBackend {
             best[chosen],
             best[0]
         );
+        Ok(self.keep(key, &variants, chosen, cache.as_deref()))
+    }
+
+    /// Records `variants[chosen]` as `key`'s choice, here and in the cache file; returns it.
+    fn keep(&mut self, key: String, variants: &[Op], chosen: usize, cache: Option<&Path>) -> Op {
         self.tuning.chosen.insert(key.clone(), chosen);
         if let (Some(path), Some(saved)) = (cache, self.tuning.saved.as_mut()) {
-            saved.insert(key, name(&variants[chosen]));
-            write_cache(&path, saved);
+            let name = variants[chosen].kernel().variant_name().unwrap_or_default();
+            saved.insert(key, name);
+            write_cache(path, saved);
         }
-        Ok(variants[chosen])
+        variants[chosen]
     }
 }
