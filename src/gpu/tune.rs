@@ -122,12 +122,21 @@ fn write_cache(path: &Path, choices: &HashMap<String, String>) {
     }
 }
 
-/// `WGTRAIN_TUNE=off` (or `0`, `false`) keeps every op in its default variant.
+/// `WGTRAIN_TUNE=off` (or `0`, `false`) keeps every op in its default variant; unset, `on`, `1` or `true`
+/// measures. Any other value measures too, with a warning naming the variable and what it takes.
 fn enabled() -> bool {
-    !matches!(
-        std::env::var("WGTRAIN_TUNE").as_deref(),
-        Ok("off" | "0" | "false")
-    )
+    match std::env::var("WGTRAIN_TUNE").as_deref() {
+        Ok("off" | "0" | "false") => false,
+        Err(std::env::VarError::NotPresent) | Ok("" | "on" | "1" | "true") => true,
+        Ok(other) => {
+            log::warn!("WGTRAIN_TUNE={other:?} is not on or off; measuring kernels as with on");
+            true
+        }
+        Err(std::env::VarError::NotUnicode(_)) => {
+            log::warn!("WGTRAIN_TUNE is not valid UTF-8 (expected on or off); measuring kernels as with on");
+            true
+        }
+    }
 }
 
 impl WgpuBackend {
