@@ -163,3 +163,79 @@ fn matmul_tn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     }
     store_block(acc, row0, col0, dims.n, 0u);
 }
+
+// matmul_bias_act_tiled: the forward product through workgroup memory, for hardware GPUs, where a
+// workgroup's invocations share what they load: 16 × 16 invocations compute a 64 × 64 tile of the
+// product, each a 4 × 4 block, stepping through the sum TILED_K indices at a time. Per step each
+// invocation loads 4 values of lhs and 4 of rhs into the shared tiles (zeros past the edges), then every
+// invocation reads its rows and columns from there. Each output still sums its products in order of the
+// summed index, one at a time, as matmul_bias_act does.
+const TILED_K: u32 = 16u;
+const TILED_EDGE: u32 = 64u; // rows and columns of the output tile: 16 invocations × BLOCK
+
+var<workgroup> lhs_tile: array<f32, 1024>; // [TILED_EDGE rows, TILED_K]
+var<workgroup> rhs_tile: array<f32, 1024>; // [TILED_K, TILED_EDGE columns]
+
+@compute @workgroup_size(16, 16)
+fn matmul_bias_act_tiled(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    // Tile columns past 65535 workgroups spill into z, as first_column does.
+    let tile_col = (wid.x + wid.z * groups.x) * TILED_EDGE;
+    let tile_row = wid.y * TILED_EDGE;
+    let row0 = tile_row + lid.y * BLOCK;
+    let col0 = tile_col + lid.x * BLOCK;
+    // Every invocation takes part in loading and in the barriers, inside the output or not.
+    let inside = row0 < dims.m && col0 < dims.n;
+    var acc: array<vec4<f32>, 4>;
+    if inside {
+        acc = start_block(row0, col0, dims.n, 0u);
+    }
+    let flat = lid.y * 16u + lid.x;
+    let end = dims.begin + dims.k;
+    for (var t = dims.begin; t < end; t += TILED_K) {
+        for (var i = 0u; i < 4u; i++) {
+            let e = flat * 4u + i;
+            // lhs_tile[r, kk] = lhs[tile_row + r, t + kk]
+            let r = e / TILED_K;
+            let kk = e % TILED_K;
+            let row = tile_row + r;
+            let p = t + kk;
+            let a = lhs[min(row, dims.m - 1u) * dims.stride + min(p, end - 1u)];
+            lhs_tile[e] = select(0.0, a, row < dims.m && p < end);
+            // rhs_tile[kk, c] = rhs[t + kk, tile_col + c]
+            let bk = e / TILED_EDGE;
+            let c = e % TILED_EDGE;
+            let col = tile_col + c;
+            let q = t + bk;
+            let b = rhs[(min(q, end - 1u) - dims.rhs_begin) * dims.n + min(col, dims.n - 1u)];
+            rhs_tile[e] = select(0.0, b, col < dims.n && q < end);
+        }
+        workgroupBarrier();
+        let steps = min(TILED_K, end - t);
+        for (var kk = 0u; kk < steps; kk++) {
+            let base = kk * TILED_EDGE + lid.x * BLOCK;
+            let b = vec4<f32>(rhs_tile[base], rhs_tile[base + 1u], rhs_tile[base + 2u], rhs_tile[base + 3u]);
+            let a = lid.y * BLOCK * TILED_K + kk;
+            acc[0] += lhs_tile[a] * b;
+            acc[1] += lhs_tile[a + TILED_K] * b;
+            acc[2] += lhs_tile[a + 2u * TILED_K] * b;
+            acc[3] += lhs_tile[a + 3u * TILED_K] * b;
+        }
+        workgroupBarrier();
+    }
+    if !inside {
+        return;
+    }
+    if (dims.flags & FLAG_LAST) != 0u {
+        let c = vec4<u32>(clamped(col0, 0u, dims.n), clamped(col0, 1u, dims.n), clamped(col0, 2u, dims.n), clamped(col0, 3u, dims.n));
+        let b = vec4<f32>(bias[c.x], bias[c.y], bias[c.z], bias[c.w]);
+        for (var r = 0u; r < BLOCK; r++) {
+            let z = acc[r] + b;
+            acc[r] = vec4<f32>(activate(z.x), activate(z.y), activate(z.z), activate(z.w));
+        }
+    }
+    store_block(acc, row0, col0, dims.n, 0u);
+}

@@ -1,7 +1,7 @@
 //! Every WGSL file parses and validates with naga, without a GPU, joined after the shared prelude as the
 //! backend compiles it, and holds the entry points the backend dispatches.
 
-use wgtrain::ops::{ENTRY_POINTS, PRELUDE, SHADERS};
+use wgtrain::ops::{ENTRY_POINTS, PRELUDE, SHADERS, VARIANT_ENTRY_POINTS};
 
 fn validate(name: &str, source: &str) -> naga::Module {
     let module = naga::front::wgsl::parse_str(source)
@@ -68,11 +68,29 @@ fn every_op_is_found_by_its_stem() {
             shader.stem
         );
     }
+    // A variant entry point shares its op's CPU reference and has a parity test of its own name.
+    for (entry, shader, op) in VARIANT_ENTRY_POINTS {
+        assert!(
+            ENTRY_POINTS
+                .iter()
+                .any(|(name, s)| name == op && s.stem == shader.stem),
+            "`{entry}` is a variant of `{op}`, which {}.wgsl lacks",
+            shader.stem
+        );
+        let tests = std::fs::read_to_string(format!("{root}/tests/ops/{}.rs", shader.stem))
+            .expect("tests file");
+        assert!(
+            tests.contains(&format!("fn {entry}()")),
+            "tests/ops/{}.rs lacks the parity test `{entry}`",
+            shader.stem
+        );
+    }
 }
 
 #[test]
 fn every_entry_point_is_in_its_shader() {
-    for (entry, shader) in ENTRY_POINTS {
+    let variants = VARIANT_ENTRY_POINTS.iter().map(|&(e, s, _)| (e, s));
+    for (entry, shader) in ENTRY_POINTS.iter().copied().chain(variants) {
         let module = validate(shader.stem, &shader.joined());
         let found: Vec<&str> = module
             .entry_points
@@ -80,7 +98,7 @@ fn every_entry_point_is_in_its_shader() {
             .map(|e| e.name.as_str())
             .collect();
         assert!(
-            found.contains(entry),
+            found.contains(&entry),
             "{}.wgsl lacks `{entry}`, has {found:?}",
             shader.stem
         );
@@ -89,10 +107,14 @@ fn every_entry_point_is_in_its_shader() {
     for shader in SHADERS {
         let module = validate(shader.stem, &shader.joined());
         for entry in &module.entry_points {
+            let variant = VARIANT_ENTRY_POINTS
+                .iter()
+                .any(|(name, s, _)| *name == entry.name && s.stem == shader.stem);
             assert!(
-                ENTRY_POINTS
-                    .iter()
-                    .any(|(name, s)| *name == entry.name && s.stem == shader.stem),
+                variant
+                    || ENTRY_POINTS
+                        .iter()
+                        .any(|(name, s)| *name == entry.name && s.stem == shader.stem),
                 "{}.wgsl declares `{}`, which no op dispatches",
                 shader.stem,
                 entry.name

@@ -123,19 +123,42 @@ const MATMUL_BLOCK: usize = 4;
 pub struct Workgroup {
     pub x: u32,
     pub y: u32,
+    /// Through workgroup memory (`matmul_bias_act_tiled`, 16 × 16 only, the forward product only): for
+    /// hardware GPUs, where the invocations of a workgroup share what they load.
+    pub tiled: bool,
 }
 
 impl Workgroup {
     /// The shape used when none is chosen (and with `WGTRAIN_TUNE=off`).
-    pub const DEFAULT: Workgroup = Workgroup { x: 8, y: 8 };
+    pub const DEFAULT: Workgroup = Workgroup::blocked(8, 8);
     /// The shapes the wgpu backend times, the default first: square, wide, tall, and large.
     pub const CANDIDATES: [Workgroup; 5] = [
         Workgroup::DEFAULT,
-        Workgroup { x: 16, y: 4 },
-        Workgroup { x: 4, y: 16 },
-        Workgroup { x: 16, y: 16 },
-        Workgroup { x: 32, y: 2 },
+        Workgroup::blocked(16, 4),
+        Workgroup::blocked(4, 16),
+        Workgroup::blocked(16, 16),
+        Workgroup::blocked(32, 2),
     ];
+    /// The forward product's candidates: [`Workgroup::CANDIDATES`] and [`Workgroup::TILED`].
+    pub const FORWARD_CANDIDATES: [Workgroup; 6] = [
+        Workgroup::DEFAULT,
+        Workgroup::blocked(16, 4),
+        Workgroup::blocked(4, 16),
+        Workgroup::blocked(16, 16),
+        Workgroup::blocked(32, 2),
+        Workgroup::TILED,
+    ];
+    /// 16 × 16 invocations through workgroup memory, 64 × 64 outputs a workgroup.
+    pub const TILED: Workgroup = Workgroup {
+        x: 16,
+        y: 16,
+        tiled: true,
+    };
+
+    /// `x × y` invocations, each summing its own block from storage.
+    pub const fn blocked(x: u32, y: u32) -> Workgroup {
+        Workgroup { x, y, tiled: false }
+    }
 
     /// The pipeline constants that build matmul.wgsl's entry points with this shape.
     pub fn constants(self) -> Vec<(&'static str, f64)> {
@@ -145,7 +168,11 @@ impl Workgroup {
 
 impl std::fmt::Display for Workgroup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}x{}", self.x, self.y)
+        write!(f, "{}x{}", self.x, self.y)?;
+        if self.tiled {
+            write!(f, "-tiled")?;
+        }
+        Ok(())
     }
 }
 /// Most workgroups a dispatch may have in one dimension.

@@ -38,7 +38,7 @@ fn tuning_key(
 /// The [`Kernel`] methods every product shares: its workgroup shape as pipeline constants, the shapes
 /// worth timing, and the key the choice is kept under.
 macro_rules! workgroup_methods {
-    () => {
+    ($candidates:expr) => {
         fn constants(&self) -> Vec<(&'static str, f64)> {
             shape(self.workgroup).constants()
         }
@@ -47,7 +47,7 @@ macro_rules! workgroup_methods {
             if self.tuning_key().is_none() {
                 return Vec::new();
             }
-            Workgroup::CANDIDATES
+            $candidates
                 .iter()
                 .map(|&w| {
                     Op::from(Self {
@@ -97,16 +97,25 @@ impl MatmulBiasAct {
     pub const NAME: &'static str = "matmul_bias_act";
 }
 
+impl MatmulBiasAct {
+    /// The entry point of the workgroup-memory variant ([`Workgroup::TILED`]).
+    pub const TILED_NAME: &'static str = "matmul_bias_act_tiled";
+}
+
 impl Kernel for MatmulBiasAct {
     fn name(&self) -> &'static str {
-        Self::NAME
+        if shape(self.workgroup).tiled {
+            Self::TILED_NAME
+        } else {
+            Self::NAME
+        }
     }
 
     fn shader(&self) -> &'static Shader {
         &SHADER
     }
 
-    workgroup_methods!();
+    workgroup_methods!(Workgroup::FORWARD_CANDIDATES);
 
     fn operands(&self) -> Vec<Operand> {
         let (m, k, n) = (self.m, self.k, self.n);
@@ -144,8 +153,11 @@ impl Kernel for MatmulBiasAct {
                 (2, self.weights),
                 (3, self.bias),
                 (4, self.output),
-                (6, vec4_view(self.weights)),
-            ],
+            ]
+            .into_iter()
+            // The tiled entry point reads the weights as floats only.
+            .chain((!shape(self.workgroup).tiled).then(|| (6, vec4_view(self.weights))))
+            .collect(),
             groups: tiles(self.m, self.n, shape(self.workgroup)),
         }
     }
@@ -204,7 +216,7 @@ impl Kernel for MatmulNt {
         &SHADER
     }
 
-    workgroup_methods!();
+    workgroup_methods!(Workgroup::CANDIDATES);
 
     fn operands(&self) -> Vec<Operand> {
         let (m, k, n) = (self.m, self.k, self.n);
@@ -303,7 +315,7 @@ impl Kernel for MatmulTn {
         &SHADER
     }
 
-    workgroup_methods!();
+    workgroup_methods!(Workgroup::CANDIDATES);
 
     fn operands(&self) -> Vec<Operand> {
         let (m, k, n) = (self.m, self.k, self.n);

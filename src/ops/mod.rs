@@ -168,6 +168,14 @@ pub trait Kernel {
     }
 }
 
+/// Entry points that run an op of [`ENTRY_POINTS`] another way, computing the same values: `(entry point,
+/// its shader, the op's entry point)`. They share the op's CPU reference and have parity tests of their own.
+pub const VARIANT_ENTRY_POINTS: &[(&str, &Shader, &str)] = &[(
+    matmul::MatmulBiasAct::TILED_NAME,
+    &matmul::SHADER,
+    matmul::MatmulBiasAct::NAME,
+)];
+
 /// Declares [`Op`] from the op structs: the only place that lists every op.
 macro_rules! ops {
     ($($variant:ident in $module:ident),* $(,)?) => {

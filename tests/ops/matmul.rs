@@ -364,7 +364,8 @@ fn form_op(
     }
 }
 
-/// Every workgroup shape the wgpu backend may pick (`Workgroup::CANDIDATES`), in every form, over edge
+/// Every workgroup shape the wgpu backend may pick (`Workgroup::CANDIDATES`, and for the forward product
+/// `FORWARD_CANDIDATES` with the tiled kernel), in every form, over edge
 /// shapes, a sum long enough to run in windows, and a product large enough to be tuned: each agrees
 /// with the CPU, and gives bitwise the default shape's values on the GPU (the same sums in the same
 /// order), so the tuner's choice changes nothing but the time.
@@ -380,6 +381,11 @@ fn every_workgroup_shape() {
         (3, 6, 20_000),
     ];
     for form in ["nn", "nt", "tn"] {
+        let candidates: &[Workgroup] = if form == "nn" {
+            &Workgroup::FORWARD_CANDIDATES
+        } else {
+            &Workgroup::CANDIDATES
+        };
         for (s, &(m, n, k)) in shapes.iter().enumerate() {
             let buffers = [
                 uniform(s as u64, m * k, -1.0, 1.0),
@@ -394,7 +400,7 @@ fn every_workgroup_shape() {
             let default = crate::common::run_op(&mut gpu, &buffers, &|b| {
                 form_op(form, b, (m, n, k), Some(Workgroup::DEFAULT))
             });
-            for workgroup in Workgroup::CANDIDATES {
+            for &workgroup in candidates {
                 let what = format!("{form} {m}x{n}x{k} workgroup {workgroup}");
                 let out = parity(&mut gpu, &what, &buffers, tol, &|b| {
                     form_op(form, b, (m, n, k), Some(workgroup))
@@ -411,6 +417,50 @@ fn every_workgroup_shape() {
             assert_eq!(
                 chosen[3], default[3],
                 "{form} {m}x{n}x{k}: the tuned choice differs"
+            );
+        }
+    }
+}
+
+/// The forward product through workgroup memory (`matmul_bias_act_tiled`) over the shapes and activations
+/// of `matmul_bias_act`, and tiles that straddle every edge: the CPU's values within MATMUL, and bitwise
+/// the blocked kernel's on the GPU (each output sums its products in the same order).
+#[test]
+fn matmul_bias_act_tiled() {
+    let Some(mut gpu) = gpu_backend() else { return };
+    let mut shapes = SHAPES.to_vec();
+    shapes.extend([(64, 64, 16), (65, 129, 17), (200, 70, 33), (1, 300, 40)]);
+    for (s, &(m, n, k)) in shapes.iter().enumerate() {
+        for activation in super::elementwise_activations() {
+            let buffers = [
+                uniform(s as u64 * 3, m * k, -1.0, 1.0),
+                uniform(s as u64 * 3 + 1, k * n, -1.0, 1.0),
+                uniform(s as u64 * 3 + 2, n, -1.0, 1.0),
+                vec![f32::NAN; m * n],
+            ];
+            let op = |workgroup: Workgroup| {
+                move |b: &[wgtrain::backend::BufferId]| {
+                    Op::MatmulBiasAct(MatmulBiasAct {
+                        input: b[0].region(m * k),
+                        weights: b[1].region(k * n),
+                        bias: b[2].region(n),
+                        output: b[3].region(m * n),
+                        m,
+                        k,
+                        n,
+                        activation,
+                        workgroup: Some(workgroup),
+                    })
+                }
+            };
+            let what = format!("matmul_bias_act_tiled {m}x{n}x{k} {activation}");
+            let tiled = parity(&mut gpu, &what, &buffers, MATMUL, &op(Workgroup::TILED));
+            assert_eq!(tiled[3].len(), m * n);
+            let blocked = crate::common::run_op(&mut gpu, &buffers, &op(Workgroup::DEFAULT));
+            let on_gpu = crate::common::run_op(&mut gpu, &buffers, &op(Workgroup::TILED));
+            assert_eq!(
+                on_gpu[3], blocked[3],
+                "{what}: not bitwise the blocked kernel's"
             );
         }
     }
