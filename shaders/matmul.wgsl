@@ -2,6 +2,7 @@
 //   matmul_bias_act: product[m, n] = act(lhs[m, k] · rhs[k, n] + bias[n])   (forward)
 //   matmul_nt:       product[m, n] = lhs[m, k] · rhs[n, k]ᵀ                 (dX = dY · Wᵀ)
 //   matmul_tn:       product[m, n] = lhs[k, m]ᵀ · rhs[k, n]                 (dW = Xᵀ · dY)
+//   matmul_bias_act_tiled: matmul_bias_act through workgroup memory (at the end of this file)
 // One invocation computes a BLOCK × BLOCK block of outputs in registers: per step of the sum it loads BLOCK
 // values of lhs and BLOCK of rhs for BLOCK² multiply-adds, instead of 2 loads per multiply-add (software
 // adapters such as llvmpipe are bound by loads). Edge blocks read clamped indices and write only what lies
