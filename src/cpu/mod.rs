@@ -102,7 +102,7 @@ impl Backend for CpuBackend {
         &self.info
     }
 
-    /// Per-sample products into NCHW: 1.9× faster per CNN epoch than the batch-wide patch matrix and its
+    /// Per-sample products into NCHW: about 2× faster per CNN epoch than the batch-wide patch matrix and its
     /// transposes on the 2-core development machine (README, Performance).
     fn conv_algorithm(&self) -> crate::ops::ConvAlgorithm {
         crate::ops::ConvAlgorithm::Direct
