@@ -15,6 +15,19 @@ fn extent(rows: usize, cols: usize, (rs, cs): (usize, usize)) -> usize {
     (rows - 1) * rs + (cols - 1) * cs + 1
 }
 
+/// Panics unless `a`, `b` and `c` hold every index an `m × k` by `k × n` product with these strides reaches:
+/// the bound the unsafe sgemm calls rely on.
+fn check_extents(
+    (m, k, n): (usize, usize, usize),
+    a_len: usize,
+    a_strides: (usize, usize),
+    b_len: usize,
+    b_strides: (usize, usize),
+    c_len: usize,
+) {
+    assert!(a_len >= extent(m, k, a_strides) && b_len >= extent(k, n, b_strides) && c_len >= m * n);
+}
+
 /// `c` as a pointer that may cross threads; each part writes only its own block.
 #[derive(Clone, Copy)]
 struct Output(*mut f32);
@@ -63,11 +76,7 @@ pub(crate) fn gemm_then(
         c[..m * n].fill(0.0);
         return epilogue(&mut c[..m * n]);
     }
-    assert!(
-        a.len() >= extent(m, k, a_strides)
-            && b.len() >= extent(k, n, b_strides)
-            && c.len() >= m * n
-    );
+    check_extents((m, k, n), a.len(), a_strides, b.len(), b_strides, c.len());
     let out = Output(c.as_mut_ptr());
     let macs = m * n * k;
     let parts = if macs < PARALLEL_MIN_MACS {
@@ -78,7 +87,7 @@ pub(crate) fn gemm_then(
     let split_rows = m >= parts * PART_BLOCK;
     let len = if split_rows { m } else { n };
     if parts < 2 || len < parts * PART_BLOCK {
-        // SAFETY: the assert above bounds every index of a, b and c.
+        // SAFETY: check_extents bounds every index of a, b and c.
         unsafe {
             gemm_block(
                 (m, k, n),
@@ -139,13 +148,9 @@ pub(crate) fn gemm_serial(
         }
         return;
     }
-    assert!(
-        a.len() >= extent(m, k, a_strides)
-            && b.len() >= extent(k, n, b_strides)
-            && c.len() >= m * n
-    );
+    check_extents((m, k, n), a.len(), a_strides, b.len(), b_strides, c.len());
     let beta = if accumulate { 1.0 } else { 0.0 };
-    // SAFETY: the assert above bounds every index of a, b and c.
+    // SAFETY: check_extents bounds every index of a, b and c.
     unsafe {
         gemm_block(
             (m, k, n),

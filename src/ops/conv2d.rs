@@ -250,6 +250,8 @@ impl ConvAlgorithm {
 thread_local! {
     /// One sample's patch columns, kept per thread so that a step allocates nothing after its first.
     static PATCHES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// The weight gradient's partial sums past the first (see [`conv2d_backward_weights`]).
+    static PARTIALS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Calls `f` with this thread's patch buffer of `len` floats.
@@ -511,6 +513,31 @@ pub fn conv2d_backward_weights(
     grad_weights: &mut [f32],
     g: &Geometry,
 ) {
+    let (len, chunks) = (grad_weights.len(), g.batch.div_ceil(SAMPLES_PER_PARTIAL));
+    if chunks == 0 {
+        return grad_weights.fill(0.0);
+    }
+    // The first partial is the output itself; the others live in this thread's buffer, kept between
+    // steps so that a step allocates nothing after its first.
+    PARTIALS.with(|cell| {
+        let mut rest = cell.borrow_mut();
+        if rest.len() < (chunks - 1) * len {
+            rest.resize((chunks - 1) * len, 0.0);
+        }
+        let rest = &mut rest[..(chunks - 1) * len];
+        sum_partials(input, grad_output, grad_weights, rest, g);
+    });
+}
+
+/// [`conv2d_backward_weights`]'s partial sums: chunk 0 into `grad_weights`, chunk `i` into `rest`'s
+/// `i − 1`-th block, then `rest` added onto `grad_weights` in order.
+fn sum_partials(
+    input: &[f32],
+    grad_output: &[f32],
+    grad_weights: &mut [f32],
+    rest: &mut [f32],
+    g: &Geometry,
+) {
     let (patch, positions, image) = (
         g.patch(),
         g.out_positions(),
@@ -520,13 +547,8 @@ pub fn conv2d_backward_weights(
     let outs = len / patch.max(1);
     let per_sample = outs * positions;
     let chunks = g.batch.div_ceil(SAMPLES_PER_PARTIAL);
-    if chunks == 0 {
-        return grad_weights.fill(0.0);
-    }
-    // The first partial is the output itself.
-    let mut rest = vec![0.0; (chunks - 1) * len];
     {
-        let (first, rest) = (Disjoint::new(grad_weights), Disjoint::new(&mut rest));
+        let (first, rest) = (Disjoint::new(grad_weights), Disjoint::new(rest));
         let work = SAMPLES_PER_PARTIAL * patch * per_sample;
         for_sample_ranges(chunks, work, &|range| {
             with_patches(patch * positions, |cols| {
