@@ -7,7 +7,8 @@ use crate::backend::{BufferId, Op, Region, STATS_LEN};
 use crate::layers::{Fusion, LayerStep, Mode};
 use crate::network::Network;
 use crate::ops::{
-    AdamUpdate, AdvanceStep, ConvAlgorithm, LossGrad, LossSum, MomentumUpdate, SgdUpdate,
+    AdamUpdate, AdamWUpdate, AdvanceStep, ConvAlgorithm, LossGrad, LossSum, MomentumUpdate,
+    NesterovUpdate, RmspropUpdate, SgdUpdate,
 };
 use crate::optim::{hyper::LEN as HYPER_LEN, Optimizer};
 
@@ -203,29 +204,56 @@ impl StepBuffers<'_> {
         let uses_step = self.network.layers().iter().any(|l| l.kind().uses_step());
         // Adam counts steps for its bias corrections; a layer with random draws needs the count too. It
         // advances after the backward pass, so a step's forward and backward passes see the same count.
-        if uses_step || matches!(optimizer, Optimizer::Adam { .. }) {
+        if uses_step || optimizer.counts_steps() {
             ops.push(Op::AdvanceStep(AdvanceStep { hyper }));
         }
-        match optimizer {
-            Optimizer::Sgd => ops.push(Op::SgdUpdate(SgdUpdate {
+        ops.push(match optimizer {
+            Optimizer::Sgd => SgdUpdate {
                 params,
                 grads,
                 hyper,
-            })),
-            Optimizer::Momentum { .. } => ops.push(Op::MomentumUpdate(MomentumUpdate {
+            }
+            .into(),
+            Optimizer::Momentum { .. } => MomentumUpdate {
                 params,
                 grads,
                 velocity: state(0),
                 hyper,
-            })),
-            Optimizer::Adam { .. } => ops.push(Op::AdamUpdate(AdamUpdate {
+            }
+            .into(),
+            Optimizer::Nesterov { .. } => NesterovUpdate {
+                params,
+                grads,
+                velocity: state(0),
+                hyper,
+            }
+            .into(),
+            Optimizer::Adam { .. } => AdamUpdate {
                 params,
                 grads,
                 first_moment: state(0),
                 second_moment: state(1),
                 hyper,
-            })),
-        }
+            }
+            .into(),
+            Optimizer::AdamW { .. } => AdamWUpdate {
+                params,
+                grads,
+                first_moment: state(0),
+                second_moment: state(1),
+                hyper,
+            }
+            .into(),
+            Optimizer::Rmsprop { .. } => RmspropUpdate {
+                params,
+                grads,
+                square_avg: state(0),
+                momentum_buffer: state(1),
+                grad_avg: state(2),
+                hyper,
+            }
+            .into(),
+        });
         ops
     }
 }

@@ -14,34 +14,54 @@ pub mod hyper {
     pub const BETA2: usize = 3;
     pub const EPSILON: usize = 4;
     pub const WEIGHT_DECAY: usize = 5;
+    /// RMSprop's smoothing constant α.
+    pub const ALPHA: usize = 6;
+    /// 1 for centered RMSprop, else 0.
+    pub const CENTERED: usize = 7;
     /// Steps taken, counted on the device by `advance_step`.
-    pub const STEP: usize = 6;
+    pub const STEP: usize = 8;
     /// `1 − β1^step`, written by `advance_step`.
-    pub const BIAS_CORRECTION1: usize = 7;
+    pub const BIAS_CORRECTION1: usize = 9;
     /// `1 − β2^step`, written by `advance_step`.
-    pub const BIAS_CORRECTION2: usize = 8;
+    pub const BIAS_CORRECTION2: usize = 10;
     /// Entries the host owns (the rest belong to the device).
-    pub const HOST_LEN: usize = 6;
-    pub const LEN: usize = 9;
+    pub const HOST_LEN: usize = 8;
+    pub const LEN: usize = 11;
 }
 
-/// PyTorch's default momentum factor for the CLI's `momentum` optimizer.
+/// PyTorch's default momentum factor for the CLI's `momentum` and `nesterov` optimizers.
 pub const DEFAULT_MOMENTUM: f32 = 0.9;
 
-/// How gradients become parameter updates. With weight decay `wd`, every rule first takes
-/// `g ← g + wd · w` (PyTorch's coupled L2 penalty).
+/// How gradients become parameter updates. With weight decay `wd`, every rule but AdamW first takes
+/// `g ← g + wd · w` (PyTorch's coupled L2 penalty); AdamW shrinks the weights instead.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Optimizer {
     /// `w ← w − lr · g`.
     Sgd,
     /// `v ← μ · v + g;  w ← w − lr · v` (PyTorch `SGD(momentum=μ)`, no dampening, not Nesterov).
     Momentum { momentum: f32 },
+    /// `v ← μ · v + g;  w ← w − lr · (g + μ · v)` (PyTorch `SGD(momentum=μ, nesterov=True)`).
+    Nesterov { momentum: f32 },
     /// `m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²;
     ///  w ← w − lr/(1−β1^t) · m / (√v / √(1−β2^t) + ε)` (PyTorch `Adam`).
     Adam {
         beta1: f32,
         beta2: f32,
         epsilon: f32,
+    },
+    /// Adam on the raw gradient after the decoupled decay `w ← w · (1 − lr · wd)` (PyTorch `AdamW`).
+    AdamW {
+        beta1: f32,
+        beta2: f32,
+        epsilon: f32,
+    },
+    /// `s ← α·s + (1−α)·g²`; centered: `ḡ ← α·ḡ + (1−α)·g`, `d = √(s − ḡ²) + ε`, else `d = √s + ε`;
+    /// with momentum `b ← μ·b + g/d;  w ← w − lr·b`, else `w ← w − lr·g/d` (PyTorch `RMSprop`).
+    Rmsprop {
+        alpha: f32,
+        epsilon: f32,
+        momentum: f32,
+        centered: bool,
     },
 }
 
@@ -53,21 +73,56 @@ impl Optimizer {
         epsilon: 1e-8,
     };
 
+    /// AdamW with PyTorch's defaults: β1 0.9, β2 0.999, ε 1e-8 (and weight decay 0.01, see
+    /// [`Self::default_weight_decay`]).
+    pub const ADAMW: Optimizer = Optimizer::AdamW {
+        beta1: 0.9,
+        beta2: 0.999,
+        epsilon: 1e-8,
+    };
+
+    /// RMSprop with PyTorch's defaults: α 0.99, ε 1e-8, no momentum, not centered.
+    pub const RMSPROP: Optimizer = Optimizer::Rmsprop {
+        alpha: 0.99,
+        epsilon: 1e-8,
+        momentum: 0.0,
+        centered: false,
+    };
+
     pub fn name(self) -> &'static str {
         match self {
             Optimizer::Sgd => "sgd",
             Optimizer::Momentum { .. } => "momentum",
+            Optimizer::Nesterov { .. } => "nesterov",
             Optimizer::Adam { .. } => "adam",
+            Optimizer::AdamW { .. } => "adamw",
+            Optimizer::Rmsprop { .. } => "rmsprop",
         }
     }
 
-    /// Per-parameter state buffers the rule keeps (velocity; or first and second moments).
+    /// PyTorch's default weight decay for this rule: 0.01 for AdamW, 0 for the others.
+    pub fn default_weight_decay(self) -> f32 {
+        match self {
+            Optimizer::AdamW { .. } => 0.01,
+            _ => 0.0,
+        }
+    }
+
+    /// Per-parameter state buffers the rule keeps: velocity; first and second moments; or RMSprop's
+    /// square average, momentum buffer and gradient average (all three kept whatever the settings, so one
+    /// kernel serves every RMSprop).
     pub fn state_buffers(self) -> usize {
         match self {
             Optimizer::Sgd => 0,
-            Optimizer::Momentum { .. } => 1,
-            Optimizer::Adam { .. } => 2,
+            Optimizer::Momentum { .. } | Optimizer::Nesterov { .. } => 1,
+            Optimizer::Adam { .. } | Optimizer::AdamW { .. } => 2,
+            Optimizer::Rmsprop { .. } => 3,
         }
+    }
+
+    /// Whether the rule needs the device's step count (Adam's bias corrections).
+    pub(crate) fn counts_steps(self) -> bool {
+        matches!(self, Optimizer::Adam { .. } | Optimizer::AdamW { .. })
     }
 
     /// Checks the constants and returns the host-owned part of the hyperparameter buffer.
@@ -95,28 +150,48 @@ impl Optimizer {
                 Err(Error::value(what, format!("must be in [0, 1), got {v}")))
             }
         };
+        let positive = |what: &str, v: f32| {
+            if v.is_finite() && v > 0.0 {
+                Ok(v)
+            } else {
+                Err(Error::value(
+                    what,
+                    format!("must be finite and > 0, got {v}"),
+                ))
+            }
+        };
         let mut values = [0.0; hyper::HOST_LEN];
         values[hyper::LEARNING_RATE] = learning_rate;
         values[hyper::WEIGHT_DECAY] = weight_decay;
         match self {
             Optimizer::Sgd => {}
-            Optimizer::Momentum { momentum } => {
+            Optimizer::Momentum { momentum } | Optimizer::Nesterov { momentum } => {
                 values[hyper::MOMENTUM] = unit("momentum", momentum)?
             }
             Optimizer::Adam {
                 beta1,
                 beta2,
                 epsilon,
+            }
+            | Optimizer::AdamW {
+                beta1,
+                beta2,
+                epsilon,
             } => {
                 values[hyper::BETA1] = unit("beta1", beta1)?;
                 values[hyper::BETA2] = unit("beta2", beta2)?;
-                if !(epsilon.is_finite() && epsilon > 0.0) {
-                    return Err(Error::value(
-                        "epsilon",
-                        format!("must be > 0, got {epsilon}"),
-                    ));
-                }
-                values[hyper::EPSILON] = epsilon;
+                values[hyper::EPSILON] = positive("epsilon", epsilon)?;
+            }
+            Optimizer::Rmsprop {
+                alpha,
+                epsilon,
+                momentum,
+                centered,
+            } => {
+                values[hyper::ALPHA] = unit("alpha", alpha)?;
+                values[hyper::EPSILON] = positive("epsilon", epsilon)?;
+                values[hyper::MOMENTUM] = unit("momentum", momentum)?;
+                values[hyper::CENTERED] = if centered { 1.0 } else { 0.0 };
             }
         }
         Ok(values)
@@ -132,18 +207,23 @@ impl fmt::Display for Optimizer {
 impl FromStr for Optimizer {
     type Err = Error;
 
-    /// `sgd`, `momentum` (μ 0.9) or `adam` (PyTorch defaults).
+    /// `sgd`, `momentum` or `nesterov` (μ 0.9), `adam`, `adamw` or `rmsprop` (PyTorch's defaults).
     fn from_str(s: &str) -> Result<Self> {
         match s {
             "sgd" => Ok(Optimizer::Sgd),
             "momentum" => Ok(Optimizer::Momentum {
                 momentum: DEFAULT_MOMENTUM,
             }),
+            "nesterov" => Ok(Optimizer::Nesterov {
+                momentum: DEFAULT_MOMENTUM,
+            }),
             "adam" => Ok(Optimizer::ADAM),
+            "adamw" => Ok(Optimizer::ADAMW),
+            "rmsprop" => Ok(Optimizer::RMSPROP),
             other => Err(Error::value(
                 "optimizer",
                 format!(
-                    "{}, expected one of sgd, momentum, adam",
+                    "{}, expected one of sgd, momentum, nesterov, adam, adamw, rmsprop",
                     crate::error::quote(other)
                 ),
             )),

@@ -51,6 +51,41 @@ fn train_reports_json_with_validation_and_test_metrics() {
     assert!(number(&r, "test_accuracy") >= 0.9, "{r}");
 }
 
+/// Every optimizer trains from the command line with torch.optim's defaults (RMSprop's learning rate
+/// 0.01, AdamW's weight decay 0.01) and reports what it used.
+#[test]
+fn every_optimizer_trains_with_its_defaults() {
+    for (name, extra, lr, wd) in [
+        ("sgd", &["--lr", "0.1"][..], 0.1, 0.0),
+        ("momentum", &["--lr", "0.02"], 0.02, 0.0),
+        (
+            "nesterov",
+            &["--lr", "0.02", "--weight-decay", "0.001"],
+            0.02,
+            0.001,
+        ),
+        ("adam", &["--lr", "0.01"], 0.01, 0.0),
+        ("adamw", &["--lr", "0.01"], 0.01, 0.01),
+        ("rmsprop", &[], 0.01, 0.0),
+        (
+            "rmsprop",
+            &["--centered", "--momentum", "0.5", "--lr", "0.002"],
+            0.002,
+            0.0,
+        ),
+    ] {
+        let args = train_cpu(
+            &iris(),
+            &[&["--optimizer", name, "--epochs", "40", "--json"], extra].concat(),
+        );
+        let r = report(&strs(&args));
+        assert_eq!(r["optimizer"], name, "{r}");
+        assert!((number(&r, "learning_rate") - lr).abs() < 1e-7, "{r}");
+        assert!((number(&r, "weight_decay") - wd).abs() < 1e-7, "{r}");
+        assert!(number(&r, "accuracy") >= 0.9, "{name} {extra:?}: {r}");
+    }
+}
+
 /// Writes every `every`-th row of `path` to test.csv and the rest to train.csv.
 fn split_csv(dir: &Path, path: &str, every: usize) -> (String, String) {
     let text = std::fs::read_to_string(path).expect("read csv");

@@ -239,7 +239,10 @@ fn flags_that_would_do_nothing_are_errors() {
     let train = |extra: &[&str]| train_cpu(&iris(), extra);
     fails(
         &strs(&train(&["--momentum", "0.9", "--optimizer", "adam"])),
-        &["--momentum", "--optimizer momentum only, not adam"],
+        &[
+            "--momentum",
+            "--optimizer momentum, nesterov or rmsprop, not adam",
+        ],
     );
     fails(
         &strs(&train(&["--momentum", "0.5"])),
@@ -265,6 +268,43 @@ fn flags_that_would_do_nothing_are_errors() {
     fails(
         &["train", "--data", &images, "--target", "label"],
         &["--target", "IDX"],
+    );
+    for (flags, words) in [
+        (
+            &["--betas", "0.9,0.99"][..],
+            &["--betas", "adam or adamw, not sgd"][..],
+        ),
+        (
+            &["--eps", "1e-6"],
+            &["--eps", "adam, adamw or rmsprop, not sgd"],
+        ),
+        (&["--alpha", "0.9"], &["--alpha", "rmsprop, not sgd"]),
+        (&["--centered"], &["--centered", "rmsprop, not sgd"]),
+    ] {
+        fails(
+            &strs(&train(&[&["--optimizer", "sgd"], flags].concat())),
+            words,
+        );
+    }
+    fails(
+        &strs(&train(&["--optimizer", "nesterov", "--momentum", "0"])),
+        &["--momentum", "nesterov needs a momentum > 0"],
+    );
+    fails(
+        &strs(&train(&["--optimizer", "adamw", "--betas", "0.9"])),
+        &["--betas", "B1,B2", "got `0.9`"],
+    );
+    fails(
+        &strs(&train(&["--optimizer", "adam", "--betas", "0.9,1"])),
+        &["--betas", "[0, 1)"],
+    );
+    fails(
+        &strs(&train(&["--optimizer", "rmsprop", "--alpha", "1.5"])),
+        &["--alpha", "[0, 1), got 1.5"],
+    );
+    fails(
+        &strs(&train(&["--optimizer", "adam", "--eps", "-1"])),
+        &["--eps", "> 0"],
     );
     // General flags are always accepted, even where they change nothing.
     ok(&strs(&train(&[

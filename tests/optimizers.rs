@@ -22,7 +22,8 @@ fn flatten(layers: &[LayerParams]) -> Vec<f64> {
         .collect()
 }
 
-/// PyTorch's rules on a flat parameter vector; `state` holds velocity or (m, v).
+/// PyTorch's rules on a flat parameter vector, written from the `torch.optim` docs; `state` holds the
+/// velocity, (m, v), or RMSprop's (square average, momentum buffer, gradient average).
 fn reference_step(
     optimizer: Optimizer,
     lr: f64,
@@ -33,24 +34,61 @@ fn reference_step(
     state: &mut [Vec<f64>],
 ) {
     for i in 0..w.len() {
-        let grad = g[i] + wd * w[i];
+        let coupled = g[i] + wd * w[i];
         match optimizer {
-            Optimizer::Sgd => w[i] -= lr * grad,
+            Optimizer::Sgd => w[i] -= lr * coupled,
             Optimizer::Momentum { momentum } => {
-                state[0][i] = f64::from(momentum) * state[0][i] + grad;
+                state[0][i] = f64::from(momentum) * state[0][i] + coupled;
                 w[i] -= lr * state[0][i];
+            }
+            Optimizer::Nesterov { momentum } => {
+                let mu = f64::from(momentum);
+                state[0][i] = mu * state[0][i] + coupled;
+                w[i] -= lr * (coupled + mu * state[0][i]);
             }
             Optimizer::Adam {
                 beta1,
                 beta2,
                 epsilon,
+            }
+            | Optimizer::AdamW {
+                beta1,
+                beta2,
+                epsilon,
             } => {
+                // AdamW: decay the weight itself, then Adam's step on the raw gradient.
+                let decoupled = matches!(optimizer, Optimizer::AdamW { .. });
+                let grad = if decoupled { g[i] } else { coupled };
+                if decoupled {
+                    w[i] *= 1.0 - lr * wd;
+                }
                 let (b1, b2) = (f64::from(beta1), f64::from(beta2));
                 state[0][i] = b1 * state[0][i] + (1.0 - b1) * grad;
                 state[1][i] = b2 * state[1][i] + (1.0 - b2) * grad * grad;
                 let (bc1, bc2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
                 w[i] -=
                     lr / bc1 * state[0][i] / (state[1][i].sqrt() / bc2.sqrt() + f64::from(epsilon));
+            }
+            Optimizer::Rmsprop {
+                alpha,
+                epsilon,
+                momentum,
+                centered,
+            } => {
+                let (a, mu) = (f64::from(alpha), f64::from(momentum));
+                state[0][i] = a * state[0][i] + (1.0 - a) * coupled * coupled;
+                let mut variance = state[0][i];
+                if centered {
+                    state[2][i] = a * state[2][i] + (1.0 - a) * coupled;
+                    variance -= state[2][i] * state[2][i];
+                }
+                let avg = variance.sqrt() + f64::from(epsilon);
+                if mu > 0.0 {
+                    state[1][i] = mu * state[1][i] + coupled / avg;
+                    w[i] -= lr * state[1][i];
+                } else {
+                    w[i] -= lr * coupled / avg;
+                }
             }
         }
     }
@@ -79,6 +117,49 @@ fn follows_pytorch(backend: Box<dyn Backend>) {
             0.02,
             0.1,
         ),
+        (Optimizer::Nesterov { momentum: 0.9 }, 0.05, 0.0),
+        (Optimizer::Nesterov { momentum: 0.5 }, 0.05, 0.01),
+        (Optimizer::ADAMW, 0.01, 0.01),
+        (
+            Optimizer::AdamW {
+                beta1: 0.8,
+                beta2: 0.99,
+                epsilon: 1e-6,
+            },
+            0.02,
+            0.1,
+        ),
+        (Optimizer::RMSPROP, 0.01, 0.0),
+        (
+            Optimizer::Rmsprop {
+                alpha: 0.9,
+                epsilon: 1e-6,
+                momentum: 0.8,
+                centered: false,
+            },
+            0.005,
+            0.01,
+        ),
+        (
+            Optimizer::Rmsprop {
+                alpha: 0.95,
+                epsilon: 1e-8,
+                momentum: 0.0,
+                centered: true,
+            },
+            0.005,
+            0.0,
+        ),
+        (
+            Optimizer::Rmsprop {
+                alpha: 0.99,
+                epsilon: 1e-8,
+                momentum: 0.9,
+                centered: true,
+            },
+            0.002,
+            0.05,
+        ),
     ] {
         let mut model = Model::with_backend(network.clone(), backend.take().expect("backend"), 2)
             .expect("model");
@@ -89,7 +170,7 @@ fn follows_pytorch(backend: Box<dyn Backend>) {
             ..TrainConfig::default()
         };
         let mut w = flatten(&model.parameters().expect("params"));
-        let mut state = vec![vec![0.0; w.len()]; 2];
+        let mut state = vec![vec![0.0; w.len()]; 3];
         for t in 1..=4 {
             let (_, grads) = model.gradients(&x, &y).expect("gradients");
             let g = flatten(&grads);
@@ -198,7 +279,7 @@ fn cpu_updates_split_between_threads_match_a_plain_loop() {
     let (lr, wd) = (h[hyper::LEARNING_RATE], h[hyper::WEIGHT_DECAY]);
 
     let mut w = start.clone();
-    wgtrain::ops::optim::sgd_update(&mut w, &grads, &h);
+    wgtrain::ops::optim::sgd_update(&mut w, &grads, [], &h);
     let want: Vec<f32> = start
         .iter()
         .zip(&grads)
@@ -207,7 +288,7 @@ fn cpu_updates_split_between_threads_match_a_plain_loop() {
     assert_eq!(w, want, "sgd");
 
     let (mut w, mut v) = (start.clone(), vec![0.5f32; len]);
-    wgtrain::ops::optim::momentum_update(&mut w, &grads, &mut v, &h);
+    wgtrain::ops::optim::momentum_update(&mut w, &grads, [&mut v], &h);
     for i in [0, 1, len / 2, len - 1] {
         let v_want = 0.9 * 0.5 + (grads[i] + wd * start[i]);
         assert_eq!(
@@ -218,7 +299,7 @@ fn cpu_updates_split_between_threads_match_a_plain_loop() {
     }
 
     let (mut w, mut m, mut v) = (start.clone(), vec![0.0f32; len], vec![0.0f32; len]);
-    wgtrain::ops::optim::adam_update(&mut w, &grads, (&mut m, &mut v), &h);
+    wgtrain::ops::optim::adam_update(&mut w, &grads, [&mut m, &mut v], &h);
     for i in (0..len).step_by(997).chain([len - 1]) {
         let g = grads[i] + wd * start[i];
         let (m_want, v_want) = ((1.0 - 0.9) * g, (1.0 - 0.999) * g * g);

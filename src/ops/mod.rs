@@ -31,7 +31,9 @@ pub use norm::{
     BatchNormApply, BatchNormBackward, BatchNormBackwardSums, BatchNormRunning, BatchNormStats,
     NormShape,
 };
-pub use optim::{AdamUpdate, AdvanceStep, MomentumUpdate, SgdUpdate};
+pub use optim::{
+    AdamUpdate, AdamWUpdate, AdvanceStep, MomentumUpdate, NesterovUpdate, RmspropUpdate, SgdUpdate,
+};
 pub use pool::{AvgPool, AvgPoolBackward, MaxPool, MaxPoolBackward};
 pub use reduce::{BiasGrad, ChannelSum};
 
@@ -220,7 +222,10 @@ ops! {
     AdvanceStep in optim,
     SgdUpdate in optim,
     MomentumUpdate in optim,
+    NesterovUpdate in optim,
     AdamUpdate in optim,
+    AdamWUpdate in optim,
+    RmspropUpdate in optim,
     GatherRows in data,
     AdvanceCursor in data,
     Im2col in conv,

@@ -6,8 +6,8 @@ use super::launch::{aligned, flat_groups, whole, Dims, Launch};
 use super::{reads, writes, HostBuffers, Kernel, Operand, Region, Shader};
 use crate::host::pool::{for_ranges, Disjoint};
 use crate::optim::hyper::{
-    BETA1, BETA2, BIAS_CORRECTION1, BIAS_CORRECTION2, EPSILON, LEARNING_RATE, LEN as HYPER_LEN,
-    MOMENTUM, STEP, WEIGHT_DECAY,
+    ALPHA, BETA1, BETA2, BIAS_CORRECTION1, BIAS_CORRECTION2, CENTERED, EPSILON, LEARNING_RATE,
+    LEN as HYPER_LEN, MOMENTUM, STEP, WEIGHT_DECAY,
 };
 
 pub const SHADER: Shader = Shader {
@@ -95,196 +95,102 @@ impl Kernel for AdvanceStep {
     }
 }
 
-/// Plain gradient descent with optional weight decay (see [`crate::optim::Optimizer::Sgd`]).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct SgdUpdate {
-    pub params: Region,
-    pub grads: Region,
-    pub hyper: Region,
-}
-
-impl SgdUpdate {
-    /// The CPU function and the WGSL entry point.
-    pub const NAME: &'static str = "sgd_update";
-}
-
-impl Kernel for SgdUpdate {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-
-    fn shader(&self) -> &'static Shader {
-        &SHADER
-    }
-
-    fn operands(&self) -> Vec<Operand> {
-        let len = self.params.len;
-        vec![
-            writes(self.params, len),
-            reads(self.grads, len),
-            reads(self.hyper, HYPER_LEN),
-        ]
-    }
-
-    fn run_cpu(&self, host: &mut HostBuffers) {
-        let len = self.params.len;
-        host.write([(self.params, len)], |host, [params]| {
-            sgd_update(
-                params,
-                host.read(self.grads, len),
-                host.read(self.hyper, HYPER_LEN),
-            )
-        });
-    }
-
-    fn launch(&self) -> Launch {
-        Launch {
-            dims: update_dims(self.params.len),
-            bindings: vec![(1, self.params), (2, self.grads), (3, self.hyper)],
-            groups: flat_groups(self.params.len),
+/// Declares a parameter-update op: the struct (parameters, gradients, the rule's state buffers, the
+/// hyperparameters), its CPU run through the function `$cpu(params, grads, [state…], hyper)` and its launch
+/// with each state buffer at its WGSL binding.
+macro_rules! update_op {
+    ($(#[$doc:meta])* $op:ident = $entry:literal by $cpu:ident, state [$($field:ident at $binding:literal),*]) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq)]
+        pub struct $op {
+            pub params: Region,
+            pub grads: Region,
+            $(pub $field: Region,)*
+            pub hyper: Region,
         }
-    }
 
-    fn launches(&self, max_binding: usize) -> Vec<Launch> {
-        update_launches(self.launch(), self.params.len, max_binding)
-    }
-}
-
-/// Heavy-ball momentum (see [`crate::optim::Optimizer::Momentum`]).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct MomentumUpdate {
-    pub params: Region,
-    pub grads: Region,
-    pub velocity: Region,
-    pub hyper: Region,
-}
-
-impl MomentumUpdate {
-    /// The CPU function and the WGSL entry point.
-    pub const NAME: &'static str = "momentum_update";
-}
-
-impl Kernel for MomentumUpdate {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-
-    fn shader(&self) -> &'static Shader {
-        &SHADER
-    }
-
-    fn operands(&self) -> Vec<Operand> {
-        let len = self.params.len;
-        vec![
-            writes(self.params, len),
-            reads(self.grads, len),
-            writes(self.velocity, len),
-            reads(self.hyper, HYPER_LEN),
-        ]
-    }
-
-    fn run_cpu(&self, host: &mut HostBuffers) {
-        let len = self.params.len;
-        host.write(
-            [(self.params, len), (self.velocity, len)],
-            |host, [params, velocity]| {
-                momentum_update(
-                    params,
-                    host.read(self.grads, len),
-                    velocity,
-                    host.read(self.hyper, HYPER_LEN),
-                )
-            },
-        );
-    }
-
-    fn launch(&self) -> Launch {
-        Launch {
-            dims: update_dims(self.params.len),
-            bindings: vec![
-                (1, self.params),
-                (2, self.grads),
-                (3, self.hyper),
-                (4, self.velocity),
-            ],
-            groups: flat_groups(self.params.len),
+        impl $op {
+            /// The CPU function and the WGSL entry point.
+            pub const NAME: &'static str = $entry;
         }
-    }
 
-    fn launches(&self, max_binding: usize) -> Vec<Launch> {
-        update_launches(self.launch(), self.params.len, max_binding)
-    }
-}
+        impl Kernel for $op {
+            fn name(&self) -> &'static str {
+                Self::NAME
+            }
 
-/// Adam (see [`crate::optim::Optimizer::Adam`]).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct AdamUpdate {
-    pub params: Region,
-    pub grads: Region,
-    pub first_moment: Region,
-    pub second_moment: Region,
-    pub hyper: Region,
-}
+            fn shader(&self) -> &'static Shader {
+                &SHADER
+            }
 
-impl AdamUpdate {
-    /// The CPU function and the WGSL entry point.
-    pub const NAME: &'static str = "adam_update";
-}
+            fn operands(&self) -> Vec<Operand> {
+                let len = self.params.len;
+                vec![
+                    writes(self.params, len),
+                    reads(self.grads, len),
+                    $(writes(self.$field, len),)*
+                    reads(self.hyper, HYPER_LEN),
+                ]
+            }
 
-impl Kernel for AdamUpdate {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
+            fn run_cpu(&self, host: &mut HostBuffers) {
+                let len = self.params.len;
+                let written = [(self.params, len) $(, (self.$field, len))*];
+                host.write(written, |host, [params $(, $field)*]| {
+                    let hyper = host.read(self.hyper, HYPER_LEN);
+                    $cpu(params, host.read(self.grads, len), [$($field),*], hyper)
+                });
+            }
 
-    fn shader(&self) -> &'static Shader {
-        &SHADER
-    }
+            fn launch(&self) -> Launch {
+                Launch {
+                    dims: update_dims(self.params.len),
+                    bindings: vec![
+                        (1, self.params),
+                        (2, self.grads),
+                        (HYPER_BINDING, self.hyper),
+                        $(($binding, self.$field),)*
+                    ],
+                    groups: flat_groups(self.params.len),
+                }
+            }
 
-    fn operands(&self) -> Vec<Operand> {
-        let len = self.params.len;
-        vec![
-            writes(self.params, len),
-            reads(self.grads, len),
-            writes(self.first_moment, len),
-            writes(self.second_moment, len),
-            reads(self.hyper, HYPER_LEN),
-        ]
-    }
-
-    fn run_cpu(&self, host: &mut HostBuffers) {
-        let len = self.params.len;
-        let written = [
-            (self.params, len),
-            (self.first_moment, len),
-            (self.second_moment, len),
-        ];
-        host.write(written, |host, [params, m, v]| {
-            adam_update(
-                params,
-                host.read(self.grads, len),
-                (m, v),
-                host.read(self.hyper, HYPER_LEN),
-            )
-        });
-    }
-
-    fn launch(&self) -> Launch {
-        Launch {
-            dims: update_dims(self.params.len),
-            bindings: vec![
-                (1, self.params),
-                (2, self.grads),
-                (3, self.hyper),
-                (4, self.first_moment),
-                (5, self.second_moment),
-            ],
-            groups: flat_groups(self.params.len),
+            fn launches(&self, max_binding: usize) -> Vec<Launch> {
+                update_launches(self.launch(), self.params.len, max_binding)
+            }
         }
-    }
+    };
+}
 
-    fn launches(&self, max_binding: usize) -> Vec<Launch> {
-        update_launches(self.launch(), self.params.len, max_binding)
-    }
+update_op! {
+    /// Plain gradient descent with optional weight decay (see [`crate::optim::Optimizer::Sgd`]).
+    SgdUpdate = "sgd_update" by sgd_update, state []
+}
+
+update_op! {
+    /// Heavy-ball momentum (see [`crate::optim::Optimizer::Momentum`]).
+    MomentumUpdate = "momentum_update" by momentum_update, state [velocity at 4]
+}
+
+update_op! {
+    /// Nesterov momentum (see [`crate::optim::Optimizer::Nesterov`]).
+    NesterovUpdate = "nesterov_update" by nesterov_update, state [velocity at 4]
+}
+
+update_op! {
+    /// Adam (see [`crate::optim::Optimizer::Adam`]).
+    AdamUpdate = "adam_update" by adam_update, state [first_moment at 4, second_moment at 5]
+}
+
+update_op! {
+    /// AdamW (see [`crate::optim::Optimizer::AdamW`]).
+    AdamWUpdate = "adamw_update" by adamw_update, state [first_moment at 4, second_moment at 5]
+}
+
+update_op! {
+    /// RMSprop, plain, with momentum or centered (see [`crate::optim::Optimizer::Rmsprop`]).
+    RmspropUpdate = "rmsprop_update" by rmsprop_update,
+        state [square_avg at 4, momentum_buffer at 5, grad_avg at 7]
 }
 
 /// `step += 1`, then Adam's bias corrections `1 − β^step`.
@@ -297,59 +203,118 @@ pub fn advance_step(hyper: &mut [f32]) {
 // The updates run over disjoint ranges of the parameters, split between threads when long (`for_ranges`);
 // each element's arithmetic is the same however it is split.
 
-/// `w −= lr · (g + wd·w)`.
-pub fn sgd_update(params: &mut [f32], grads: &[f32], hyper: &[f32]) {
-    let (lr, wd) = (hyper[LEARNING_RATE], hyper[WEIGHT_DECAY]);
+/// Runs `rule(w, g, state)` for every parameter `w`, its gradient `g` and its entries of the `S` state
+/// buffers.
+fn each_parameter<const S: usize>(
+    params: &mut [f32],
+    grads: &[f32],
+    state: [&mut [f32]; S],
+    rule: impl Fn(&mut f32, f32, [&mut f32; S]) + Sync,
+) {
+    let len = params.len();
     let params = Disjoint::new(params);
-    for_ranges(params.len(), &|r| {
+    let state = state.map(|s| {
+        assert_eq!(s.len(), len, "optimizer state length");
+        Disjoint::new(s)
+    });
+    for_ranges(len, &|r| {
         // SAFETY: `for_ranges` hands each part its own range.
         let params = unsafe { params.range(r.clone()) };
-        for (w, &g) in params.iter_mut().zip(&grads[r]) {
-            *w -= lr * (g + wd * *w);
+        let mut state = state
+            .each_ref()
+            .map(|s| unsafe { s.range(r.clone()) }.iter_mut());
+        for (w, &g) in params.iter_mut().zip(&grads[r.clone()]) {
+            let entries = state
+                .each_mut()
+                .map(|s| s.next().expect("state as long as the parameters"));
+            rule(w, g, entries);
         }
     });
 }
 
+/// `w −= lr · (g + wd·w)`.
+pub fn sgd_update(params: &mut [f32], grads: &[f32], state: [&mut [f32]; 0], hyper: &[f32]) {
+    let (lr, wd) = (hyper[LEARNING_RATE], hyper[WEIGHT_DECAY]);
+    each_parameter(params, grads, state, |w, g, []| *w -= lr * (g + wd * *w));
+}
+
 /// `v = μ·v + (g + wd·w);  w −= lr · v`.
-pub fn momentum_update(params: &mut [f32], grads: &[f32], velocity: &mut [f32], hyper: &[f32]) {
+pub fn momentum_update(
+    params: &mut [f32],
+    grads: &[f32],
+    velocity: [&mut [f32]; 1],
+    hyper: &[f32],
+) {
     let (lr, mu, wd) = (hyper[LEARNING_RATE], hyper[MOMENTUM], hyper[WEIGHT_DECAY]);
-    let (params, velocity) = (Disjoint::new(params), Disjoint::new(velocity));
-    for_ranges(params.len(), &|r| {
-        // SAFETY: `for_ranges` hands each part its own range.
-        let (params, velocity) = unsafe { (params.range(r.clone()), velocity.range(r.clone())) };
-        for ((w, &g), v) in params.iter_mut().zip(&grads[r]).zip(velocity) {
-            *v = mu * *v + (g + wd * *w);
-            *w -= lr * *v;
-        }
+    each_parameter(params, grads, velocity, |w, g, [v]| {
+        *v = mu * *v + (g + wd * *w);
+        *w -= lr * *v;
+    });
+}
+
+/// `g = g + wd·w;  v = μ·v + g;  w −= lr · (g + μ·v)`.
+pub fn nesterov_update(
+    params: &mut [f32],
+    grads: &[f32],
+    velocity: [&mut [f32]; 1],
+    hyper: &[f32],
+) {
+    let (lr, mu, wd) = (hyper[LEARNING_RATE], hyper[MOMENTUM], hyper[WEIGHT_DECAY]);
+    each_parameter(params, grads, velocity, |w, g, [v]| {
+        let g = g + wd * *w;
+        *v = mu * *v + g;
+        *w -= lr * (g + mu * *v);
     });
 }
 
 /// Adam as PyTorch computes it: `w −= (lr / bc1) · m / (√v / √bc2 + ε)`.
-pub fn adam_update(
-    params: &mut [f32],
-    grads: &[f32],
-    (m, v): (&mut [f32], &mut [f32]),
-    hyper: &[f32],
-) {
+pub fn adam_update(params: &mut [f32], grads: &[f32], moments: [&mut [f32]; 2], hyper: &[f32]) {
     let (lr, wd, eps) = (hyper[LEARNING_RATE], hyper[WEIGHT_DECAY], hyper[EPSILON]);
     let (beta1, beta2) = (hyper[BETA1], hyper[BETA2]);
     let step_size = lr / hyper[BIAS_CORRECTION1];
     let bias_correction2_sqrt = hyper[BIAS_CORRECTION2].sqrt();
-    let (params, m, v) = (Disjoint::new(params), Disjoint::new(m), Disjoint::new(v));
-    for_ranges(params.len(), &|r| {
-        // SAFETY: `for_ranges` hands each part its own range.
-        let (params, m, v) = unsafe {
-            (
-                params.range(r.clone()),
-                m.range(r.clone()),
-                v.range(r.clone()),
-            )
-        };
-        for (((w, &g), m), v) in params.iter_mut().zip(&grads[r]).zip(m).zip(v) {
-            let g = g + wd * *w;
-            *m = beta1 * *m + (1.0 - beta1) * g;
-            *v = beta2 * *v + (1.0 - beta2) * g * g;
-            *w -= step_size * *m / (v.sqrt() / bias_correction2_sqrt + eps);
+    each_parameter(params, grads, moments, |w, g, [m, v]| {
+        let g = g + wd * *w;
+        *m = beta1 * *m + (1.0 - beta1) * g;
+        *v = beta2 * *v + (1.0 - beta2) * g * g;
+        *w -= step_size * *m / (v.sqrt() / bias_correction2_sqrt + eps);
+    });
+}
+
+/// AdamW as PyTorch computes it: `w ← w · (1 − lr·wd)`, then Adam's step on the raw gradient.
+pub fn adamw_update(params: &mut [f32], grads: &[f32], moments: [&mut [f32]; 2], hyper: &[f32]) {
+    let (lr, wd, eps) = (hyper[LEARNING_RATE], hyper[WEIGHT_DECAY], hyper[EPSILON]);
+    let (beta1, beta2) = (hyper[BETA1], hyper[BETA2]);
+    let step_size = lr / hyper[BIAS_CORRECTION1];
+    let bias_correction2_sqrt = hyper[BIAS_CORRECTION2].sqrt();
+    each_parameter(params, grads, moments, |w, g, [m, v]| {
+        let decayed = *w * (1.0 - lr * wd);
+        *m = beta1 * *m + (1.0 - beta1) * g;
+        *v = beta2 * *v + (1.0 - beta2) * g * g;
+        *w = decayed - step_size * *m / (v.sqrt() / bias_correction2_sqrt + eps);
+    });
+}
+
+/// RMSprop as PyTorch computes it (see [`crate::optim::Optimizer::Rmsprop`]), with `state` the square
+/// average, the momentum buffer and the gradient average; the centered variance is clamped at 0 before its
+/// square root.
+pub fn rmsprop_update(params: &mut [f32], grads: &[f32], state: [&mut [f32]; 3], hyper: &[f32]) {
+    let (lr, wd, eps) = (hyper[LEARNING_RATE], hyper[WEIGHT_DECAY], hyper[EPSILON]);
+    let (alpha, mu, centered) = (hyper[ALPHA], hyper[MOMENTUM], hyper[CENTERED] != 0.0);
+    each_parameter(params, grads, state, |w, g, [s, b, a]| {
+        let g = g + wd * *w;
+        *s = alpha * *s + (1.0 - alpha) * g * g;
+        let mut variance = *s;
+        if centered {
+            *a = alpha * *a + (1.0 - alpha) * g;
+            variance = (*s - *a * *a).max(0.0);
+        }
+        let denominator = variance.sqrt() + eps;
+        if mu > 0.0 {
+            *b = mu * *b + g / denominator;
+            *w -= lr * *b;
+        } else {
+            *w -= lr * g / denominator;
         }
     });
 }

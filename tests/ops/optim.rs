@@ -4,7 +4,9 @@
 use crate::common::{assert_close, parity, uniform, ELEMENTWISE};
 use crate::gpu_backend;
 use wgtrain::backend::Op;
-use wgtrain::ops::{AdamUpdate, AdvanceStep, MomentumUpdate, SgdUpdate};
+use wgtrain::ops::{
+    AdamUpdate, AdamWUpdate, AdvanceStep, MomentumUpdate, NesterovUpdate, RmspropUpdate, SgdUpdate,
+};
 use wgtrain::optim::hyper;
 
 /// A hyperparameter buffer as `Model` keeps it, mid-run at `step` (bias corrections already advanced).
@@ -157,6 +159,161 @@ fn adam_update() {
             &[w as f32],
             ELEMENTWISE,
         );
+    }
+}
+
+#[test]
+fn nesterov_update() {
+    let Some(mut gpu) = gpu_backend() else { return };
+    for &len in &UPDATE_LENGTHS {
+        let params = uniform(len as u64, len, -1.0, 1.0);
+        let grads = uniform(len as u64 + 1, len, -1.0, 1.0);
+        let velocity = uniform(len as u64 + 2, len, -0.5, 0.5);
+        let buffers = [
+            params.clone(),
+            grads.clone(),
+            velocity.clone(),
+            hyper(0.05, 0.9, 0.001, 3.0),
+        ];
+        let out = parity(
+            &mut gpu,
+            &format!("nesterov_update {len}"),
+            &buffers,
+            ELEMENTWISE,
+            &|b| {
+                Op::NesterovUpdate(NesterovUpdate {
+                    params: b[0].region(len),
+                    grads: b[1].region(len),
+                    velocity: b[2].region(len),
+                    hyper: b[3].region(hyper::LEN),
+                })
+            },
+        );
+        // PyTorch's SGD(nesterov=True): the step uses g + μ·v, not v.
+        let i = len - 1;
+        let g = grads[i] + 0.001 * params[i];
+        let v = 0.9 * velocity[i] + g;
+        assert_close(
+            "nesterov velocity (CPU vs formula)",
+            &out[2][i..],
+            &[v],
+            ELEMENTWISE,
+        );
+        assert_close(
+            "nesterov_update (CPU vs formula)",
+            &out[0][i..],
+            &[params[i] - 0.05 * (g + 0.9 * v)],
+            ELEMENTWISE,
+        );
+    }
+}
+
+#[test]
+fn adamw_update() {
+    let Some(mut gpu) = gpu_backend() else { return };
+    for &len in &UPDATE_LENGTHS {
+        let params = uniform(len as u64, len, -1.0, 1.0);
+        let grads = uniform(len as u64 + 1, len, -1.0, 1.0);
+        let m = uniform(len as u64 + 2, len, -0.1, 0.1);
+        let v = uniform(len as u64 + 3, len, 0.0, 0.01);
+        let buffers = [
+            params.clone(),
+            grads.clone(),
+            m.clone(),
+            v.clone(),
+            hyper(0.01, 0.0, 0.1, 5.0),
+        ];
+        let out = parity(
+            &mut gpu,
+            &format!("adamw_update {len}"),
+            &buffers,
+            ELEMENTWISE,
+            &|b| {
+                Op::AdamWUpdate(AdamWUpdate {
+                    params: b[0].region(len),
+                    grads: b[1].region(len),
+                    first_moment: b[2].region(len),
+                    second_moment: b[3].region(len),
+                    hyper: b[4].region(hyper::LEN),
+                })
+            },
+        );
+        // PyTorch's AdamW, in f64: the decay scales the weight; the moments see the raw gradient.
+        let i = len - 1;
+        let g = f64::from(grads[i]);
+        let m1 = 0.9 * f64::from(m[i]) + 0.1 * g;
+        let v1 = 0.999 * f64::from(v[i]) + 0.001 * g * g;
+        let (bc1, bc2) = (1.0 - 0.9f64.powi(5), 1.0 - 0.999f64.powi(5));
+        let w = f64::from(params[i]) * (1.0 - 0.01 * 0.1)
+            - 0.01 / bc1 * m1 / (v1.sqrt() / bc2.sqrt() + 1e-8);
+        assert_close(
+            "adamw m (CPU vs f64)",
+            &out[2][i..],
+            &[m1 as f32],
+            ELEMENTWISE,
+        );
+        assert_close(
+            "adamw v (CPU vs f64)",
+            &out[3][i..],
+            &[v1 as f32],
+            ELEMENTWISE,
+        );
+        assert_close(
+            "adamw_update (CPU vs f64)",
+            &out[0][i..],
+            &[w as f32],
+            ELEMENTWISE,
+        );
+    }
+}
+
+#[test]
+fn rmsprop_update() {
+    let Some(mut gpu) = gpu_backend() else { return };
+    for &len in &UPDATE_LENGTHS {
+        for (momentum, centered) in [(0.0, false), (0.9, false), (0.0, true), (0.5, true)] {
+            let params = uniform(len as u64, len, -1.0, 1.0);
+            let grads = uniform(len as u64 + 1, len, -1.0, 1.0);
+            let square_avg = uniform(len as u64 + 2, len, 0.5, 1.0);
+            let buffer = uniform(len as u64 + 3, len, -0.1, 0.1);
+            let grad_avg = uniform(len as u64 + 4, len, -0.5, 0.5);
+            let mut h = hyper(0.01, momentum, 0.01, 5.0);
+            h[hyper::ALPHA] = 0.9;
+            h[hyper::CENTERED] = if centered { 1.0 } else { 0.0 };
+            let buffers = [
+                params.clone(),
+                grads.clone(),
+                square_avg.clone(),
+                buffer.clone(),
+                grad_avg.clone(),
+                h,
+            ];
+            let what = format!("rmsprop_update {len} momentum {momentum} centered {centered}");
+            let out = parity(&mut gpu, &what, &buffers, ELEMENTWISE, &|b| {
+                Op::RmspropUpdate(RmspropUpdate {
+                    params: b[0].region(len),
+                    grads: b[1].region(len),
+                    square_avg: b[2].region(len),
+                    momentum_buffer: b[3].region(len),
+                    grad_avg: b[4].region(len),
+                    hyper: b[5].region(hyper::LEN),
+                })
+            });
+            // PyTorch's RMSprop, in f64.
+            let i = len - 1;
+            let g = f64::from(grads[i]) + 0.01 * f64::from(params[i]);
+            let s = 0.9 * f64::from(square_avg[i]) + 0.1 * g * g;
+            let a = 0.9 * f64::from(grad_avg[i]) + 0.1 * g;
+            let avg = if centered { s - a * a } else { s }.sqrt() + 1e-8;
+            let b = f64::from(momentum) * f64::from(buffer[i]) + g / avg;
+            let w = f64::from(params[i]) - 0.01 * if momentum > 0.0 { b } else { g / avg };
+            assert_close(&what, &out[0][i..], &[w as f32], ELEMENTWISE);
+            assert_close(&what, &out[2][i..], &[s as f32], ELEMENTWISE);
+            let b_want = if momentum > 0.0 { b as f32 } else { buffer[i] };
+            assert_close(&what, &out[3][i..], &[b_want], ELEMENTWISE);
+            let a_want = if centered { a as f32 } else { grad_avg[i] };
+            assert_close(&what, &out[4][i..], &[a_want], ELEMENTWISE);
+        }
     }
 }
 

@@ -12,6 +12,7 @@ macro_rules! say {
 mod arch;
 mod checks;
 mod commands;
+mod optimizer;
 mod train;
 
 use clap::{Args, Parser, Subcommand};
@@ -101,17 +102,31 @@ pub struct TrainArgs {
     pub output: OutputChoice,
     #[arg(long, value_enum, default_value = "auto")]
     pub loss: LossChoice,
-    /// sgd, momentum or adam
+    /// sgd, momentum, nesterov, adam, adamw or rmsprop, with torch.optim's rules and defaults
     #[arg(long, default_value = "adam", value_parser = parse::<Optimizer>)]
     pub optimizer: Optimizer,
-    #[arg(long, default_value_t = 0.001, allow_hyphen_values = true, value_parser = finite_f32)]
-    pub lr: f32,
-    /// Momentum factor of the momentum optimizer (only with --optimizer momentum) [default: 0.9]
+    /// Learning rate [default: 0.01 for rmsprop, else 0.001 (torch.optim's)]
+    #[arg(long, allow_hyphen_values = true, value_parser = finite_f32)]
+    pub lr: Option<f32>,
+    /// Momentum factor of momentum, nesterov and rmsprop [default: 0.9, or 0 for rmsprop]
     #[arg(long, allow_hyphen_values = true, value_parser = finite_f32)]
     pub momentum: Option<f32>,
-    /// Coupled L2 penalty added to every gradient (PyTorch's weight_decay)
-    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true, value_parser = finite_f32)]
-    pub weight_decay: f32,
+    /// Weight decay: an L2 penalty added to every gradient, or for adamw the decoupled shrink
+    /// w ← w·(1 − lr·wd) [default: 0.01 for adamw, else 0]
+    #[arg(long, allow_hyphen_values = true, value_parser = finite_f32)]
+    pub weight_decay: Option<f32>,
+    /// Adam's and AdamW's moment decays B1,B2 [default: 0.9,0.999]
+    #[arg(long)]
+    pub betas: Option<String>,
+    /// The term added to the denominator of adam, adamw and rmsprop [default: 1e-8]
+    #[arg(long, allow_hyphen_values = true, value_parser = finite_f32)]
+    pub eps: Option<f32>,
+    /// RMSprop's smoothing constant [default: 0.99]
+    #[arg(long, allow_hyphen_values = true, value_parser = finite_f32)]
+    pub alpha: Option<f32>,
+    /// Centered RMSprop: divide by the gradient's estimated standard deviation, not its RMS
+    #[arg(long)]
+    pub centered: bool,
     #[arg(long, default_value_t = 20)]
     pub epochs: usize,
     #[arg(long, default_value_t = 32)]

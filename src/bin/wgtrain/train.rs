@@ -41,9 +41,13 @@ pub fn default_job() -> TrainArgs {
         output: OutputChoice::Auto,
         loss: LossChoice::Auto,
         optimizer: Optimizer::ADAM,
-        lr: 0.001,
+        lr: None,
         momentum: None,
-        weight_decay: 0.0,
+        weight_decay: None,
+        betas: None,
+        eps: None,
+        alpha: None,
+        centered: false,
         epochs: 20,
         batch_size: 32,
         no_shuffle: false,
@@ -110,12 +114,6 @@ fn check_args(args: &TrainArgs) -> Result<()> {
                 .into(),
         ));
     }
-    if !(args.lr.is_finite() && args.lr > 0.0) {
-        return Err(invalid(
-            "--lr",
-            format!("must be a number > 0, got {}", args.lr),
-        ));
-    }
     if args.epochs == 0 {
         return Err(invalid("--epochs", "must be at least 1, got 0".into()));
     }
@@ -137,26 +135,7 @@ fn check_args(args: &TrainArgs) -> Result<()> {
             "early stopping needs a validation split (--val-split)".into(),
         ));
     }
-    if args.momentum.is_some() && !matches!(args.optimizer, Optimizer::Momentum { .. }) {
-        return Err(invalid(
-            "--momentum",
-            format!(
-                "applies to --optimizer momentum only, not {}",
-                args.optimizer.name()
-            ),
-        ));
-    }
-    if let Some(m) = args.momentum {
-        if !(m.is_finite() && (0.0..1.0).contains(&m)) {
-            return Err(invalid("--momentum", format!("must be in [0, 1), got {m}")));
-        }
-    }
-    if !(args.weight_decay.is_finite() && args.weight_decay >= 0.0) {
-        return Err(invalid(
-            "--weight-decay",
-            format!("must be a number >= 0, got {}", args.weight_decay),
-        ));
-    }
+    crate::optimizer::choose(args)?;
     Ok(())
 }
 
@@ -404,20 +383,15 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     if let Some(params) = &initial {
         model.set_parameters(params)?;
     }
-    let optimizer = match args.optimizer {
-        Optimizer::Momentum { .. } => Optimizer::Momentum {
-            momentum: args.momentum.unwrap_or(wgtrain::optim::DEFAULT_MOMENTUM),
-        },
-        other => other,
-    };
+    let (optimizer, learning_rate, weight_decay) = crate::optimizer::choose(args)?;
     let config = FitConfig {
         epochs: args.epochs,
         batch_size: args.batch_size,
         shuffle: !args.no_shuffle,
         seed: args.seed,
-        learning_rate: args.lr,
+        learning_rate,
         optimizer,
-        weight_decay: args.weight_decay,
+        weight_decay,
         patience: args.patience,
         progress: !args.quiet && !args.json,
     };
@@ -504,6 +478,9 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         })?;
     report.insert("epochs".into(), trained_for.into());
     report.insert("epochs_run".into(), history.epochs.len().into());
+    report.insert("optimizer".into(), config.optimizer.name().into());
+    report.insert("learning_rate".into(), config.learning_rate.into());
+    report.insert("weight_decay".into(), config.weight_decay.into());
     if let Some(v) = kept.val_loss {
         report.insert("val_loss".into(), v.into());
     }

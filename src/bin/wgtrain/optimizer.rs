@@ -1,0 +1,157 @@
+//! The optimizer flags: which apply to which rule, and PyTorch's defaults for the rest.
+
+use crate::train::invalid;
+use crate::TrainArgs;
+use wgtrain::optim::DEFAULT_MOMENTUM;
+use wgtrain::{Optimizer, Result};
+
+/// The rule with its constants, the learning rate and the weight decay the flags ask for. A flag that
+/// the chosen rule does not use is an error, not something silently ignored.
+pub fn choose(args: &TrainArgs) -> Result<(Optimizer, f32, f32)> {
+    let name = args.optimizer.name();
+    let refuse = |flag: &str, applies: &str| {
+        Err(invalid(
+            flag,
+            format!("applies to --optimizer {applies}, not {name}"),
+        ))
+    };
+    let uses_momentum = matches!(
+        args.optimizer,
+        Optimizer::Momentum { .. } | Optimizer::Nesterov { .. } | Optimizer::Rmsprop { .. }
+    );
+    let adam_family = matches!(
+        args.optimizer,
+        Optimizer::Adam { .. } | Optimizer::AdamW { .. }
+    );
+    let rmsprop = matches!(args.optimizer, Optimizer::Rmsprop { .. });
+    if args.momentum.is_some() && !uses_momentum {
+        return refuse("--momentum", "momentum, nesterov or rmsprop");
+    }
+    if args.betas.is_some() && !adam_family {
+        return refuse("--betas", "adam or adamw");
+    }
+    if args.eps.is_some() && !(adam_family || rmsprop) {
+        return refuse("--eps", "adam, adamw or rmsprop");
+    }
+    if (args.alpha.is_some() || args.centered) && !rmsprop {
+        let flag = if args.centered {
+            "--centered"
+        } else {
+            "--alpha"
+        };
+        return refuse(flag, "rmsprop");
+    }
+    let unit = |flag: &str, v: f32| {
+        if (0.0..1.0).contains(&v) {
+            Ok(v)
+        } else {
+            Err(invalid(flag, format!("must be in [0, 1), got {v}")))
+        }
+    };
+    let eps = match args.eps {
+        Some(e) if e <= 0.0 => {
+            return Err(invalid("--eps", format!("must be a number > 0, got {e}")))
+        }
+        other => other,
+    };
+    let optimizer = match args.optimizer {
+        Optimizer::Sgd => Optimizer::Sgd,
+        Optimizer::Momentum { .. } => Optimizer::Momentum {
+            momentum: unit("--momentum", args.momentum.unwrap_or(DEFAULT_MOMENTUM))?,
+        },
+        Optimizer::Nesterov { .. } => {
+            let momentum = unit("--momentum", args.momentum.unwrap_or(DEFAULT_MOMENTUM))?;
+            if momentum == 0.0 {
+                return Err(invalid(
+                    "--momentum",
+                    "nesterov needs a momentum > 0 (with 0 it is plain sgd)".into(),
+                ));
+            }
+            Optimizer::Nesterov { momentum }
+        }
+        Optimizer::Adam {
+            beta1,
+            beta2,
+            epsilon,
+        }
+        | Optimizer::AdamW {
+            beta1,
+            beta2,
+            epsilon,
+        } => {
+            let (beta1, beta2) = match args.betas.as_deref() {
+                Some(text) => parse_betas(text)?,
+                None => (beta1, beta2),
+            };
+            let epsilon = eps.unwrap_or(epsilon);
+            if matches!(args.optimizer, Optimizer::AdamW { .. }) {
+                Optimizer::AdamW {
+                    beta1,
+                    beta2,
+                    epsilon,
+                }
+            } else {
+                Optimizer::Adam {
+                    beta1,
+                    beta2,
+                    epsilon,
+                }
+            }
+        }
+        Optimizer::Rmsprop {
+            alpha,
+            epsilon,
+            momentum,
+            ..
+        } => Optimizer::Rmsprop {
+            alpha: unit("--alpha", args.alpha.unwrap_or(alpha))?,
+            epsilon: eps.unwrap_or(epsilon),
+            momentum: unit("--momentum", args.momentum.unwrap_or(momentum))?,
+            centered: args.centered,
+        },
+    };
+    let lr = args.lr.unwrap_or(default_learning_rate(optimizer));
+    if !(lr.is_finite() && lr > 0.0) {
+        return Err(invalid("--lr", format!("must be a number > 0, got {lr}")));
+    }
+    let weight_decay = args
+        .weight_decay
+        .unwrap_or(optimizer.default_weight_decay());
+    if !(weight_decay.is_finite() && weight_decay >= 0.0) {
+        return Err(invalid(
+            "--weight-decay",
+            format!("must be a number >= 0, got {weight_decay}"),
+        ));
+    }
+    Ok((optimizer, lr, weight_decay))
+}
+
+/// `torch.optim`'s default learning rate: 0.01 for RMSprop, 0.001 for the others.
+pub fn default_learning_rate(optimizer: Optimizer) -> f32 {
+    match optimizer {
+        Optimizer::Rmsprop { .. } => 0.01,
+        _ => 0.001,
+    }
+}
+
+/// `"0.9,0.999"` → (0.9, 0.999), each in [0, 1).
+fn parse_betas(text: &str) -> Result<(f32, f32)> {
+    let bad = || {
+        invalid(
+            "--betas",
+            format!(
+                "expected two numbers in [0, 1) as B1,B2 (e.g. 0.9,0.999), got {}",
+                wgtrain::error::quote(text)
+            ),
+        )
+    };
+    let mut parts = text.split(',').map(|p| p.trim().parse::<f32>());
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(Ok(b1)), Some(Ok(b2)), None)
+            if (0.0..1.0).contains(&b1) && (0.0..1.0).contains(&b2) =>
+        {
+            Ok((b1, b2))
+        }
+        _ => Err(bad()),
+    }
+}
