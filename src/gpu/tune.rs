@@ -32,7 +32,7 @@ const LONG_KERNEL_US: f64 = 50_000.0;
 /// How much faster than the default a variant must be to be chosen.
 const MARGIN: f64 = 0.1;
 /// Time spent timing variants on one device, at most (cold start stays well under a second).
-const BUDGET: Duration = Duration::from_millis(600);
+const BUDGET: Duration = Duration::from_millis(300);
 
 /// What was measured on this device.
 #[derive(Default)]
