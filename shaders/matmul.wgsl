@@ -3,6 +3,7 @@
 //   matmul_nt:       product[m, n] = lhs[m, k] · rhs[n, k]ᵀ                 (dX = dY · Wᵀ)
 //   matmul_tn:       product[m, n] = lhs[k, m]ᵀ · rhs[k, n]                 (dW = Xᵀ · dY)
 //   matmul_bias_act_tiled: matmul_bias_act through workgroup memory (at the end of this file)
+//   matmul_nt_k4:    matmul_nt with both operands read as vec4s along k (k a multiple of 4)
 // One invocation computes a BLOCK × BLOCK block of outputs in registers: per step of the sum it loads BLOCK
 // values of lhs and BLOCK of rhs for BLOCK² multiply-adds, instead of 2 loads per multiply-add (software
 // adapters such as llvmpipe are bound by loads). Edge blocks read clamped indices and write only what lies
@@ -30,6 +31,8 @@ const BLOCK: u32 = 4u; // outputs per invocation along each dimension
 @group(0) @binding(4) var<storage, read_write> product: array<f32>;
 // The rhs region again, as vec4s: when n is a multiple of 4, a row's 4 block columns are one aligned load.
 @group(0) @binding(6) var<storage, read> rhs4: array<vec4<f32>>;
+// The lhs region as vec4s, for matmul_nt_k4.
+@group(0) @binding(7) var<storage, read> lhs4: array<vec4<f32>>;
 
 // First output column of this invocation's block.
 fn first_column(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
@@ -133,6 +136,52 @@ fn matmul_nt(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
         acc[1] += lhs[a1 + p] * b;
         acc[2] += lhs[a2 + p] * b;
         acc[3] += lhs[a3 + p] * b;
+    }
+    store_block(acc, row0, col0, dims.window_stride, dims.window_offset);
+}
+
+// One step of the sum for a block: `rows` holds lhs at the block's 4 rows, `columns` rhs at its 4
+// columns, both at the same summed index.
+fn add_outer(acc: ptr<function, array<vec4<f32>, 4>>, rows: vec4<f32>, columns: vec4<f32>) {
+    (*acc)[0] += rows.x * columns;
+    (*acc)[1] += rows.y * columns;
+    (*acc)[2] += rows.z * columns;
+    (*acc)[3] += rows.w * columns;
+}
+
+// matmul_nt reading 4 consecutive summed indices of each row of lhs and rhs with one vec4 load each, a
+// quarter of matmul_nt's loads. The sum still runs one index at a time in order, so the values are
+// matmul_nt's bit for bit. Needs k, stride and the window's begin to be multiples of 4.
+@compute @workgroup_size(TILE_X, TILE_Y)
+fn matmul_nt_k4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let row0 = gid.y * BLOCK;
+    let col0 = first_column(gid, groups);
+    if row0 >= dims.m || col0 >= dims.n {
+        return;
+    }
+    var acc = start_block(row0, col0, dims.window_stride, dims.window_offset);
+    let quads = dims.stride / 4u;
+    let a0 = clamped(row0, 0u, dims.m) * quads;
+    let a1 = clamped(row0, 1u, dims.m) * quads;
+    let a2 = clamped(row0, 2u, dims.m) * quads;
+    let a3 = clamped(row0, 3u, dims.m) * quads;
+    let b0 = clamped(col0, 0u, dims.n) * quads;
+    let b1 = clamped(col0, 1u, dims.n) * quads;
+    let b2 = clamped(col0, 2u, dims.n) * quads;
+    let b3 = clamped(col0, 3u, dims.n) * quads;
+    for (var q = dims.begin / 4u; q < (dims.begin + dims.k) / 4u; q++) {
+        let r0 = lhs4[a0 + q];
+        let r1 = lhs4[a1 + q];
+        let r2 = lhs4[a2 + q];
+        let r3 = lhs4[a3 + q];
+        let c0 = rhs4[b0 + q];
+        let c1 = rhs4[b1 + q];
+        let c2 = rhs4[b2 + q];
+        let c3 = rhs4[b3 + q];
+        add_outer(&acc, vec4<f32>(r0.x, r1.x, r2.x, r3.x), vec4<f32>(c0.x, c1.x, c2.x, c3.x));
+        add_outer(&acc, vec4<f32>(r0.y, r1.y, r2.y, r3.y), vec4<f32>(c0.y, c1.y, c2.y, c3.y));
+        add_outer(&acc, vec4<f32>(r0.z, r1.z, r2.z, r3.z), vec4<f32>(c0.z, c1.z, c2.z, c3.z));
+        add_outer(&acc, vec4<f32>(r0.w, r1.w, r2.w, r3.w), vec4<f32>(c0.w, c1.w, c2.w, c3.w));
     }
     store_block(acc, row0, col0, dims.window_stride, dims.window_offset);
 }

@@ -126,6 +126,9 @@ pub struct Workgroup {
     /// Through workgroup memory (`matmul_bias_act_tiled`, 16 × 16 only, the forward product only): for
     /// hardware GPUs, where the invocations of a workgroup share what they load.
     pub tiled: bool,
+    /// Both operands read as vec4s along the summed dimension (`matmul_nt_k4`, `matmul_nt` only, when
+    /// that dimension is a multiple of 4): a quarter of the loads.
+    pub vector_k: bool,
 }
 
 impl Workgroup {
@@ -133,6 +136,18 @@ impl Workgroup {
     pub const DEFAULT: Workgroup = Workgroup::blocked(8, 8);
     /// The shapes the wgpu backend times, the default first: square, wide, tall, and large.
     pub const CANDIDATES: [Workgroup; 5] = [
+        Workgroup::DEFAULT,
+        Workgroup::blocked(16, 4),
+        Workgroup::blocked(4, 16),
+        Workgroup::blocked(16, 16),
+        Workgroup::blocked(32, 2),
+    ];
+    /// `matmul_nt`'s candidates: [`Workgroup::CANDIDATES`] and the default shape with vec4 loads along
+    /// the summed dimension.
+    /// The vec4 variant comes first: it is `matmul_nt`'s default wherever k allows it (2.0-2.9x the
+    /// plain kernel on llvmpipe), and the one the others must beat.
+    pub const NT_CANDIDATES: [Workgroup; 6] = [
+        Workgroup::DEFAULT.along_k(),
         Workgroup::DEFAULT,
         Workgroup::blocked(16, 4),
         Workgroup::blocked(4, 16),
@@ -153,11 +168,25 @@ impl Workgroup {
         x: 16,
         y: 16,
         tiled: true,
+        vector_k: false,
     };
 
     /// `x × y` invocations, each summing its own block from storage.
     pub const fn blocked(x: u32, y: u32) -> Workgroup {
-        Workgroup { x, y, tiled: false }
+        Workgroup {
+            x,
+            y,
+            tiled: false,
+            vector_k: false,
+        }
+    }
+
+    /// This shape with vec4 loads along the summed dimension.
+    pub const fn along_k(self) -> Workgroup {
+        Workgroup {
+            vector_k: true,
+            ..self
+        }
     }
 
     /// The pipeline constants that build matmul.wgsl's entry points with this shape.
@@ -171,6 +200,9 @@ impl std::fmt::Display for Workgroup {
         write!(f, "{}x{}", self.x, self.y)?;
         if self.tiled {
             write!(f, "-tiled")?;
+        }
+        if self.vector_k {
+            write!(f, "-k4")?;
         }
         Ok(())
     }

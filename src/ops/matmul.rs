@@ -49,6 +49,7 @@ macro_rules! workgroup_methods {
             }
             $candidates
                 .iter()
+                .filter(|&&w| self.supports(w))
                 .map(|&w| {
                     Op::from(Self {
                         workgroup: Some(w),
@@ -63,7 +64,7 @@ macro_rules! workgroup_methods {
         }
 
         fn variant_name(&self) -> Option<String> {
-            Some(shape(self.workgroup).to_string())
+            Some(self.resolved().to_string())
         }
     };
 }
@@ -100,6 +101,16 @@ impl MatmulBiasAct {
 impl MatmulBiasAct {
     /// The entry point of the workgroup-memory variant ([`Workgroup::TILED`]).
     pub const TILED_NAME: &'static str = "matmul_bias_act_tiled";
+
+    /// Whether `workgroup` is a way to run this product.
+    fn supports(&self, workgroup: Workgroup) -> bool {
+        !workgroup.vector_k
+    }
+
+    /// The shape this op runs in.
+    fn resolved(&self) -> Workgroup {
+        shape(self.workgroup)
+    }
 }
 
 impl Kernel for MatmulBiasAct {
@@ -205,18 +216,49 @@ pub struct MatmulNt {
 impl MatmulNt {
     /// The CPU function and the WGSL entry point.
     pub const NAME: &'static str = "matmul_nt";
+    /// The entry point of the variant with vec4 loads along the summed dimension.
+    pub const K4_NAME: &'static str = "matmul_nt_k4";
+
+    /// Whether `workgroup` is a way to run this product: vec4 loads along k need k, and both operands'
+    /// offsets, to be multiples of 4.
+    fn supports(&self, workgroup: Workgroup) -> bool {
+        !workgroup.tiled
+            && (!workgroup.vector_k
+                || (self.k % 4 == 0
+                    && self.grad_output.offset % 4 == 0
+                    && self.weights.offset % 4 == 0))
+    }
+
+    /// Whether this runs as `matmul_nt_k4`: asked for (or no shape chosen: it is the default), and
+    /// possible for this shape.
+    fn along_k(&self) -> bool {
+        let workgroup = self.workgroup.unwrap_or(Workgroup::DEFAULT.along_k());
+        workgroup.vector_k && self.supports(workgroup)
+    }
+
+    /// The shape this op runs in: vec4 loads along k only where [`Self::along_k`].
+    fn resolved(&self) -> Workgroup {
+        Workgroup {
+            vector_k: self.along_k(),
+            ..shape(self.workgroup)
+        }
+    }
 }
 
 impl Kernel for MatmulNt {
     fn name(&self) -> &'static str {
-        Self::NAME
+        if self.along_k() {
+            Self::K4_NAME
+        } else {
+            Self::NAME
+        }
     }
 
     fn shader(&self) -> &'static Shader {
         &SHADER
     }
 
-    workgroup_methods!(Workgroup::CANDIDATES);
+    workgroup_methods!(Workgroup::NT_CANDIDATES);
 
     fn operands(&self) -> Vec<Operand> {
         let (m, k, n) = (self.m, self.k, self.n);
@@ -242,11 +284,20 @@ impl Kernel for MatmulNt {
     fn launch(&self) -> Launch {
         Launch {
             dims: mnk(self.m, self.k, self.n),
-            bindings: vec![
-                (1, self.grad_output),
-                (2, self.weights),
-                (4, self.grad_input),
-            ],
+            // matmul_nt_k4 reads both operands only through their vec4 views.
+            bindings: if self.along_k() {
+                vec![
+                    (4, self.grad_input),
+                    (6, vec4_view(self.weights)),
+                    (7, vec4_view(self.grad_output)),
+                ]
+            } else {
+                vec![
+                    (1, self.grad_output),
+                    (2, self.weights),
+                    (4, self.grad_input),
+                ]
+            },
             groups: tiles(self.m, self.n, shape(self.workgroup)),
         }
     }
@@ -304,6 +355,16 @@ pub struct MatmulTn {
 impl MatmulTn {
     /// The CPU function and the WGSL entry point.
     pub const NAME: &'static str = "matmul_tn";
+
+    /// Whether `workgroup` is a way to run this product.
+    fn supports(&self, workgroup: Workgroup) -> bool {
+        !workgroup.tiled && !workgroup.vector_k
+    }
+
+    /// The shape this op runs in.
+    fn resolved(&self) -> Workgroup {
+        shape(self.workgroup)
+    }
 }
 
 impl Kernel for MatmulTn {

@@ -172,11 +172,18 @@ pub trait Kernel {
 
 /// Entry points that run an op of [`ENTRY_POINTS`] another way, computing the same values: `(entry point,
 /// its shader, the op's entry point)`. They share the op's CPU reference and have parity tests of their own.
-pub const VARIANT_ENTRY_POINTS: &[(&str, &Shader, &str)] = &[(
-    matmul::MatmulBiasAct::TILED_NAME,
-    &matmul::SHADER,
-    matmul::MatmulBiasAct::NAME,
-)];
+pub const VARIANT_ENTRY_POINTS: &[(&str, &Shader, &str)] = &[
+    (
+        matmul::MatmulBiasAct::TILED_NAME,
+        &matmul::SHADER,
+        matmul::MatmulBiasAct::NAME,
+    ),
+    (
+        matmul::MatmulNt::K4_NAME,
+        &matmul::SHADER,
+        matmul::MatmulNt::NAME,
+    ),
+];
 
 /// Declares [`Op`] from the op structs: the only place that lists every op.
 macro_rules! ops {

@@ -381,10 +381,10 @@ fn every_workgroup_shape() {
         (3, 6, 20_000),
     ];
     for form in ["nn", "nt", "tn"] {
-        let candidates: &[Workgroup] = if form == "nn" {
-            &Workgroup::FORWARD_CANDIDATES
-        } else {
-            &Workgroup::CANDIDATES
+        let candidates: &[Workgroup] = match form {
+            "nn" => &Workgroup::FORWARD_CANDIDATES,
+            "nt" => &Workgroup::NT_CANDIDATES,
+            _ => &Workgroup::CANDIDATES,
         };
         for (s, &(m, n, k)) in shapes.iter().enumerate() {
             let buffers = [
@@ -425,6 +425,51 @@ fn every_workgroup_shape() {
 /// The forward product through workgroup memory (`matmul_bias_act_tiled`) over the shapes and activations
 /// of `matmul_bias_act`, and tiles that straddle every edge: the CPU's values within MATMUL, and bitwise
 /// the blocked kernel's on the GPU (each output sums its products in the same order).
+/// The vec4-along-k variant of `matmul_nt` gives the plain kernel's values bit for bit, over windows of
+/// the sum, edges and every workgroup shape; a k that is not a multiple of 4 runs the plain kernel.
+#[test]
+fn matmul_nt_k4() {
+    let Some(mut gpu) = gpu_backend() else { return };
+    let window = wgtrain::ops::launch::REDUCTION_WINDOW;
+    let shapes = [
+        (1, 1, 4),
+        (5, 3, 8),
+        (64, 784, 128),
+        (33, 65, 12),
+        (2, 7, window + 8),
+        (3, 2, 7),
+    ];
+    for (s, &(m, n, k)) in shapes.iter().enumerate() {
+        let buffers = [
+            uniform(s as u64 * 5, m * k, -1.0, 1.0),
+            uniform(s as u64 * 5 + 1, k * n, -1.0, 1.0),
+            vec![0.0; 1],
+            vec![f32::NAN; m * n],
+        ];
+        let op = |workgroup: Workgroup| {
+            move |b: &[wgtrain::backend::BufferId]| form_op("nt", b, (m, n, k), Some(workgroup))
+        };
+        let plain = crate::common::run_op(&mut gpu, &buffers, &op(Workgroup::DEFAULT));
+        for (x, y) in [(8, 8), (16, 4), (32, 2)] {
+            let workgroup = Workgroup::blocked(x, y).along_k();
+            let what = format!("matmul_nt_k4 {m}x{n}x{k} workgroup {workgroup}");
+            let out = parity(&mut gpu, &what, &buffers, MATMUL, &op(workgroup));
+            assert_eq!(out[3].len(), m * n);
+            let on_gpu = crate::common::run_op(&mut gpu, &buffers, &op(workgroup));
+            assert_eq!(on_gpu[3], plain[3], "{what}: not bitwise matmul_nt's");
+        }
+        let id = wgtrain::backend::Backend::alloc(&mut gpu, "name check", 1).expect("alloc");
+        let ids = [id; 4];
+        let entry = form_op("nt", &ids, (m, n, k), Some(Workgroup::DEFAULT.along_k()));
+        let expected = if k % 4 == 0 {
+            MatmulNt::K4_NAME
+        } else {
+            MatmulNt::NAME
+        };
+        assert_eq!(entry.name(), expected, "{m}x{n}x{k}");
+    }
+}
+
 #[test]
 fn matmul_bias_act_tiled() {
     let Some(mut gpu) = gpu_backend() else { return };
