@@ -31,7 +31,7 @@ const BLOCK: u32 = 4u; // outputs per invocation along each dimension
 @group(0) @binding(4) var<storage, read_write> product: array<f32>;
 // The rhs region again, as vec4s: when n is a multiple of 4, a row's 4 block columns are one aligned load.
 @group(0) @binding(6) var<storage, read> rhs4: array<vec4<f32>>;
-// The lhs region as vec4s, for matmul_nt_k4.
+// The lhs region as vec4s: along k for matmul_bias_act and matmul_nt_k4, along m for matmul_tn.
 @group(0) @binding(7) var<storage, read> lhs4: array<vec4<f32>>;
 
 // First output column of this invocation's block.
@@ -86,7 +86,27 @@ fn matmul_bias_act(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
     let a2 = clamped(row0, 2u, dims.m) * dims.stride;
     let a3 = clamped(row0, 3u, dims.m) * dims.stride;
     let c = vec4<u32>(clamped(col0, 0u, dims.n), clamped(col0, 1u, dims.n), clamped(col0, 2u, dims.n), clamped(col0, 3u, dims.n));
-    if dims.n % BLOCK == 0u {
+    let quads = dims.stride % 4u == 0u && dims.begin % 4u == 0u && dims.k % 4u == 0u;
+    if dims.n % BLOCK == 0u && quads {
+        // Both operands as vec4s: 4 summed indices of each lhs row in one load, the same order of sums.
+        let q0 = a0 / 4u;
+        let q1 = a1 / 4u;
+        let q2 = a2 / 4u;
+        let q3 = a3 / 4u;
+        for (var q = dims.begin / 4u; q < (dims.begin + dims.k) / 4u; q++) {
+            let r0 = lhs4[q0 + q];
+            let r1 = lhs4[q1 + q];
+            let r2 = lhs4[q2 + q];
+            let r3 = lhs4[q3 + q];
+            let row = (q * 4u - dims.rhs_begin) * dims.n + col0;
+            let n4 = dims.n / BLOCK;
+            let first = row / BLOCK;
+            add_outer(&acc, vec4<f32>(r0.x, r1.x, r2.x, r3.x), rhs4[first]);
+            add_outer(&acc, vec4<f32>(r0.y, r1.y, r2.y, r3.y), rhs4[first + n4]);
+            add_outer(&acc, vec4<f32>(r0.z, r1.z, r2.z, r3.z), rhs4[first + 2u * n4]);
+            add_outer(&acc, vec4<f32>(r0.w, r1.w, r2.w, r3.w), rhs4[first + 3u * n4]);
+        }
+    } else if dims.n % BLOCK == 0u {
         for (var p = dims.begin; p < dims.begin + dims.k; p++) {
             let b = rhs4[((p - dims.rhs_begin) * dims.n + col0) / BLOCK];
             acc[0] += lhs[a0 + p] * b;
@@ -197,19 +217,28 @@ fn matmul_tn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     let r = vec4<u32>(clamped(row0, 0u, dims.m), clamped(row0, 1u, dims.m), clamped(row0, 2u, dims.m), clamped(row0, 3u, dims.m)) + dims.window_offset;
     let c = vec4<u32>(clamped(col0, 0u, dims.n), clamped(col0, 1u, dims.n), clamped(col0, 2u, dims.n), clamped(col0, 3u, dims.n));
     let vector_rhs = dims.n % BLOCK == 0u;
-    for (var p = dims.begin; p < dims.begin + dims.k; p++) {
-        let a_row = p * dims.window_stride;
-        let b_row = p * dims.n;
-        var b: vec4<f32>;
-        if vector_rhs {
-            b = rhs4[(b_row + col0) / BLOCK];
-        } else {
-            b = vec4<f32>(rhs[b_row + c.x], rhs[b_row + c.y], rhs[b_row + c.z], rhs[b_row + c.w]);
+    // The block's 4 lhs values at one summed index are adjacent: one vec4 load when every block is whole
+    // and aligned.
+    let vector_lhs = vector_rhs && dims.m % BLOCK == 0u && dims.window_stride % 4u == 0u && dims.window_offset % 4u == 0u;
+    if vector_lhs {
+        for (var p = dims.begin; p < dims.begin + dims.k; p++) {
+            add_outer(&acc, lhs4[(p * dims.window_stride + r.x) / 4u], rhs4[(p * dims.n + col0) / BLOCK]);
         }
-        acc[0] += lhs[a_row + r.x] * b;
-        acc[1] += lhs[a_row + r.y] * b;
-        acc[2] += lhs[a_row + r.z] * b;
-        acc[3] += lhs[a_row + r.w] * b;
+    } else {
+        for (var p = dims.begin; p < dims.begin + dims.k; p++) {
+            let a_row = p * dims.window_stride;
+            let b_row = p * dims.n;
+            var b: vec4<f32>;
+            if vector_rhs {
+                b = rhs4[(b_row + col0) / BLOCK];
+            } else {
+                b = vec4<f32>(rhs[b_row + c.x], rhs[b_row + c.y], rhs[b_row + c.z], rhs[b_row + c.w]);
+            }
+            acc[0] += lhs[a_row + r.x] * b;
+            acc[1] += lhs[a_row + r.y] * b;
+            acc[2] += lhs[a_row + r.z] * b;
+            acc[3] += lhs[a_row + r.w] * b;
+        }
     }
     store_block(acc, row0, col0, dims.n, 0u);
 }

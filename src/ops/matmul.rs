@@ -166,8 +166,13 @@ impl Kernel for MatmulBiasAct {
                 (4, self.output),
             ]
             .into_iter()
-            // The tiled entry point reads the weights as floats only.
-            .chain((!shape(self.workgroup).tiled).then(|| (6, vec4_view(self.weights))))
+            // The tiled entry point reads both operands as floats only.
+            .chain(
+                (!shape(self.workgroup).tiled)
+                    .then(|| [(6, vec4_view(self.weights)), (7, vec4_view(self.input))])
+                    .into_iter()
+                    .flatten(),
+            )
             .collect(),
             groups: tiles(self.m, self.n, shape(self.workgroup)),
         }
@@ -407,6 +412,7 @@ impl Kernel for MatmulTn {
                 (2, self.grad_output),
                 (4, self.grad_weights),
                 (6, vec4_view(self.grad_output)),
+                (7, vec4_view(self.input)),
             ],
             groups: tiles(self.m, self.n, shape(self.workgroup)),
         }
