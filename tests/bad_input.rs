@@ -392,7 +392,7 @@ fn bad_flag_values() {
         (&["--layers", "16,0"], &["layer 2", "got 0"]),
         (&["--activation", "swish"], &["swish", "relu"]),
         (&["--loss", "hinge"], &["hinge"]),
-        (&["--optimizer", "rmsprop"], &["rmsprop", "adam"]),
+        (&["--optimizer", "lamb"], &["lamb", "adamw", "rmsprop"]),
     ];
     for (flags, words) in cases {
         cli_fails(&[&["train", "--data", IRIS], flags].concat(), words);
