@@ -381,8 +381,8 @@ fn bad_input_is_one_error_line_and_exit_2() {
         &["swish"],
     );
     fails(
-        &["train", "--data", &iris(), "--optimizer", "rmsprop"],
-        &["rmsprop"],
+        &["train", "--data", &iris(), "--optimizer", "lamb"],
+        &["lamb"],
     );
     fails(&["train", "--data", &iris(), "--device", "tpu"], &["tpu"]);
     fails(&["train", "--data", &iris(), "--bogus"], &["--bogus"]);
