@@ -229,9 +229,9 @@ impl MatmulNt {
     fn supports(&self, workgroup: Workgroup) -> bool {
         !workgroup.tiled
             && (!workgroup.vector_k
-                || (self.k % 4 == 0
-                    && self.grad_output.offset % 4 == 0
-                    && self.weights.offset % 4 == 0))
+                || (self.k.is_multiple_of(4)
+                    && self.grad_output.offset.is_multiple_of(4)
+                    && self.weights.offset.is_multiple_of(4)))
     }
 
     /// Whether this runs as `matmul_nt_k4`: asked for (or no shape chosen: it is the default), and
