@@ -220,14 +220,14 @@ fn each_parameter<const S: usize>(
     for_ranges(len, &|r| {
         // SAFETY: `for_ranges` hands each part its own range.
         let params = unsafe { params.range(r.clone()) };
-        let mut state = state
-            .each_ref()
-            .map(|s| unsafe { s.range(r.clone()) }.iter_mut());
-        for (w, &g) in params.iter_mut().zip(&grads[r.clone()]) {
-            let entries = state
-                .each_mut()
-                .map(|s| s.next().expect("state as long as the parameters"));
-            rule(w, g, entries);
+        let n = params.len();
+        let grads = &grads[r.clone()][..n];
+        let mut state = state.each_ref().map(|s| &mut unsafe { s.range(r.clone()) }[..n]);
+        // Indices into slices all `n` long, so the bounds checks fold away. The rules are `move`
+        // closures: constants captured by reference were reloaded every element (they might alias the
+        // parameters), which kept the loop scalar and the updates 3x slower.
+        for i in 0..n {
+            rule(&mut params[i], grads[i], state.each_mut().map(|s| &mut s[i]));
         }
     });
 }
@@ -235,7 +235,7 @@ fn each_parameter<const S: usize>(
 /// `w −= lr · (g + wd·w)`.
 pub fn sgd_update(params: &mut [f32], grads: &[f32], state: [&mut [f32]; 0], hyper: &[f32]) {
     let (lr, wd) = (hyper[LEARNING_RATE], hyper[WEIGHT_DECAY]);
-    each_parameter(params, grads, state, |w, g, []| *w -= lr * (g + wd * *w));
+    each_parameter(params, grads, state, move |w, g, []| *w -= lr * (g + wd * *w));
 }
 
 /// `v = μ·v + (g + wd·w);  w −= lr · v`.
@@ -246,7 +246,7 @@ pub fn momentum_update(
     hyper: &[f32],
 ) {
     let (lr, mu, wd) = (hyper[LEARNING_RATE], hyper[MOMENTUM], hyper[WEIGHT_DECAY]);
-    each_parameter(params, grads, velocity, |w, g, [v]| {
+    each_parameter(params, grads, velocity, move |w, g, [v]| {
         *v = mu * *v + (g + wd * *w);
         *w -= lr * *v;
     });
@@ -260,7 +260,7 @@ pub fn nesterov_update(
     hyper: &[f32],
 ) {
     let (lr, mu, wd) = (hyper[LEARNING_RATE], hyper[MOMENTUM], hyper[WEIGHT_DECAY]);
-    each_parameter(params, grads, velocity, |w, g, [v]| {
+    each_parameter(params, grads, velocity, move |w, g, [v]| {
         let g = g + wd * *w;
         *v = mu * *v + g;
         *w -= lr * (g + mu * *v);
@@ -273,7 +273,7 @@ pub fn adam_update(params: &mut [f32], grads: &[f32], moments: [&mut [f32]; 2], 
     let (beta1, beta2) = (hyper[BETA1], hyper[BETA2]);
     let step_size = lr / hyper[BIAS_CORRECTION1];
     let bias_correction2_sqrt = hyper[BIAS_CORRECTION2].sqrt();
-    each_parameter(params, grads, moments, |w, g, [m, v]| {
+    each_parameter(params, grads, moments, move |w, g, [m, v]| {
         let g = g + wd * *w;
         *m = beta1 * *m + (1.0 - beta1) * g;
         *v = beta2 * *v + (1.0 - beta2) * g * g;
@@ -287,7 +287,7 @@ pub fn adamw_update(params: &mut [f32], grads: &[f32], moments: [&mut [f32]; 2],
     let (beta1, beta2) = (hyper[BETA1], hyper[BETA2]);
     let step_size = lr / hyper[BIAS_CORRECTION1];
     let bias_correction2_sqrt = hyper[BIAS_CORRECTION2].sqrt();
-    each_parameter(params, grads, moments, |w, g, [m, v]| {
+    each_parameter(params, grads, moments, move |w, g, [m, v]| {
         let decayed = *w * (1.0 - lr * wd);
         *m = beta1 * *m + (1.0 - beta1) * g;
         *v = beta2 * *v + (1.0 - beta2) * g * g;
@@ -301,7 +301,7 @@ pub fn adamw_update(params: &mut [f32], grads: &[f32], moments: [&mut [f32]; 2],
 pub fn rmsprop_update(params: &mut [f32], grads: &[f32], state: [&mut [f32]; 3], hyper: &[f32]) {
     let (lr, wd, eps) = (hyper[LEARNING_RATE], hyper[WEIGHT_DECAY], hyper[EPSILON]);
     let (alpha, mu, centered) = (hyper[ALPHA], hyper[MOMENTUM], hyper[CENTERED] != 0.0);
-    each_parameter(params, grads, state, |w, g, [s, b, a]| {
+    each_parameter(params, grads, state, move |w, g, [s, b, a]| {
         let g = g + wd * *w;
         *s = alpha * *s + (1.0 - alpha) * g * g;
         let mut variance = *s;
