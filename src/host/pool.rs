@@ -124,7 +124,7 @@ pub(crate) fn run(parts: usize, part: Part<'_>) {
     // A helper that has not started its part yet (descheduled by another process, or still waking from
     // park) would leave this thread spinning for a scheduler slice: run the part here instead.
     for helper in helpers {
-        helper.take_back();
+        helper.run_task();
     }
     drop(wait);
     drop(guard);
@@ -248,31 +248,27 @@ impl Helper {
         }
     }
 
-    /// Runs the handed-off part on the calling thread if the helper has not taken it yet.
-    fn take_back(&self) {
+    /// Takes the handed-off part, if no thread has yet, and runs it here: the helper's loop and the
+    /// caller's take-back both come through this, so each part runs exactly once. Returns whether it ran.
+    fn run_task(&self) -> bool {
         let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some((part, index)) = task {
-            // SAFETY: as in `work`; the caller of `run` holds the part alive.
-            let part = unsafe { &*part.0 };
-            if catch_unwind(AssertUnwindSafe(|| part(index))).is_err() {
-                self.panicked.store(true, Ordering::Relaxed);
-            }
-            self.busy.store(false, Ordering::Release);
+        let Some((part, index)) = task else {
+            return false;
+        };
+        // SAFETY: `run` does not return (so the part stays alive) until `busy` is cleared.
+        let part = unsafe { &*part.0 };
+        if catch_unwind(AssertUnwindSafe(|| part(index))).is_err() {
+            self.panicked.store(true, Ordering::Relaxed);
         }
+        self.busy.store(false, Ordering::Release);
+        true
     }
 
     fn work(&self) {
         let mut last = Instant::now();
         loop {
             if self.busy.load(Ordering::Acquire) {
-                let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
-                if let Some((part, index)) = task {
-                    // SAFETY: `run` does not return (so the part stays alive) until `busy` is cleared.
-                    let part = unsafe { &*part.0 };
-                    if catch_unwind(AssertUnwindSafe(|| part(index))).is_err() {
-                        self.panicked.store(true, Ordering::Relaxed);
-                    }
-                    self.busy.store(false, Ordering::Release);
+                if self.run_task() {
                     last = Instant::now();
                 }
             } else if last.elapsed() < SPIN {

@@ -222,12 +222,18 @@ fn each_parameter<const S: usize>(
         let params = unsafe { params.range(r.clone()) };
         let n = params.len();
         let grads = &grads[r.clone()][..n];
-        let mut state = state.each_ref().map(|s| &mut unsafe { s.range(r.clone()) }[..n]);
+        let mut state = state
+            .each_ref()
+            .map(|s| &mut unsafe { s.range(r.clone()) }[..n]);
         // Indices into slices all `n` long, so the bounds checks fold away. The rules are `move`
         // closures: constants captured by reference were reloaded every element (they might alias the
         // parameters), which kept the loop scalar and the updates 3x slower.
         for i in 0..n {
-            rule(&mut params[i], grads[i], state.each_mut().map(|s| &mut s[i]));
+            rule(
+                &mut params[i],
+                grads[i],
+                state.each_mut().map(|s| &mut s[i]),
+            );
         }
     });
 }
@@ -235,7 +241,9 @@ fn each_parameter<const S: usize>(
 /// `w −= lr · (g + wd·w)`.
 pub fn sgd_update(params: &mut [f32], grads: &[f32], state: [&mut [f32]; 0], hyper: &[f32]) {
     let (lr, wd) = (hyper[LEARNING_RATE], hyper[WEIGHT_DECAY]);
-    each_parameter(params, grads, state, move |w, g, []| *w -= lr * (g + wd * *w));
+    each_parameter(params, grads, state, move |w, g, []| {
+        *w -= lr * (g + wd * *w)
+    });
 }
 
 /// `v = μ·v + (g + wd·w);  w −= lr · v`.
