@@ -2,7 +2,6 @@
 
 use crate::train::invalid;
 use crate::TrainArgs;
-use wgtrain::optim::DEFAULT_MOMENTUM;
 use wgtrain::{Optimizer, Result};
 
 /// The rule with its constants, the learning rate and the weight decay the flags ask for. A flag that
@@ -54,20 +53,12 @@ pub fn choose(args: &TrainArgs) -> Result<(Optimizer, f32, f32)> {
         }
         other => other,
     };
-    let optimizer = match args.optimizer {
-        Optimizer::Sgd => Optimizer::Sgd,
-        Optimizer::Momentum { .. } => Optimizer::Momentum {
-            momentum: unit("--momentum", args.momentum.unwrap_or(DEFAULT_MOMENTUM))?,
-        },
-        Optimizer::Nesterov { .. } => {
-            let momentum = unit("--momentum", args.momentum.unwrap_or(DEFAULT_MOMENTUM))?;
-            if momentum == 0.0 {
-                return Err(invalid(
-                    "--momentum",
-                    "nesterov needs a momentum > 0 (with 0 it is plain sgd)".into(),
-                ));
-            }
-            Optimizer::Nesterov { momentum }
+    // The parsed rule carries torch's defaults; the flags given replace them in place.
+    let mut optimizer = args.optimizer;
+    match &mut optimizer {
+        Optimizer::Sgd => {}
+        Optimizer::Momentum { momentum } | Optimizer::Nesterov { momentum } => {
+            *momentum = unit("--momentum", args.momentum.unwrap_or(*momentum))?;
         }
         Optimizer::Adam {
             beta1,
@@ -79,37 +70,29 @@ pub fn choose(args: &TrainArgs) -> Result<(Optimizer, f32, f32)> {
             beta2,
             epsilon,
         } => {
-            let (beta1, beta2) = match args.betas.as_deref() {
-                Some(text) => parse_betas(text)?,
-                None => (beta1, beta2),
-            };
-            let epsilon = eps.unwrap_or(epsilon);
-            if matches!(args.optimizer, Optimizer::AdamW { .. }) {
-                Optimizer::AdamW {
-                    beta1,
-                    beta2,
-                    epsilon,
-                }
-            } else {
-                Optimizer::Adam {
-                    beta1,
-                    beta2,
-                    epsilon,
-                }
+            if let Some(text) = args.betas.as_deref() {
+                (*beta1, *beta2) = parse_betas(text)?;
             }
+            *epsilon = eps.unwrap_or(*epsilon);
         }
         Optimizer::Rmsprop {
             alpha,
             epsilon,
             momentum,
-            ..
-        } => Optimizer::Rmsprop {
-            alpha: unit("--alpha", args.alpha.unwrap_or(alpha))?,
-            epsilon: eps.unwrap_or(epsilon),
-            momentum: unit("--momentum", args.momentum.unwrap_or(momentum))?,
-            centered: args.centered,
-        },
-    };
+            centered,
+        } => {
+            *alpha = unit("--alpha", args.alpha.unwrap_or(*alpha))?;
+            *epsilon = eps.unwrap_or(*epsilon);
+            *momentum = unit("--momentum", args.momentum.unwrap_or(*momentum))?;
+            *centered = args.centered;
+        }
+    }
+    if matches!(optimizer, Optimizer::Nesterov { momentum } if momentum == 0.0) {
+        return Err(invalid(
+            "--momentum",
+            "nesterov needs a momentum > 0 (with 0 it is plain sgd)".into(),
+        ));
+    }
     let lr = args.lr.unwrap_or(default_learning_rate(optimizer));
     if !(lr.is_finite() && lr > 0.0) {
         return Err(invalid("--lr", format!("must be a number > 0, got {lr}")));
