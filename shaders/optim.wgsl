@@ -1,5 +1,6 @@
 // Parameter updates over the whole flat parameter buffer, one dispatch each, with PyTorch's rules.
-// Every rule first adds coupled weight decay: g = grad + weight_decay · w.
+// Every rule reads the gradient clipped (see clipped_grad), and all but adamw then add coupled weight decay:
+// g = clipped + weight_decay · w.
 //   sgd_update:      w ← w − lr · g
 //   momentum_update: v ← μ · v + g;  w ← w − lr · v
 //   nesterov_update: v ← μ · v + g;  w ← w − lr · (g + μ · v)
@@ -8,6 +9,8 @@
 //   rmsprop_update:  s ← α s + (1 − α) g²;  centered: ḡ ← α ḡ + (1 − α) g, d = √(s − ḡ²) + ε, else d = √s + ε;
 //                    momentum μ > 0: b ← μ b + g / d, w ← w − lr · b;  else w ← w − lr · g / d
 //   advance_step:    one invocation: step += 1, bc1 = 1 − β1^step, bc2 = 1 − β2^step
+//   grad_norm_scale: one workgroup: Σ clamp(g)² over a window of the gradients, added up over windows; the
+//                    last window sets GRAD_SCALE = min(1, CLIP_NORM / (√Σ + 1e-6))
 // The hyperparameters live in a buffer (HYPER_* below; src/optim.rs has the same layout), so the host can
 // change the learning rate without rebuilding anything and Adam's step count never leaves the device.
 
@@ -19,9 +22,15 @@ const HYPER_EPSILON: u32 = 4u;
 const HYPER_WEIGHT_DECAY: u32 = 5u;
 const HYPER_ALPHA: u32 = 6u;
 const HYPER_CENTERED: u32 = 7u;
-const HYPER_STEP: u32 = 8u;
-const HYPER_BIAS_CORRECTION1: u32 = 9u;
-const HYPER_BIAS_CORRECTION2: u32 = 10u;
+const HYPER_CLIP_NORM: u32 = 8u;
+const HYPER_CLIP_VALUE: u32 = 9u;
+const HYPER_STEP: u32 = 10u;
+const HYPER_BIAS_CORRECTION1: u32 = 11u;
+const HYPER_BIAS_CORRECTION2: u32 = 12u;
+const HYPER_GRAD_SQUARES: u32 = 13u;
+const HYPER_GRAD_SCALE: u32 = 14u;
+// The largest finite f32: clamping to it changes no finite gradient.
+const NO_CLIP: f32 = 3.40282347e38;
 
 @group(0) @binding(1) var<storage, read_write> parameters: array<f32>;
 @group(0) @binding(2) var<storage, read> grads: array<f32>;
@@ -35,8 +44,19 @@ fn element(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
     return gid.x + gid.y * groups.x * WORKGROUP;
 }
 
+// A gradient clamped to ±CLIP_VALUE (when set), then scaled by GRAD_SCALE (when clipping by norm).
+fn clip(g: f32, clip_value: f32) -> f32 {
+    let bound = select(NO_CLIP, clip_value, clip_value > 0.0);
+    return clamp(g, -bound, bound);
+}
+
+fn clipped_grad(i: u32) -> f32 {
+    let scale = select(1.0, hyper[HYPER_GRAD_SCALE], hyper[HYPER_CLIP_NORM] > 0.0);
+    return clip(grads[i], hyper[HYPER_CLIP_VALUE]) * scale;
+}
+
 fn decayed_grad(i: u32) -> f32 {
-    return grads[i] + hyper[HYPER_WEIGHT_DECAY] * parameters[i];
+    return clipped_grad(i) + hyper[HYPER_WEIGHT_DECAY] * parameters[i];
 }
 
 @compute @workgroup_size(64)
@@ -98,7 +118,7 @@ fn adamw_update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     }
     let lr = hyper[HYPER_LEARNING_RATE];
     let w = parameters[i] * (1.0 - lr * hyper[HYPER_WEIGHT_DECAY]);
-    let g = grads[i];
+    let g = clipped_grad(i);
     let beta1 = hyper[HYPER_BETA1];
     let beta2 = hyper[HYPER_BETA2];
     let m = beta1 * first_state[i] + (1.0 - beta1) * g;
@@ -145,4 +165,37 @@ fn advance_step() {
     hyper_rw[HYPER_STEP] = step;
     hyper_rw[HYPER_BIAS_CORRECTION1] = 1.0 - pow(hyper_rw[HYPER_BETA1], step);
     hyper_rw[HYPER_BIAS_CORRECTION2] = 1.0 - pow(hyper_rw[HYPER_BETA2], step);
+}
+
+const NORM_WORKGROUP: u32 = 256u;
+var<workgroup> partial_squares: array<f32, NORM_WORKGROUP>;
+
+// Each invocation sums a strided share of the window's squares, then a fixed tree adds the shares (the
+// CPU's grad_norm_scale adds in the same order). dims.m is the window's length.
+@compute @workgroup_size(256)
+fn grad_norm_scale(@builtin(local_invocation_index) t: u32) {
+    let clip_value = hyper_rw[HYPER_CLIP_VALUE];
+    var sum = 0.0;
+    for (var i = t; i < dims.m; i += NORM_WORKGROUP) {
+        let g = clip(grads[i], clip_value);
+        sum += g * g;
+    }
+    partial_squares[t] = sum;
+    workgroupBarrier();
+    for (var stride = NORM_WORKGROUP / 2u; stride > 0u; stride /= 2u) {
+        if t < stride {
+            partial_squares[t] += partial_squares[t + stride];
+        }
+        workgroupBarrier();
+    }
+    if t == 0u {
+        var total = partial_squares[0];
+        if (dims.flags & FLAG_ACCUMULATE) != 0u {
+            total += hyper_rw[HYPER_GRAD_SQUARES];
+        }
+        hyper_rw[HYPER_GRAD_SQUARES] = total;
+        if (dims.flags & FLAG_LAST) != 0u {
+            hyper_rw[HYPER_GRAD_SCALE] = min(1.0, hyper_rw[HYPER_CLIP_NORM] / (sqrt(total) + 1e-6));
+        }
+    }
 }

@@ -3,7 +3,7 @@
 use crate::data::{Dataset, Task};
 use crate::error::{Error, Result};
 use crate::model::{Model, TrainConfig};
-use crate::optim::Optimizer;
+use crate::optim::{Clipping, Optimizer};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -19,6 +19,8 @@ pub struct FitConfig {
     pub learning_rate: f32,
     pub optimizer: Optimizer,
     pub weight_decay: f32,
+    /// Gradient clipping before each update.
+    pub clipping: Clipping,
     /// Stop after this many epochs without a lower validation loss, and restore the best parameters.
     pub patience: Option<usize>,
     /// Draw a progress bar on stderr (never drawn when stderr is not a terminal).
@@ -36,6 +38,7 @@ impl Default for FitConfig {
             learning_rate: 0.001,
             optimizer: Optimizer::ADAM,
             weight_decay: 0.0,
+            clipping: Clipping::default(),
             patience: None,
             progress: false,
         }
@@ -111,6 +114,7 @@ pub fn fit(
         learning_rate: config.learning_rate,
         optimizer: config.optimizer,
         weight_decay: config.weight_decay,
+        clipping: config.clipping,
     };
     // Where the device has memory of its own (a GPU), the training set goes there once and each epoch
     // uploads only its row order; on the host it would only be a second copy.

@@ -7,8 +7,8 @@ use crate::backend::{BufferId, Op, Region, STATS_LEN};
 use crate::layers::{Fusion, LayerStep, Mode};
 use crate::network::Network;
 use crate::ops::{
-    AdamUpdate, AdamWUpdate, AdvanceStep, ConvAlgorithm, LossGrad, LossSum, MomentumUpdate,
-    NesterovUpdate, RmspropUpdate, SgdUpdate,
+    AdamUpdate, AdamWUpdate, AdvanceStep, ConvAlgorithm, GradNormScale, LossGrad, LossSum,
+    MomentumUpdate, NesterovUpdate, RmspropUpdate, SgdUpdate,
 };
 use crate::optim::{hyper::LEN as HYPER_LEN, Optimizer};
 
@@ -194,8 +194,9 @@ impl StepBuffers<'_> {
         ops
     }
 
-    /// [`Self::gradient_ops`], then the optimizer's update of every parameter.
-    pub(crate) fn train_ops(&self, rows: usize, optimizer: Optimizer) -> Vec<Op> {
+    /// [`Self::gradient_ops`], then the optimizer's update of every parameter (after the gradients' global
+    /// norm when `clip_norm`: the update reads the scale it leaves in `hyper`).
+    pub(crate) fn train_ops(&self, rows: usize, optimizer: Optimizer, clip_norm: bool) -> Vec<Op> {
         let mut ops = self.gradient_ops(rows);
         let params = self.params.region(self.param_len);
         let grads = self.param_grads.region(self.param_len);
@@ -206,6 +207,9 @@ impl StepBuffers<'_> {
         // advances after the backward pass, so a step's forward and backward passes see the same count.
         if uses_step || optimizer.counts_steps() {
             ops.push(Op::AdvanceStep(AdvanceStep { hyper }));
+        }
+        if clip_norm {
+            ops.push(GradNormScale { grads, hyper }.into());
         }
         ops.push(match optimizer {
             Optimizer::Sgd => SgdUpdate {

@@ -58,4 +58,4 @@ pub use layers::{Dense, Layer, Mode, Shape};
 pub use loss::Loss;
 pub use model::{EpochStats, Model, TrainConfig, STEPS_PER_SUBMIT};
 pub use network::{LayerParams, Network};
-pub use optim::Optimizer;
+pub use optim::{Clipping, Optimizer};

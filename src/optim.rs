@@ -18,15 +18,34 @@ pub mod hyper {
     pub const ALPHA: usize = 6;
     /// 1 for centered RMSprop, else 0.
     pub const CENTERED: usize = 7;
+    /// The largest global gradient norm let through (0: no clipping by norm).
+    pub const CLIP_NORM: usize = 8;
+    /// The largest gradient magnitude let through (0: no clipping by value).
+    pub const CLIP_VALUE: usize = 9;
     /// Steps taken, counted on the device by `advance_step`.
-    pub const STEP: usize = 8;
+    pub const STEP: usize = 10;
     /// `1 − β1^step`, written by `advance_step`.
-    pub const BIAS_CORRECTION1: usize = 9;
+    pub const BIAS_CORRECTION1: usize = 11;
     /// `1 − β2^step`, written by `advance_step`.
-    pub const BIAS_CORRECTION2: usize = 10;
+    pub const BIAS_CORRECTION2: usize = 12;
+    /// The sum of the squared (value-clipped) gradients so far, written by `grad_norm_scale`.
+    pub const GRAD_SQUARES: usize = 13;
+    /// What every gradient is multiplied by to bring the global norm to [`CLIP_NORM`], written by
+    /// `grad_norm_scale` (read only while clipping by norm).
+    pub const GRAD_SCALE: usize = 14;
     /// Entries the host owns (the rest belong to the device).
-    pub const HOST_LEN: usize = 8;
-    pub const LEN: usize = 11;
+    pub const HOST_LEN: usize = 10;
+    pub const LEN: usize = 15;
+}
+
+/// Gradient clipping before the update, as `torch.nn.utils.clip_grad_value_` and then
+/// `clip_grad_norm_` would do it: each gradient is first clamped to `[−value, value]`, then all of them
+/// are scaled by `min(1, norm / (‖g‖₂ + 1e-6))`, `‖g‖₂` taken over every parameter of the network.
+/// Weight decay is added after clipping, inside the optimizer, as in PyTorch.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Clipping {
+    pub norm: Option<f32>,
+    pub value: Option<f32>,
 }
 
 /// PyTorch's default momentum factor for the CLI's `momentum` and `nesterov` optimizers.
@@ -130,6 +149,7 @@ impl Optimizer {
         self,
         learning_rate: f32,
         weight_decay: f32,
+        clipping: Clipping,
     ) -> Result<[f32; hyper::HOST_LEN]> {
         if !(learning_rate.is_finite() && learning_rate > 0.0) {
             return Err(Error::value(
@@ -163,6 +183,12 @@ impl Optimizer {
         let mut values = [0.0; hyper::HOST_LEN];
         values[hyper::LEARNING_RATE] = learning_rate;
         values[hyper::WEIGHT_DECAY] = weight_decay;
+        if let Some(norm) = clipping.norm {
+            values[hyper::CLIP_NORM] = positive("gradient clipping norm", norm)?;
+        }
+        if let Some(value) = clipping.value {
+            values[hyper::CLIP_VALUE] = positive("gradient clipping value", value)?;
+        }
         match self {
             Optimizer::Sgd => {}
             Optimizer::Momentum { momentum } | Optimizer::Nesterov { momentum } => {

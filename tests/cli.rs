@@ -57,6 +57,12 @@ fn train_reports_json_with_validation_and_test_metrics() {
 fn every_optimizer_trains_with_its_defaults() {
     for (name, extra, lr, wd) in [
         ("sgd", &["--lr", "0.1"][..], 0.1, 0.0),
+        (
+            "sgd",
+            &["--lr", "0.1", "--clip-norm", "1", "--clip-value", "0.5"],
+            0.1,
+            0.0,
+        ),
         ("momentum", &["--lr", "0.02"], 0.02, 0.0),
         (
             "nesterov",
@@ -83,6 +89,12 @@ fn every_optimizer_trains_with_its_defaults() {
         assert!((number(&r, "learning_rate") - lr).abs() < 1e-7, "{r}");
         assert!((number(&r, "weight_decay") - wd).abs() < 1e-7, "{r}");
         assert!(number(&r, "accuracy") >= 0.9, "{name} {extra:?}: {r}");
+        let clips = extra.contains(&"--clip-norm");
+        assert_eq!(r.get("clip_norm").is_some(), clips, "{r}");
+        if clips {
+            assert_eq!(number(&r, "clip_norm"), 1.0, "{r}");
+            assert_eq!(number(&r, "clip_value"), 0.5, "{r}");
+        }
     }
 }
 

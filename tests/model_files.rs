@@ -306,6 +306,14 @@ fn flags_that_would_do_nothing_are_errors() {
         &strs(&train(&["--optimizer", "adam", "--eps", "-1"])),
         &["--eps", "> 0"],
     );
+    fails(
+        &strs(&train(&["--clip-norm", "0"])),
+        &["--clip-norm", "> 0, got 0"],
+    );
+    fails(
+        &strs(&train(&["--clip-value", "-0.5"])),
+        &["--clip-value", "> 0, got -0.5"],
+    );
     // General flags are always accepted, even where they change nothing.
     ok(&strs(&train(&[
         "--optimizer",

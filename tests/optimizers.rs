@@ -5,7 +5,8 @@ mod common;
 
 use common::{assert_close, gpu_backend, uniform, Tolerance};
 use wgtrain::{
-    Activation, Backend, CpuBackend, LayerParams, Loss, Model, Network, Optimizer, TrainConfig,
+    Activation, Backend, Clipping, CpuBackend, LayerParams, Loss, Model, Network, Optimizer,
+    TrainConfig,
 };
 
 /// f32 device arithmetic against an f64 host rule over a few steps.
@@ -94,6 +95,20 @@ fn reference_step(
     }
 }
 
+/// `torch.nn.utils.clip_grad_value_`, then `clip_grad_norm_` over every parameter, in f64.
+fn clip(mut g: Vec<f64>, clipping: Clipping) -> Vec<f64> {
+    if let Some(v) = clipping.value {
+        let v = f64::from(v);
+        g.iter_mut().for_each(|x| *x = x.clamp(-v, v));
+    }
+    if let Some(max_norm) = clipping.norm {
+        let norm = g.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let coef = (f64::from(max_norm) / (norm + 1e-6)).min(1.0);
+        g.iter_mut().for_each(|x| *x *= coef);
+    }
+    g
+}
+
 fn follows_pytorch(backend: Box<dyn Backend>) {
     let network = Network::builder(3)
         .dense(4, Activation::Tanh)
@@ -103,7 +118,7 @@ fn follows_pytorch(backend: Box<dyn Backend>) {
     let x = uniform(1, 6 * 3, -1.0, 1.0);
     let y: Vec<f32> = (0..12).map(|i| (i % 3 == 0) as u8 as f32).collect();
     let mut backend = Some(backend);
-    for (optimizer, lr, wd) in [
+    let unclipped = [
         (Optimizer::Sgd, 0.1, 0.0),
         (Optimizer::Sgd, 0.1, 0.05),
         (Optimizer::Momentum { momentum: 0.9 }, 0.05, 0.01),
@@ -160,20 +175,89 @@ fn follows_pytorch(backend: Box<dyn Backend>) {
             0.002,
             0.05,
         ),
-    ] {
+    ];
+    // Gradient norms here are about 0.3: 0.1 clips every step; 0.02 clamps some gradients, not others.
+    let clipped = [
+        (
+            Optimizer::Sgd,
+            0.1,
+            0.0,
+            Clipping {
+                norm: Some(0.1),
+                value: None,
+            },
+        ),
+        (
+            Optimizer::Sgd,
+            0.1,
+            0.01,
+            Clipping {
+                norm: None,
+                value: Some(0.02),
+            },
+        ),
+        (
+            Optimizer::ADAM,
+            0.01,
+            0.0,
+            Clipping {
+                norm: Some(0.1),
+                value: Some(0.02),
+            },
+        ),
+        (
+            Optimizer::ADAMW,
+            0.01,
+            0.1,
+            Clipping {
+                norm: Some(0.1),
+                value: None,
+            },
+        ),
+        (
+            Optimizer::Nesterov { momentum: 0.9 },
+            0.05,
+            0.0,
+            Clipping {
+                norm: Some(1e3),
+                value: None,
+            },
+        ),
+    ];
+    let runs = unclipped
+        .into_iter()
+        .map(|(o, lr, wd)| (o, lr, wd, Clipping::default()))
+        .chain(clipped);
+    for (optimizer, lr, wd, clipping) in runs {
         let mut model = Model::with_backend(network.clone(), backend.take().expect("backend"), 2)
             .expect("model");
         let config = TrainConfig {
             learning_rate: lr,
             optimizer,
             weight_decay: wd,
+            clipping,
             ..TrainConfig::default()
         };
         let mut w = flatten(&model.parameters().expect("params"));
         let mut state = vec![vec![0.0; w.len()]; 3];
         for t in 1..=4 {
             let (_, grads) = model.gradients(&x, &y).expect("gradients");
-            let g = flatten(&grads);
+            let raw = flatten(&grads);
+            if let Some(n) = clipping.norm.filter(|&n| n < 1.0) {
+                // The clipping must bite for the comparison to test it.
+                let norm = raw.iter().map(|x| x * x).sum::<f64>().sqrt();
+                assert!(
+                    norm > f64::from(n),
+                    "gradient norm {norm} is not clipped at {n}"
+                );
+            }
+            if let Some(v) = clipping.value.map(f64::from) {
+                assert!(
+                    raw.iter().any(|g| g.abs() > v) && raw.iter().any(|g| g.abs() < v),
+                    "clamping at {v} should change some gradients and leave others"
+                );
+            }
+            let g = clip(raw, clipping);
             reference_step(
                 optimizer,
                 f64::from(lr),
@@ -190,7 +274,7 @@ fn follows_pytorch(backend: Box<dyn Backend>) {
                 .collect();
             let expected: Vec<f32> = w.iter().map(|&v| v as f32).collect();
             let what = format!(
-                "{optimizer} lr {lr} wd {wd} step {t} on {}",
+                "{optimizer} lr {lr} wd {wd} {clipping:?} step {t} on {}",
                 model.device_info().backend
             );
             assert_close(&what, &actual, &expected, RULE);

@@ -78,6 +78,7 @@ fn whole_run_parity() {
             learning_rate,
             optimizer,
             weight_decay,
+            clipping: Default::default(),
         };
         let mut cpu_model = Model::new(network.clone(), Device::Cpu, 7).expect("cpu model");
         let mut gpu_model =
@@ -269,6 +270,7 @@ fn cnn_run_parity() {
                 Optimizer::ADAM
             },
             weight_decay: 0.0,
+            clipping: Default::default(),
         };
         let mut cpu_model = Model::new(network.clone(), Device::Cpu, 7).expect("cpu model");
         assert_eq!(cpu_model.conv_algorithm(), ConvAlgorithm::Direct);
@@ -309,6 +311,7 @@ fn cpu_conv_algorithms_agree() {
         learning_rate: 0.01,
         optimizer: Optimizer::ADAM,
         weight_decay: 0.0,
+        clipping: Default::default(),
     };
     let runs = [ConvAlgorithm::Direct, ConvAlgorithm::PatchMatrix].map(|algorithm| {
         let mut model = Model::new(network.clone(), Device::Cpu, 3).expect("model");
@@ -343,6 +346,7 @@ fn dropout_runs_repeat_and_evaluation_passes_through() {
         learning_rate: 0.1,
         optimizer: Optimizer::Sgd,
         weight_decay: 0.0,
+        clipping: Default::default(),
     };
     let run = |seed: u64| {
         let mut model = Model::new(build(&spec("dropout:0.5,")), Device::Cpu, 3).expect("model");

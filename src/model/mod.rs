@@ -18,13 +18,14 @@ use crate::loss::Loss;
 use crate::memory::Request;
 use crate::network::{LayerParams, Network};
 use crate::ops::ConvAlgorithm;
-use crate::optim::{hyper, Optimizer};
+use crate::optim::{hyper, Clipping, Optimizer};
 use std::collections::HashMap;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Plan {
-    /// Forward, loss, backward and the update of the named optimizer.
-    Train(&'static str),
+    /// Forward, loss, backward and the update of the named optimizer; with `true`, clipping by the
+    /// gradients' global norm before it.
+    Train(&'static str, bool),
     /// Forward, loss and backward: leaves the gradients for [`Model::gradients`].
     Gradients,
     /// Forward and loss: the running sums for [`Model::evaluate`].
@@ -409,8 +410,9 @@ impl Model {
         optimizer: Optimizer,
         learning_rate: f32,
         weight_decay: f32,
+        clipping: Clipping,
     ) -> Result<()> {
-        let values = optimizer.host_hyper(learning_rate, weight_decay)?;
+        let values = optimizer.host_hyper(learning_rate, weight_decay, clipping)?;
         let same_rule = self
             .hyper_host
             .is_some_and(|(current, _)| current.name() == optimizer.name());

@@ -139,13 +139,13 @@ impl Model {
             seed: self.seed,
             conv_algorithm: self.conv_algorithm,
         };
-        if matches!(plan, Plan::Train(_) | Plan::Gradients) {
+        if matches!(plan, Plan::Train(..) | Plan::Gradients) {
             self.network.check_batch(rows)?;
         }
         let ops = match plan {
-            Plan::Train(_) => {
+            Plan::Train(_, clip_norm) => {
                 let (optimizer, _) = self.hyper_host.expect("optimizer set before training");
-                step.train_ops(rows, optimizer)
+                step.train_ops(rows, optimizer, clip_norm)
             }
             Plan::Gradients => step.gradient_ops(rows),
             Plan::Evaluate => step.loss_ops(rows, Mode::Eval),

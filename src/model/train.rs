@@ -4,7 +4,7 @@ use super::{Model, Plan};
 use crate::backend::KernelId;
 use crate::error::{Error, Result};
 use crate::network::LayerParams;
-use crate::optim::Optimizer;
+use crate::optim::{Clipping, Optimizer};
 
 /// Rows per forward pass when predicting before any training fixed a batch capacity.
 const PREDICT_CHUNK: usize = 1024;
@@ -18,8 +18,17 @@ pub struct TrainConfig {
     pub batch_size: Option<usize>,
     pub learning_rate: f32,
     pub optimizer: Optimizer,
-    /// Coupled L2 penalty: `weight_decay · w` is added to every gradient.
+    /// Weight decay: coupled (`weight_decay · w` added to every gradient), or decoupled for AdamW.
     pub weight_decay: f32,
+    /// Gradient clipping before each update (none by default).
+    pub clipping: Clipping,
+}
+
+impl TrainConfig {
+    /// The training plan these settings run.
+    fn plan(&self) -> Plan {
+        Plan::Train(self.optimizer.name(), self.clipping.norm.is_some())
+    }
 }
 
 impl Default for TrainConfig {
@@ -31,6 +40,7 @@ impl Default for TrainConfig {
             learning_rate: 0.01,
             optimizer: Optimizer::Sgd,
             weight_decay: 0.0,
+            clipping: Clipping::default(),
         }
     }
 }
@@ -55,16 +65,26 @@ pub(super) struct EpochKernels {
 }
 
 impl Model {
+    /// Makes `config`'s optimizer, rates and clipping current on the device.
+    fn set_config(&mut self, config: &TrainConfig) -> Result<()> {
+        self.set_optimizer(
+            config.optimizer,
+            config.learning_rate,
+            config.weight_decay,
+            config.clipping,
+        )
+    }
+
     /// Runs `config.iterations` gradient-descent steps on `inputs` (`[rows, inputs]` row-major) and `targets`
     /// (`[rows, outputs]`, or `[rows]` class indices for `ce`). Mini-batches are consecutive rows in order,
     /// wrapping around, and consecutive calls continue where the last one stopped.
     pub fn train(&mut self, inputs: &[f32], targets: &[f32], config: &TrainConfig) -> Result<()> {
         let rows = self.check_data(inputs, Some(targets))?;
         let batch = batch_rows(config, rows)?;
-        self.set_optimizer(config.optimizer, config.learning_rate, config.weight_decay)?;
+        self.set_config(config)?;
         self.ensure_capacity(batch)?;
         let (n_in, n_target) = (self.network.inputs(), self.target_width());
-        let plan_key = Plan::Train(config.optimizer.name());
+        let plan_key = config.plan();
         if batch == rows {
             // Full batch: the data goes up once and every step reuses it.
             self.upload(inputs, targets)?;
@@ -100,10 +120,14 @@ impl Model {
         learning_rate: f32,
     ) -> Result<()> {
         let rows = self.check_data(inputs, Some(targets))?;
-        self.set_optimizer(Optimizer::Sgd, learning_rate, 0.0)?;
+        let config = TrainConfig {
+            learning_rate,
+            ..TrainConfig::default()
+        };
+        self.set_config(&config)?;
         self.ensure_capacity(rows)?;
         self.upload(inputs, targets)?;
-        let plan = self.plan(Plan::Train(Optimizer::Sgd.name()), rows)?;
+        let plan = self.plan(config.plan(), rows)?;
         self.run(&plan)?;
         self.count_step();
         Ok(())
@@ -181,10 +205,10 @@ impl Model {
     ) -> Result<EpochKernels> {
         check_order(order, rows)?;
         let batch = batch_rows(config, rows)?;
-        self.set_optimizer(config.optimizer, config.learning_rate, config.weight_decay)?;
+        self.set_config(config)?;
         self.ensure_capacity(batch)?;
         self.reset_stats()?;
-        let train = Plan::Train(config.optimizer.name());
+        let train = config.plan();
         let mut step_kernels = |n: usize| -> Result<Vec<KernelId>> {
             let mut kernels = if gather {
                 self.plan(Plan::Gather, n)?
@@ -211,10 +235,10 @@ impl Model {
         config: &TrainConfig,
     ) -> Result<Option<Vec<(&'static str, f64)>>> {
         let rows = self.check_data(inputs, Some(targets))?;
-        self.set_optimizer(config.optimizer, config.learning_rate, config.weight_decay)?;
+        self.set_config(config)?;
         self.ensure_capacity(rows)?;
         self.upload(inputs, targets)?;
-        let plan = self.plan(Plan::Train(config.optimizer.name()), rows)?;
+        let plan = self.plan(config.plan(), rows)?;
         let times = self.backend.profile(&plan)?;
         self.count_step();
         Ok(times)

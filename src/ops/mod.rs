@@ -32,7 +32,8 @@ pub use norm::{
     NormShape,
 };
 pub use optim::{
-    AdamUpdate, AdamWUpdate, AdvanceStep, MomentumUpdate, NesterovUpdate, RmspropUpdate, SgdUpdate,
+    AdamUpdate, AdamWUpdate, AdvanceStep, GradNormScale, MomentumUpdate, NesterovUpdate,
+    RmspropUpdate, SgdUpdate,
 };
 pub use pool::{AvgPool, AvgPoolBackward, MaxPool, MaxPoolBackward};
 pub use reduce::{BiasGrad, ChannelSum};
@@ -227,6 +228,7 @@ ops! {
     BiasGrad in reduce,
     ChannelSum in reduce,
     AdvanceStep in optim,
+    GradNormScale in optim,
     SgdUpdate in optim,
     MomentumUpdate in optim,
     NesterovUpdate in optim,

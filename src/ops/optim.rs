@@ -2,12 +2,13 @@
 //! step counter Adam's bias corrections come from. Hyperparameters are read from a device buffer laid out as
 //! [`crate::optim::hyper`].
 
-use super::launch::{aligned, flat_groups, whole, Dims, Launch};
+use super::launch::{aligned, flat_groups, sum_windows, whole, Dims, Launch, FLAG_LAST};
 use super::{reads, writes, HostBuffers, Kernel, Operand, Region, Shader};
 use crate::host::pool::{for_ranges, Disjoint};
 use crate::optim::hyper::{
-    ALPHA, BETA1, BETA2, BIAS_CORRECTION1, BIAS_CORRECTION2, CENTERED, EPSILON, LEARNING_RATE,
-    LEN as HYPER_LEN, MOMENTUM, STEP, WEIGHT_DECAY,
+    ALPHA, BETA1, BETA2, BIAS_CORRECTION1, BIAS_CORRECTION2, CENTERED, CLIP_NORM, CLIP_VALUE,
+    EPSILON, GRAD_SCALE, GRAD_SQUARES, LEARNING_RATE, LEN as HYPER_LEN, MOMENTUM, STEP,
+    WEIGHT_DECAY,
 };
 
 pub const SHADER: Shader = Shader {
@@ -94,6 +95,74 @@ impl Kernel for AdvanceStep {
         false
     }
 }
+
+/// The gradients' global norm (after clipping by value) and the scale that brings it down to the
+/// clipping norm, into `hyper` (see [`crate::optim::Clipping`]); the updates then read the scale.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GradNormScale {
+    pub grads: Region,
+    pub hyper: Region,
+}
+
+impl GradNormScale {
+    /// The CPU function and the WGSL entry point.
+    pub const NAME: &'static str = "grad_norm_scale";
+}
+
+impl Kernel for GradNormScale {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn shader(&self) -> &'static Shader {
+        &SHADER
+    }
+
+    fn operands(&self) -> Vec<Operand> {
+        vec![
+            reads(self.grads, self.grads.len),
+            writes(self.hyper, HYPER_LEN),
+        ]
+    }
+
+    fn run_cpu(&self, host: &mut HostBuffers) {
+        host.write([(self.hyper, HYPER_LEN)], |host, [hyper]| {
+            grad_norm_scale(host.read(self.grads, self.grads.len), hyper)
+        });
+    }
+
+    fn launch(&self) -> Launch {
+        Launch {
+            dims: Dims {
+                m: self.grads.len as u32,
+                flags: FLAG_LAST,
+                ..Dims::default()
+            },
+            bindings: vec![(2, self.grads), (6, self.hyper)],
+            groups: [1, 1, 1],
+        }
+    }
+
+    /// Windows of the gradients, each summed by one workgroup and added to the last one's sum: a window
+    /// fits one binding and keeps each invocation's loop well under llvmpipe's 65535 iterations (at
+    /// exactly 65535 the sums came back wrong).
+    fn launches(&self, max_binding: usize) -> Vec<Launch> {
+        let per = aligned(max_binding.min(NORM_WORKGROUP * NORM_WINDOW_STEPS));
+        sum_windows(&self.launch(), self.grads.len, per, |window, begin, len| {
+            window.dims.m = len as u32;
+            window.bindings[0].1 = Region {
+                offset: self.grads.offset + begin,
+                len,
+                ..self.grads
+            };
+        })
+    }
+}
+
+/// Invocations of `grad_norm_scale`'s workgroup (`NORM_WORKGROUP` in optim.wgsl).
+const NORM_WORKGROUP: usize = 256;
+/// Loop iterations of each `grad_norm_scale` invocation per window.
+const NORM_WINDOW_STEPS: usize = 32_768;
 
 /// Declares a parameter-update op: the struct (parameters, gradients, the rule's state buffers, the
 /// hyperparameters), its CPU run through the function `$cpu(params, grads, [state…], hyper)` and its launch
@@ -203,14 +272,56 @@ pub fn advance_step(hyper: &mut [f32]) {
 // The updates run over disjoint ranges of the parameters, split between threads when long (`for_ranges`);
 // each element's arithmetic is the same however it is split.
 
-/// Runs `rule(w, g, state)` for every parameter `w`, its gradient `g` and its entries of the `S` state
-/// buffers.
+/// The bound gradients are clamped to, as optim.wgsl's `clip`: the largest finite f32 when clipping by value
+/// is off, so that no finite gradient changes.
+fn clip_bound(hyper: &[f32]) -> f32 {
+    let value = hyper[CLIP_VALUE];
+    if value > 0.0 {
+        value
+    } else {
+        f32::MAX
+    }
+}
+
+/// `Σ clamp(g)²` in `grad_norm_scale`'s order (256 strided partial sums, then a fixed tree) into
+/// `hyper[GRAD_SQUARES]`, and `min(1, CLIP_NORM / (√Σ + 1e-6))` into `hyper[GRAD_SCALE]`, as
+/// `torch.nn.utils.clip_grad_norm_` scales.
+pub fn grad_norm_scale(grads: &[f32], hyper: &mut [f32]) {
+    let bound = clip_bound(hyper);
+    let mut partial = [0.0f32; NORM_WORKGROUP];
+    // Chunk by chunk, so the array is read once; each partial still adds its elements in index order.
+    for chunk in grads.chunks(NORM_WORKGROUP) {
+        for (sum, &g) in partial.iter_mut().zip(chunk) {
+            let g = g.clamp(-bound, bound);
+            *sum += g * g;
+        }
+    }
+    let mut stride = NORM_WORKGROUP / 2;
+    while stride > 0 {
+        for t in 0..stride {
+            partial[t] += partial[t + stride];
+        }
+        stride /= 2;
+    }
+    hyper[GRAD_SQUARES] = partial[0];
+    hyper[GRAD_SCALE] = (hyper[CLIP_NORM] / (partial[0].sqrt() + 1e-6)).min(1.0);
+}
+
+/// Runs `rule(w, g, state)` for every parameter `w`, its gradient `g` clipped as `hyper` says (see
+/// [`crate::optim::Clipping`]) and its entries of the `S` state buffers.
 fn each_parameter<const S: usize>(
     params: &mut [f32],
     grads: &[f32],
     state: [&mut [f32]; S],
+    hyper: &[f32],
     rule: impl Fn(&mut f32, f32, [&mut f32; S]) + Sync,
 ) {
+    let bound = clip_bound(hyper);
+    let scale = if hyper[CLIP_NORM] > 0.0 {
+        hyper[GRAD_SCALE]
+    } else {
+        1.0
+    };
     let len = params.len();
     let params = Disjoint::new(params);
     let state = state.map(|s| {
@@ -229,11 +340,8 @@ fn each_parameter<const S: usize>(
         // closures: constants captured by reference were reloaded every element (they might alias the
         // parameters), which kept the loop scalar and the updates 3x slower.
         for i in 0..n {
-            rule(
-                &mut params[i],
-                grads[i],
-                state.each_mut().map(|s| &mut s[i]),
-            );
+            let g = grads[i].clamp(-bound, bound) * scale;
+            rule(&mut params[i], g, state.each_mut().map(|s| &mut s[i]));
         }
     });
 }
@@ -241,7 +349,7 @@ fn each_parameter<const S: usize>(
 /// `w −= lr · (g + wd·w)`.
 pub fn sgd_update(params: &mut [f32], grads: &[f32], state: [&mut [f32]; 0], hyper: &[f32]) {
     let (lr, wd) = (hyper[LEARNING_RATE], hyper[WEIGHT_DECAY]);
-    each_parameter(params, grads, state, move |w, g, []| {
+    each_parameter(params, grads, state, hyper, move |w, g, []| {
         *w -= lr * (g + wd * *w)
     });
 }
@@ -254,7 +362,7 @@ pub fn momentum_update(
     hyper: &[f32],
 ) {
     let (lr, mu, wd) = (hyper[LEARNING_RATE], hyper[MOMENTUM], hyper[WEIGHT_DECAY]);
-    each_parameter(params, grads, velocity, move |w, g, [v]| {
+    each_parameter(params, grads, velocity, hyper, move |w, g, [v]| {
         *v = mu * *v + (g + wd * *w);
         *w -= lr * *v;
     });
@@ -268,7 +376,7 @@ pub fn nesterov_update(
     hyper: &[f32],
 ) {
     let (lr, mu, wd) = (hyper[LEARNING_RATE], hyper[MOMENTUM], hyper[WEIGHT_DECAY]);
-    each_parameter(params, grads, velocity, move |w, g, [v]| {
+    each_parameter(params, grads, velocity, hyper, move |w, g, [v]| {
         let g = g + wd * *w;
         *v = mu * *v + g;
         *w -= lr * (g + mu * *v);
@@ -281,7 +389,7 @@ pub fn adam_update(params: &mut [f32], grads: &[f32], moments: [&mut [f32]; 2], 
     let (beta1, beta2) = (hyper[BETA1], hyper[BETA2]);
     let step_size = lr / hyper[BIAS_CORRECTION1];
     let bias_correction2_sqrt = hyper[BIAS_CORRECTION2].sqrt();
-    each_parameter(params, grads, moments, move |w, g, [m, v]| {
+    each_parameter(params, grads, moments, hyper, move |w, g, [m, v]| {
         let g = g + wd * *w;
         *m = beta1 * *m + (1.0 - beta1) * g;
         *v = beta2 * *v + (1.0 - beta2) * g * g;
@@ -295,7 +403,7 @@ pub fn adamw_update(params: &mut [f32], grads: &[f32], moments: [&mut [f32]; 2],
     let (beta1, beta2) = (hyper[BETA1], hyper[BETA2]);
     let step_size = lr / hyper[BIAS_CORRECTION1];
     let bias_correction2_sqrt = hyper[BIAS_CORRECTION2].sqrt();
-    each_parameter(params, grads, moments, move |w, g, [m, v]| {
+    each_parameter(params, grads, moments, hyper, move |w, g, [m, v]| {
         let decayed = *w * (1.0 - lr * wd);
         *m = beta1 * *m + (1.0 - beta1) * g;
         *v = beta2 * *v + (1.0 - beta2) * g * g;
@@ -309,7 +417,7 @@ pub fn adamw_update(params: &mut [f32], grads: &[f32], moments: [&mut [f32]; 2],
 pub fn rmsprop_update(params: &mut [f32], grads: &[f32], state: [&mut [f32]; 3], hyper: &[f32]) {
     let (lr, wd, eps) = (hyper[LEARNING_RATE], hyper[WEIGHT_DECAY], hyper[EPSILON]);
     let (alpha, mu, centered) = (hyper[ALPHA], hyper[MOMENTUM], hyper[CENTERED] != 0.0);
-    each_parameter(params, grads, state, move |w, g, [s, b, a]| {
+    each_parameter(params, grads, state, hyper, move |w, g, [s, b, a]| {
         let g = g + wd * *w;
         *s = alpha * *s + (1.0 - alpha) * g * g;
         let mut variance = *s;

@@ -5,7 +5,8 @@ use crate::common::{assert_close, parity, uniform, ELEMENTWISE};
 use crate::gpu_backend;
 use wgtrain::backend::Op;
 use wgtrain::ops::{
-    AdamUpdate, AdamWUpdate, AdvanceStep, MomentumUpdate, NesterovUpdate, RmspropUpdate, SgdUpdate,
+    AdamUpdate, AdamWUpdate, AdvanceStep, GradNormScale, MomentumUpdate, NesterovUpdate,
+    RmspropUpdate, SgdUpdate,
 };
 use wgtrain::optim::hyper;
 
@@ -317,6 +318,112 @@ fn rmsprop_update() {
     }
 }
 
+/// 8_388_948 floats are 340 more than one window (256 invocations × 32768 steps): two windows.
+#[test]
+fn grad_norm_scale() {
+    let Some(mut gpu) = gpu_backend() else { return };
+    for &len in &[1, 63, 1000, 4_200_000, 8_388_948] {
+        for (clip_norm, clip_value) in [(1.0, 0.0), (1e6, 0.0), (0.5, 0.01)] {
+            let grads = uniform(len as u64, len, -0.05, 0.05);
+            let mut h = hyper(0.1, 0.0, 0.0, 1.0);
+            h[hyper::CLIP_NORM] = clip_norm;
+            h[hyper::CLIP_VALUE] = clip_value;
+            let what = format!("grad_norm_scale {len} norm {clip_norm} value {clip_value}");
+            // Each of the 256 partial sums adds up to 32768 squares in f32: against f64 that drifts by
+            // about 2e-4 relative at 8M gradients (CPU and GPU agree more closely, in the same order).
+            let tol = crate::common::Tolerance {
+                abs: 1e-6,
+                rel: if len > 1_000_000 { 1e-3 } else { 1e-5 },
+            };
+            let out = parity(&mut gpu, &what, &[grads.clone(), h], tol, &|b| {
+                Op::GradNormScale(GradNormScale {
+                    grads: b[0].region(len),
+                    hyper: b[1].region(hyper::LEN),
+                })
+            });
+            // torch.nn.utils.clip_grad_norm_ after clip_grad_value_, in f64.
+            let bound = if clip_value > 0.0 {
+                clip_value
+            } else {
+                f32::MAX
+            };
+            let squares: f64 = grads
+                .iter()
+                .map(|&g| f64::from(g.clamp(-bound, bound)).powi(2))
+                .sum();
+            let scale = (f64::from(clip_norm) / (squares.sqrt() + 1e-6)).min(1.0);
+            assert_close(
+                &what,
+                &out[1][hyper::GRAD_SQUARES..=hyper::GRAD_SCALE],
+                &[squares as f32, scale as f32],
+                tol,
+            );
+        }
+    }
+}
+
+/// Every update reads its gradient clamped to ±CLIP_VALUE and scaled by GRAD_SCALE while clipping by norm.
+#[test]
+fn updates_read_clipped_gradients() {
+    let Some(mut gpu) = gpu_backend() else { return };
+    let len = 1000;
+    let params = uniform(1, len, -1.0, 1.0);
+    let grads = uniform(2, len, -1.0, 1.0);
+    let mut h = hyper(0.1, 0.0, 0.01, 1.0);
+    h[hyper::CLIP_NORM] = 2.0;
+    h[hyper::CLIP_VALUE] = 0.3;
+    h[hyper::GRAD_SCALE] = 0.25;
+    let out = parity(
+        &mut gpu,
+        "sgd_update with clipping",
+        &[params.clone(), grads.clone(), h.clone()],
+        ELEMENTWISE,
+        &|b| {
+            Op::SgdUpdate(SgdUpdate {
+                params: b[0].region(len),
+                grads: b[1].region(len),
+                hyper: b[2].region(hyper::LEN),
+            })
+        },
+    );
+    let expected: Vec<f32> = params
+        .iter()
+        .zip(&grads)
+        .map(|(&w, &g)| w - 0.1 * (g.clamp(-0.3, 0.3) * 0.25 + 0.01 * w))
+        .collect();
+    assert_close(
+        "clipped sgd (CPU vs formula)",
+        &out[0],
+        &expected,
+        ELEMENTWISE,
+    );
+    // Without CLIP_NORM the scale left in the buffer is ignored.
+    h[hyper::CLIP_NORM] = 0.0;
+    let out = parity(
+        &mut gpu,
+        "adamw_update with clipping by value",
+        &[
+            params.clone(),
+            grads.clone(),
+            vec![0.0; len],
+            vec![0.0; len],
+            h,
+        ],
+        ELEMENTWISE,
+        &|b| {
+            Op::AdamWUpdate(AdamWUpdate {
+                params: b[0].region(len),
+                grads: b[1].region(len),
+                first_moment: b[2].region(len),
+                second_moment: b[3].region(len),
+                hyper: b[4].region(hyper::LEN),
+            })
+        },
+    );
+    let m: Vec<f32> = grads.iter().map(|&g| 0.1 * g.clamp(-0.3, 0.3)).collect();
+    assert_close("adamw m from clipped g", &out[2], &m, ELEMENTWISE);
+}
+
 #[test]
 fn advance_step() {
     let Some(mut gpu) = gpu_backend() else { return };
@@ -336,7 +443,7 @@ fn advance_step() {
         assert_eq!(out[0][hyper::STEP], t);
         assert_close(
             "bias corrections (CPU vs f64)",
-            &out[0][hyper::BIAS_CORRECTION1..],
+            &out[0][hyper::BIAS_CORRECTION1..=hyper::BIAS_CORRECTION2],
             &[
                 (1.0 - 0.9f64.powf(f64::from(t))) as f32,
                 (1.0 - 0.999f64.powf(f64::from(t))) as f32,

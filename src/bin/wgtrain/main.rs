@@ -127,6 +127,14 @@ pub struct TrainArgs {
     /// Centered RMSprop: divide by the gradient's estimated standard deviation, not its RMS
     #[arg(long)]
     pub centered: bool,
+    /// Scale the gradients down so that their global L2 norm is at most F before each update
+    /// (torch.nn.utils.clip_grad_norm_)
+    #[arg(long, allow_hyphen_values = true, value_parser = finite_f32)]
+    pub clip_norm: Option<f32>,
+    /// Clamp each gradient to [-F, F] before each update (torch.nn.utils.clip_grad_value_; with
+    /// --clip-norm too, the clamp comes first)
+    #[arg(long, allow_hyphen_values = true, value_parser = finite_f32)]
+    pub clip_value: Option<f32>,
     #[arg(long, default_value_t = 20)]
     pub epochs: usize,
     #[arg(long, default_value_t = 32)]

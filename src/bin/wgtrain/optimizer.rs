@@ -2,7 +2,7 @@
 
 use crate::train::invalid;
 use crate::TrainArgs;
-use wgtrain::{Optimizer, Result};
+use wgtrain::{Clipping, Optimizer, Result};
 
 /// The rule with its constants, the learning rate and the weight decay the flags ask for. A flag that
 /// the chosen rule does not use is an error, not something silently ignored.
@@ -107,6 +107,18 @@ pub fn choose(args: &TrainArgs) -> Result<(Optimizer, f32, f32)> {
         ));
     }
     Ok((optimizer, lr, weight_decay))
+}
+
+/// `--clip-norm` and `--clip-value`, each > 0 when given.
+pub fn clipping(args: &TrainArgs) -> Result<Clipping> {
+    let positive = |flag: &str, v: Option<f32>| match v {
+        Some(v) if v <= 0.0 => Err(invalid(flag, format!("must be a number > 0, got {v}"))),
+        v => Ok(v),
+    };
+    Ok(Clipping {
+        norm: positive("--clip-norm", args.clip_norm)?,
+        value: positive("--clip-value", args.clip_value)?,
+    })
 }
 
 /// `torch.optim`'s default learning rate: 0.01 for RMSprop, 0.001 for the others.

@@ -48,6 +48,8 @@ pub fn default_job() -> TrainArgs {
         eps: None,
         alpha: None,
         centered: false,
+        clip_norm: None,
+        clip_value: None,
         epochs: 20,
         batch_size: 32,
         no_shuffle: false,
@@ -136,6 +138,7 @@ fn check_args(args: &TrainArgs) -> Result<()> {
         ));
     }
     crate::optimizer::choose(args)?;
+    crate::optimizer::clipping(args)?;
     Ok(())
 }
 
@@ -392,6 +395,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         learning_rate,
         optimizer,
         weight_decay,
+        clipping: crate::optimizer::clipping(args)?,
         patience: args.patience,
         progress: !args.quiet && !args.json,
     };
@@ -481,6 +485,12 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     report.insert("optimizer".into(), config.optimizer.name().into());
     report.insert("learning_rate".into(), config.learning_rate.into());
     report.insert("weight_decay".into(), config.weight_decay.into());
+    if let Some(norm) = config.clipping.norm {
+        report.insert("clip_norm".into(), norm.into());
+    }
+    if let Some(value) = config.clipping.value {
+        report.insert("clip_value".into(), value.into());
+    }
     if let Some(v) = kept.val_loss {
         report.insert("val_loss".into(), v.into());
     }
