@@ -4,19 +4,22 @@ use crate::data::{Dataset, Task};
 use crate::error::{Error, Result};
 use crate::model::{Model, TrainConfig};
 use crate::optim::{Clipping, Optimizer};
+use crate::schedule::{LrSchedule, Scheduler};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 /// How [`fit`] trains.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct FitConfig {
     pub epochs: usize,
     pub batch_size: usize,
     /// Visit rows in a fresh seeded order each epoch; otherwise in file order.
     pub shuffle: bool,
     pub seed: u64,
+    /// The base learning rate, which `schedule` moves epoch by epoch.
     pub learning_rate: f32,
+    pub schedule: LrSchedule,
     pub optimizer: Optimizer,
     pub weight_decay: f32,
     /// Gradient clipping before each update.
@@ -36,6 +39,7 @@ impl Default for FitConfig {
             shuffle: true,
             seed: 0,
             learning_rate: 0.001,
+            schedule: LrSchedule::default(),
             optimizer: Optimizer::ADAM,
             weight_decay: 0.0,
             clipping: Clipping::default(),
@@ -55,6 +59,8 @@ pub struct EpochRecord {
     pub accuracy: Option<f32>,
     pub val_loss: Option<f32>,
     pub val_accuracy: Option<f32>,
+    /// The learning rate the epoch ran at.
+    pub learning_rate: f32,
 }
 
 /// Every epoch's record, and where early stopping left the model.
@@ -89,6 +95,14 @@ pub fn fit(
     if config.batch_size == 0 {
         return Err(Error::value("batch size", "must be at least 1, got 0"));
     }
+    let mut scheduler =
+        Scheduler::new(config.schedule.clone(), config.learning_rate, config.epochs)?;
+    if config.schedule.needs_validation() && validation.is_none() {
+        return Err(Error::value(
+            "schedule",
+            "plateau follows the validation loss and needs validation data (a validation split)",
+        ));
+    }
     if config.patience.is_some() && validation.is_none() {
         return Err(Error::value(
             "patience",
@@ -108,7 +122,7 @@ pub fn fit(
         }
         None => None,
     };
-    let step = TrainConfig {
+    let mut step = TrainConfig {
         iterations: 0,
         batch_size: Some(config.batch_size),
         learning_rate: config.learning_rate,
@@ -130,6 +144,7 @@ pub fn fit(
             order.shuffle(&mut rng);
         }
         let order = config.shuffle.then_some(order.as_slice());
+        step.learning_rate = scheduler.rate(epoch - 1);
         let stats = if held {
             model.train_epoch_held(order, &step)?
         } else {
@@ -159,7 +174,11 @@ pub fn fit(
             accuracy: classify.then_some(stats.accuracy),
             val_loss: val.map(|v| v.loss),
             val_accuracy: val.filter(|_| classify).map(|v| v.accuracy),
+            learning_rate: step.learning_rate,
         };
+        if let Some(v) = val {
+            scheduler.observe(v.loss);
+        }
         history.epochs.push(record);
         bar.set_position(epoch as u64);
         bar.set_message(describe(&record));
@@ -207,6 +226,7 @@ pub fn describe(record: &EpochRecord) -> String {
     if let Some(a) = record.val_accuracy {
         text += &format!(" val_accuracy={a:.4}");
     }
+    text += &format!(" lr={:.3e}", record.learning_rate);
     text
 }
 

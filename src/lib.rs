@@ -47,6 +47,7 @@ pub mod network;
 pub mod ops;
 pub mod optim;
 pub mod plot;
+pub mod schedule;
 
 pub use activation::Activation;
 pub use backend::{Backend, Counters, DeviceInfo};

@@ -120,7 +120,8 @@ fn draw(path: &Path, panels: &[(&str, &str, Vec<Series>)], rgb: &mut [u8]) -> Re
     root.present().map_err(|e| plot_error(path, e))
 }
 
-/// Loss per epoch (training and validation), and accuracy beside it when the task has one.
+/// Loss per epoch (training and validation), accuracy beside it when the task has one, and the learning
+/// rate when a schedule moved it.
 pub fn plot_history(path: &Path, history: &History) -> Result<()> {
     let curve = |name: &str, value: &dyn Fn(&crate::fit::EpochRecord) -> Option<f32>| {
         let points: Vec<(f32, f32)> = history
@@ -150,6 +151,15 @@ pub fn plot_history(path: &Path, history: &History) -> Result<()> {
     let mut panels = vec![("loss", "epoch", losses)];
     if !accuracies.is_empty() {
         panels.push(("accuracy", "epoch", accuracies));
+    }
+    // The learning rate, when a schedule moved it.
+    let rates = &history.epochs;
+    if rates
+        .windows(2)
+        .any(|w| w[0].learning_rate != w[1].learning_rate)
+    {
+        let rate = curve("learning rate", &|r| Some(r.learning_rate));
+        panels.push(("learning rate", "epoch", rate.into_iter().collect()));
     }
     line_chart(path, &panels)
 }

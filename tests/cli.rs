@@ -98,6 +98,46 @@ fn every_optimizer_trains_with_its_defaults() {
     }
 }
 
+/// A schedule from the command line: the report names it and the rate of the last epoch, and the plot
+/// gains a learning-rate panel.
+#[test]
+fn schedules_from_the_command_line() {
+    let dir = scratch("schedule");
+    let plot = dir.join("curves.png");
+    let plot = plot.to_str().expect("utf-8 path");
+    let args = train_cpu(
+        &iris(),
+        &[
+            "--epochs",
+            "10",
+            "--lr",
+            "0.01",
+            "--schedule",
+            "cosine",
+            "--warmup",
+            "2",
+            "--min-lr",
+            "0.001",
+            "--plot",
+            plot,
+            "--json",
+        ],
+    );
+    let r = report(&strs(&args));
+    assert_eq!(r["schedule"], "cosine", "{r}");
+    // Epoch 10 of 10: t = 7 of 8 cosine epochs after a 2-epoch warm-up.
+    let last = 0.001 + 0.009 * (1.0 + (std::f64::consts::PI * 7.0 / 8.0).cos()) / 2.0;
+    assert!(
+        (f64::from(number(&r, "final_learning_rate")) - last).abs() < 1e-8,
+        "{r}"
+    );
+    let constant = report(&strs(&train_cpu(&iris(), &["--lr", "0.01", "--json"])));
+    assert_eq!(constant["schedule"], "constant");
+    assert_eq!(number(&constant, "final_learning_rate"), 0.01);
+    let png = std::fs::read(plot).expect("plot written");
+    assert_eq!(&png[1..4], b"PNG");
+}
+
 /// Writes every `every`-th row of `path` to test.csv and the rest to train.csv.
 fn split_csv(dir: &Path, path: &str, every: usize) -> (String, String) {
     let text = std::fs::read_to_string(path).expect("read csv");

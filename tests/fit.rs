@@ -2,6 +2,7 @@
 
 use wgtrain::data::{Dataset, Task};
 use wgtrain::fit::{fit, FitConfig};
+use wgtrain::schedule::{LrSchedule, Schedule};
 use wgtrain::{Activation, Device, Loss, Model, Network, Optimizer};
 
 fn dataset(rows: usize) -> Dataset {
@@ -173,4 +174,70 @@ fn fit_rejects_bad_settings() {
             "{config:?}"
         );
     }
+}
+
+/// `fit` runs each epoch at the schedule's rate (set before its first step) and records it; a schedule
+/// that follows the validation loss is refused without validation data, before any training.
+#[test]
+fn fit_follows_the_schedule() {
+    let train = dataset(40);
+    let mut model = Model::new(network(), Device::Cpu, 0).expect("model");
+    let config = FitConfig {
+        epochs: 10,
+        batch_size: 4,
+        shuffle: false,
+        learning_rate: 0.1,
+        optimizer: Optimizer::Sgd,
+        schedule: LrSchedule {
+            schedule: Schedule::Step {
+                step_size: 3,
+                gamma: 0.5,
+            },
+            warmup: 0,
+        },
+        ..FitConfig::default()
+    };
+    let history = fit(&mut model, &train, None, &config, |_, _| Ok(())).expect("fit");
+    let recorded: Vec<f32> = history.epochs.iter().map(|r| r.learning_rate).collect();
+    assert_eq!(
+        recorded,
+        [0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.025, 0.025, 0.025, 0.0125]
+    );
+    // Each epoch's steps ran at its rate: the same epochs by hand, one rate each, end at the same
+    // parameters bit for bit.
+    let mut by_hand = Model::new(network(), Device::Cpu, 0).expect("model");
+    for &learning_rate in &recorded {
+        let step = wgtrain::TrainConfig {
+            batch_size: Some(4),
+            learning_rate,
+            optimizer: Optimizer::Sgd,
+            ..wgtrain::TrainConfig::default()
+        };
+        by_hand
+            .train_epoch(&train.features, &train.targets, None, &step)
+            .expect("epoch");
+    }
+    assert_eq!(
+        by_hand.parameters().expect("params"),
+        model.parameters().expect("params")
+    );
+    let plateau = FitConfig {
+        schedule: LrSchedule {
+            schedule: Schedule::Plateau {
+                factor: 0.5,
+                patience: 1,
+                min_lr: 0.0,
+            },
+            warmup: 0,
+        },
+        ..config
+    };
+    let before = model.parameters().expect("params");
+    let err = fit(&mut model, &train, None, &plateau, |_, _| Ok(())).expect_err("refused");
+    assert!(err.to_string().contains("validation"), "{err}");
+    assert_eq!(
+        model.parameters().expect("params"),
+        before,
+        "trained before refusing"
+    );
 }

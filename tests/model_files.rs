@@ -306,6 +306,34 @@ fn flags_that_would_do_nothing_are_errors() {
         &strs(&train(&["--optimizer", "adam", "--eps", "-1"])),
         &["--eps", "> 0"],
     );
+    for (flags, words) in [
+        (
+            &["--schedule", "step", "--warmup", "2"][..],
+            &["--warmup", "constant or cosine, not step"][..],
+        ),
+        (&["--schedule", "step"], &["--step-size", "needs it"]),
+        (
+            &["--schedule", "multistep", "--milestones", "5,x"],
+            &["--milestones", "`5,x`"],
+        ),
+        (
+            &["--schedule", "multistep", "--milestones", "5,2"],
+            &["milestones", "increasing"],
+        ),
+        (&["--schedule", "exponential"], &["--gamma", "needs it"]),
+        (
+            &["--schedule", "cosine", "--gamma", "0.5"],
+            &["--gamma", "not cosine"],
+        ),
+        (&["--schedule", "plateau"], &["--schedule", "--val-split"]),
+        (&["--min-lr", "0.1"], &["--min-lr", "not constant"]),
+        (
+            &["--schedule", "cosine", "--warmup", "1"],
+            &["warm-up", "leaves none of the 1"],
+        ),
+    ] {
+        fails(&strs(&train(flags)), words);
+    }
     fails(
         &strs(&train(&["--clip-norm", "0"])),
         &["--clip-norm", "> 0, got 0"],

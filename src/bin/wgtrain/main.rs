@@ -54,6 +54,18 @@ pub enum OutputChoice {
     Softmax,
 }
 
+/// How the learning rate moves from epoch to epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScheduleChoice {
+    Constant,
+    Step,
+    Multistep,
+    Exponential,
+    Cosine,
+    Onecycle,
+    Plateau,
+}
+
 /// `auto` (follow the output) or a fixed loss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LossChoice {
@@ -127,6 +139,28 @@ pub struct TrainArgs {
     /// Centered RMSprop: divide by the gradient's estimated standard deviation, not its RMS
     #[arg(long)]
     pub centered: bool,
+    /// How the learning rate moves, once per epoch (torch.optim.lr_scheduler's rules)
+    #[arg(long, value_enum, default_value = "constant")]
+    pub schedule: ScheduleChoice,
+    /// Epochs of linear warm-up to --lr before a constant or cosine schedule
+    #[arg(long)]
+    pub warmup: Option<usize>,
+    /// step: epochs between decays
+    #[arg(long)]
+    pub step_size: Option<usize>,
+    /// multistep: the epochs (0-based, increasing) at which the rate decays, e.g. 30,60
+    #[arg(long)]
+    pub milestones: Option<String>,
+    /// step, multistep, exponential, plateau: the factor each decay multiplies by [default: 0.1; required
+    /// for exponential]
+    #[arg(long, allow_hyphen_values = true, value_parser = finite_f32)]
+    pub gamma: Option<f32>,
+    /// cosine, plateau: the lowest rate [default: 0]
+    #[arg(long, allow_hyphen_values = true, value_parser = finite_f32)]
+    pub min_lr: Option<f32>,
+    /// plateau: epochs without a better validation loss before the rate decays [default: 10]
+    #[arg(long)]
+    pub plateau_patience: Option<usize>,
     /// Scale the gradients down so that their global L2 norm is at most F before each update
     /// (torch.nn.utils.clip_grad_norm_)
     #[arg(long, allow_hyphen_values = true, value_parser = finite_f32)]

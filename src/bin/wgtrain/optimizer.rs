@@ -1,7 +1,8 @@
 //! The optimizer flags: which apply to which rule, and PyTorch's defaults for the rest.
 
 use crate::train::invalid;
-use crate::TrainArgs;
+use crate::{ScheduleChoice, TrainArgs};
+use wgtrain::schedule::{LrSchedule, Schedule};
 use wgtrain::{Clipping, Optimizer, Result};
 
 /// The rule with its constants, the learning rate and the weight decay the flags ask for. A flag that
@@ -118,6 +119,94 @@ pub fn clipping(args: &TrainArgs) -> Result<Clipping> {
     Ok(Clipping {
         norm: positive("--clip-norm", args.clip_norm)?,
         value: positive("--clip-value", args.clip_value)?,
+    })
+}
+
+/// The learning-rate schedule the flags ask for; a schedule flag that the chosen schedule does not use is
+/// an error. The constants are checked against the run by [`LrSchedule::check`].
+pub fn schedule(args: &TrainArgs) -> Result<LrSchedule> {
+    let name = format!("{:?}", args.schedule).to_lowercase();
+    let refuse = |flag: &str, applies: &str| {
+        Err(invalid(
+            flag,
+            format!("applies to --schedule {applies}, not {name}"),
+        ))
+    };
+    use ScheduleChoice as S;
+    let s = args.schedule;
+    if args.warmup.is_some() && !matches!(s, S::Constant | S::Cosine) {
+        return refuse("--warmup", "constant or cosine");
+    }
+    if args.step_size.is_some() && s != S::Step {
+        return refuse("--step-size", "step");
+    }
+    if args.milestones.is_some() && s != S::Multistep {
+        return refuse("--milestones", "multistep");
+    }
+    if args.gamma.is_some() && !matches!(s, S::Step | S::Multistep | S::Exponential | S::Plateau) {
+        return refuse("--gamma", "step, multistep, exponential or plateau");
+    }
+    if args.min_lr.is_some() && !matches!(s, S::Cosine | S::Plateau) {
+        return refuse("--min-lr", "cosine or plateau");
+    }
+    if args.plateau_patience.is_some() && s != S::Plateau {
+        return refuse("--plateau-patience", "plateau");
+    }
+    let gamma = args.gamma.unwrap_or(0.1);
+    let schedule = match s {
+        S::Constant => Schedule::Constant,
+        S::Step => Schedule::Step {
+            step_size: args.step_size.ok_or_else(|| {
+                invalid(
+                    "--step-size",
+                    "--schedule step needs it (epochs between decays)".into(),
+                )
+            })?,
+            gamma,
+        },
+        S::Multistep => {
+            let text = args.milestones.as_deref().ok_or_else(|| {
+                invalid(
+                    "--milestones",
+                    "--schedule multistep needs them, e.g. 30,60".into(),
+                )
+            })?;
+            let milestones = text
+                .split(',')
+                .map(|m| m.trim().parse::<usize>())
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|_| {
+                    invalid(
+                        "--milestones",
+                        format!(
+                            "expected increasing epoch numbers like 30,60, got {}",
+                            wgtrain::error::quote(text)
+                        ),
+                    )
+                })?;
+            Schedule::MultiStep { milestones, gamma }
+        }
+        S::Exponential => Schedule::Exponential {
+            gamma: args.gamma.ok_or_else(|| {
+                invalid(
+                    "--gamma",
+                    "--schedule exponential needs it (e.g. 0.95)".into(),
+                )
+            })?,
+        },
+        S::Cosine => Schedule::Cosine {
+            min_lr: args.min_lr.unwrap_or(0.0),
+        },
+        S::Onecycle => Schedule::OneCycle,
+        S::Plateau => Schedule::Plateau {
+            factor: gamma,
+            patience: args.plateau_patience.unwrap_or(10),
+            min_lr: args.min_lr.unwrap_or(0.0),
+        },
+    };
+    Ok(LrSchedule {
+        schedule,
+        warmup: args.warmup.unwrap_or(0),
     })
 }
 

@@ -50,6 +50,13 @@ pub fn default_job() -> TrainArgs {
         centered: false,
         clip_norm: None,
         clip_value: None,
+        schedule: crate::ScheduleChoice::Constant,
+        warmup: None,
+        step_size: None,
+        milestones: None,
+        gamma: None,
+        min_lr: None,
+        plateau_patience: None,
         epochs: 20,
         batch_size: 32,
         no_shuffle: false,
@@ -139,6 +146,13 @@ fn check_args(args: &TrainArgs) -> Result<()> {
     }
     crate::optimizer::choose(args)?;
     crate::optimizer::clipping(args)?;
+    crate::optimizer::schedule(args)?.check(args.epochs, crate::optimizer::choose(args)?.1)?;
+    if crate::optimizer::schedule(args)?.needs_validation() && args.val_split == 0.0 {
+        return Err(invalid(
+            "--schedule",
+            "plateau follows the validation loss and needs a validation split (--val-split)".into(),
+        ));
+    }
     Ok(())
 }
 
@@ -393,6 +407,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         shuffle: !args.no_shuffle,
         seed: args.seed,
         learning_rate,
+        schedule: crate::optimizer::schedule(args)?,
         optimizer,
         weight_decay,
         clipping: crate::optimizer::clipping(args)?,
@@ -485,6 +500,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     report.insert("optimizer".into(), config.optimizer.name().into());
     report.insert("learning_rate".into(), config.learning_rate.into());
     report.insert("weight_decay".into(), config.weight_decay.into());
+    report.insert("schedule".into(), config.schedule.schedule.name().into());
+    report.insert("final_learning_rate".into(), last.learning_rate.into());
     if let Some(norm) = config.clipping.norm {
         report.insert("clip_norm".into(), norm.into());
     }
