@@ -29,8 +29,6 @@ const HYPER_BIAS_CORRECTION1: u32 = 11u;
 const HYPER_BIAS_CORRECTION2: u32 = 12u;
 const HYPER_GRAD_SQUARES: u32 = 13u;
 const HYPER_GRAD_SCALE: u32 = 14u;
-// The largest finite f32: clamping to it changes no finite gradient.
-const NO_CLIP: f32 = 3.40282347e38;
 
 @group(0) @binding(1) var<storage, read_write> parameters: array<f32>;
 @group(0) @binding(2) var<storage, read> grads: array<f32>;
@@ -44,10 +42,9 @@ fn element(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
     return gid.x + gid.y * groups.x * WORKGROUP;
 }
 
-// A gradient clamped to ±CLIP_VALUE (when set), then scaled by GRAD_SCALE (when clipping by norm).
+// A gradient clamped to ±CLIP_VALUE when that is set (untouched otherwise, so a NaN stays NaN).
 fn clip(g: f32, clip_value: f32) -> f32 {
-    let bound = select(NO_CLIP, clip_value, clip_value > 0.0);
-    return clamp(g, -bound, bound);
+    return select(g, clamp(g, -clip_value, clip_value), clip_value > 0.0);
 }
 
 fn clipped_grad(i: u32) -> f32 {

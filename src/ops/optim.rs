@@ -272,14 +272,14 @@ pub fn advance_step(hyper: &mut [f32]) {
 // The updates run over disjoint ranges of the parameters, split between threads when long (`for_ranges`);
 // each element's arithmetic is the same however it is split.
 
-/// The bound gradients are clamped to, as optim.wgsl's `clip`: the largest finite f32 when clipping by value
-/// is off, so that no finite gradient changes.
-fn clip_bound(hyper: &[f32]) -> f32 {
-    let value = hyper[CLIP_VALUE];
-    if value > 0.0 {
-        value
+/// A gradient clamped to `±clip_value` when that is set, untouched otherwise (so a NaN stays NaN), as
+/// optim.wgsl's `clip`.
+#[inline(always)]
+fn clip(g: f32, clip_value: f32) -> f32 {
+    if clip_value > 0.0 {
+        g.clamp(-clip_value, clip_value)
     } else {
-        f32::MAX
+        g
     }
 }
 
@@ -287,12 +287,12 @@ fn clip_bound(hyper: &[f32]) -> f32 {
 /// `hyper[GRAD_SQUARES]`, and `min(1, CLIP_NORM / (√Σ + 1e-6))` into `hyper[GRAD_SCALE]`, as
 /// `torch.nn.utils.clip_grad_norm_` scales.
 pub fn grad_norm_scale(grads: &[f32], hyper: &mut [f32]) {
-    let bound = clip_bound(hyper);
+    let clip_value = hyper[CLIP_VALUE];
     let mut partial = [0.0f32; NORM_WORKGROUP];
     // Chunk by chunk, so the array is read once; each partial still adds its elements in index order.
     for chunk in grads.chunks(NORM_WORKGROUP) {
         for (sum, &g) in partial.iter_mut().zip(chunk) {
-            let g = g.clamp(-bound, bound);
+            let g = clip(g, clip_value);
             *sum += g * g;
         }
     }
@@ -316,7 +316,7 @@ fn each_parameter<const S: usize>(
     hyper: &[f32],
     rule: impl Fn(&mut f32, f32, [&mut f32; S]) + Sync,
 ) {
-    let bound = clip_bound(hyper);
+    let clip_value = hyper[CLIP_VALUE];
     let scale = if hyper[CLIP_NORM] > 0.0 {
         hyper[GRAD_SCALE]
     } else {
@@ -329,6 +329,8 @@ fn each_parameter<const S: usize>(
         Disjoint::new(s)
     });
     for_ranges(len, &|r| {
+        // Copies, not references into the caller's frame: see the loop below.
+        let (clip_value, scale) = (clip_value, scale);
         // SAFETY: `for_ranges` hands each part its own range.
         let params = unsafe { params.range(r.clone()) };
         let n = params.len();
@@ -337,10 +339,11 @@ fn each_parameter<const S: usize>(
             .each_ref()
             .map(|s| &mut unsafe { s.range(r.clone()) }[..n]);
         // Indices into slices all `n` long, so the bounds checks fold away. The rules are `move`
-        // closures: constants captured by reference were reloaded every element (they might alias the
-        // parameters), which kept the loop scalar and the updates 3x slower.
+        // closures and the clipping constants local copies: constants read through references were
+        // reloaded every element (they might alias the parameters), which kept the loop scalar and the
+        // updates 3-4x slower. Without clipping by value no clamp runs (and a NaN stays NaN).
         for i in 0..n {
-            let g = grads[i].clamp(-bound, bound) * scale;
+            let g = clip(grads[i], clip_value) * scale;
             rule(&mut params[i], g, state.each_mut().map(|s| &mut s[i]));
         }
     });
