@@ -138,6 +138,143 @@ fn schedules_from_the_command_line() {
     assert_eq!(&png[1..4], b"PNG");
 }
 
+/// A regression target in the hundreds of thousands trains like a z-scored one: it is standardised from the
+/// training split, the report's mse is in the target's units, `predict` maps back, and `eval` agrees.
+#[test]
+fn regression_targets_are_standardised() {
+    let dir = scratch("prices");
+    let write = |name: &str, seed: u64| {
+        let mut csv = String::from("area,age,price\n");
+        for i in 0..200u64 {
+            let h = |k: u64| ((i * 2654435761 + seed * 97 + k * 40503) % 1000) as f64 / 1000.0;
+            let (area, age) = (h(1), h(2));
+            let price = 150_000.0 + 80_000.0 * area - 30_000.0 * age + 2_000.0 * (h(3) - 0.5);
+            csv += &format!("{area},{age},{price:.2}\n");
+        }
+        let path = dir.join(name);
+        std::fs::write(&path, csv).expect("write csv");
+        path.to_str().expect("utf-8").to_string()
+    };
+    let (train, test) = (write("train.csv", 1), write("test.csv", 2));
+    let test_prices: Vec<f64> = std::fs::read_to_string(&test)
+        .expect("read")
+        .lines()
+        .skip(1)
+        .map(|l| {
+            l.rsplit(',')
+                .next()
+                .expect("price")
+                .parse()
+                .expect("number")
+        })
+        .collect();
+    let mean = test_prices.iter().sum::<f64>() / test_prices.len() as f64;
+    let variance =
+        test_prices.iter().map(|p| (p - mean).powi(2)).sum::<f64>() / test_prices.len() as f64;
+    let model = dir.join("prices.safetensors");
+    let model = model.to_str().expect("utf-8");
+    let run = |extra: &[&str]| {
+        let base = [
+            "train",
+            "--data",
+            &train,
+            "--test-data",
+            &test,
+            "--target",
+            "price",
+            "--epochs",
+            "80",
+            "--lr",
+            "0.01",
+            "--device",
+            "cpu",
+            "--json",
+        ];
+        report(&[&base[..], extra].concat())
+    };
+    let r = run(&["--out", model]);
+    let r2 = 1.0 - f64::from(number(&r, "test_mse")) / variance;
+    assert!(r2 > 0.95, "R² {r2} with the target standardised: {r}");
+    let raw = run(&["--no-scale-target"]);
+    let raw_r2 = 1.0 - f64::from(number(&raw, "test_mse")) / variance;
+    assert!(
+        raw_r2 < 0.0,
+        "R² {raw_r2} on raw prices: the default should be what makes it work"
+    );
+    // predict gives prices, not z-scores; their error matches the reported test mse.
+    let out = ok(&[
+        "predict", "--model", model, "--data", &test, "--device", "cpu",
+    ]);
+    let predictions: Vec<f64> = out
+        .lines()
+        .skip(1)
+        .map(|l| l.parse().expect("number"))
+        .collect();
+    assert_eq!(predictions.len(), test_prices.len());
+    let mse = predictions
+        .iter()
+        .zip(&test_prices)
+        .map(|(p, y)| (p - y).powi(2))
+        .sum::<f64>()
+        / predictions.len() as f64;
+    let reported = f64::from(number(&r, "test_mse"));
+    assert!(
+        (mse - reported).abs() < 1e-3 * reported,
+        "predict's mse {mse} against {reported}"
+    );
+    let e = report(&[
+        "eval", "--model", model, "--data", &test, "--device", "cpu", "--json",
+    ]);
+    assert!(
+        (f64::from(number(&e, "mse")) - reported).abs() < 1e-3 * reported,
+        "{e}"
+    );
+    // Continuing from the model keeps its scaling; asking to drop it is a contradiction.
+    fails(
+        &[
+            "train",
+            "--data",
+            &train,
+            "--target",
+            "price",
+            "--init",
+            model,
+            "--no-scale-target",
+        ],
+        &["--no-scale-target", "standardised"],
+    );
+}
+
+/// A target with a class for nearly every row trains, with a warning that it may be an id.
+#[test]
+fn a_target_like_an_id_is_warned_about() {
+    let dir = scratch("id-target");
+    let data = dir.join("people.csv");
+    let mut csv = String::from("height,person\n");
+    for i in 0..20 {
+        csv += &format!("{},p{i}\n", 150 + i);
+    }
+    std::fs::write(&data, csv).expect("write");
+    let path = data.to_str().expect("utf-8");
+    let args = [
+        "train", "--data", path, "--target", "person", "--epochs", "1", "--device", "cpu",
+    ];
+    let output = run(&args);
+    succeeded(&args, &output);
+    let err = stderr(&output);
+    assert!(
+        err.contains("warning") && err.contains("20 classes in 20 rows"),
+        "{err}"
+    );
+    let iris_args = train_cpu(&iris(), &[]);
+    let quiet = run(&strs(&iris_args));
+    assert!(
+        !stderr(&quiet).contains("is it an id"),
+        "{}",
+        stderr(&quiet)
+    );
+}
+
 /// Writes every `every`-th row of `path` to test.csv and the rest to train.csv.
 fn split_csv(dir: &Path, path: &str, every: usize) -> (String, String) {
     let text = std::fs::read_to_string(path).expect("read csv");

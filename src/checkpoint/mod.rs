@@ -64,6 +64,10 @@ pub struct ModelMeta {
     pub feature_names: Vec<String>,
     /// Applied to inputs before the network, when the model was trained on standardised data.
     pub standardizer: Option<Standardizer>,
+    /// A regression model's target as the network was trained on it, standardised: predictions are
+    /// mapped back through it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_standardizer: Option<Standardizer>,
     /// Class names in output order (empty for regression).
     pub class_names: Vec<String>,
     /// Epochs the parameters were trained for.
@@ -95,6 +99,7 @@ impl ModelMeta {
             target: String::new(),
             feature_names: Vec::new(),
             standardizer: None,
+            target_standardizer: None,
             class_names: Vec::new(),
             epochs: 0,
         }
@@ -145,6 +150,19 @@ impl ModelMeta {
                 return Err(format!(
                     "standardizer does not fit the {} inputs (mean and std need {0} finite values, std > 0)",
                     self.inputs
+                ));
+            }
+        }
+        if let Some(s) = &self.target_standardizer {
+            if self.task != Task::Regress
+                || s.mean.len() != network.outputs()
+                || s.std.len() != network.outputs()
+                || s.mean.iter().any(|v| !v.is_finite())
+                || s.std.iter().any(|v| !(v.is_finite() && *v > 0.0))
+            {
+                return Err(format!(
+                    "target_standardizer does not fit a regression model's {} outputs (finite means, std > 0)",
+                    network.outputs()
                 ));
             }
         }

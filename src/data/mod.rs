@@ -180,16 +180,23 @@ pub struct Standardizer {
 impl Standardizer {
     /// Statistics of `data`'s features, accumulated in f64.
     pub fn fit(data: &Dataset) -> Standardizer {
-        let (rows, cols) = (data.rows().max(1) as f64, data.cols());
+        Standardizer::fit_columns(&data.features, data.cols())
+    }
+
+    /// Statistics of each of the `cols` columns of `values` (`[rows, cols]`), accumulated in f64: a
+    /// regression target is one column.
+    pub fn fit_columns(values: &[f32], cols: usize) -> Standardizer {
+        let cols = cols.max(1);
+        let rows = (values.len() / cols).max(1) as f64;
         let mut mean = vec![0.0f64; cols];
-        for row in data.features.chunks_exact(cols) {
+        for row in values.chunks_exact(cols) {
             for (m, &v) in mean.iter_mut().zip(row) {
                 *m += f64::from(v);
             }
         }
         mean.iter_mut().for_each(|m| *m /= rows);
         let mut var = vec![0.0f64; cols];
-        for row in data.features.chunks_exact(cols) {
+        for row in values.chunks_exact(cols) {
             for ((s, &v), m) in var.iter_mut().zip(row).zip(&mean) {
                 *s += (f64::from(v) - m).powi(2);
             }
@@ -208,6 +215,16 @@ impl Standardizer {
         Standardizer {
             mean: mean.iter().map(|&m| m as f32).collect(),
             std,
+        }
+    }
+
+    /// Undoes [`Standardizer::apply`] in place: `v · std + mean` (a standardised target's predictions back
+    /// in the target's units).
+    pub fn restore(&self, values: &mut [f32]) {
+        for row in values.chunks_exact_mut(self.mean.len()) {
+            for ((v, m), s) in row.iter_mut().zip(&self.mean).zip(&self.std) {
+                *v = *v * s + m;
+            }
         }
     }
 

@@ -87,6 +87,20 @@ pub fn check_files(args: &TrainArgs) -> Result<()> {
 }
 
 /// One `warning:` line on stderr naming the columns of `path` that were not used.
+/// Warns when a classification target has a class for nearly every row: more likely an id or a number to
+/// regress on than classes to learn.
+pub fn warn_many_classes(path: &Path, data: &Dataset) {
+    let (classes, rows) = (data.class_names.len(), data.rows());
+    if data.task == Task::Classify && rows >= 10 && classes * 2 > rows {
+        crate::complain(&format!(
+            "warning: --data {}: target {} has {classes} classes in {rows} rows; is it an id, or a \
+             number to predict (--task regress)?",
+            path.display(),
+            wgtrain::error::quote(&data.target_name)
+        ));
+    }
+}
+
 pub fn warn_ignored(flag: &str, path: &Path, ignored: &[String]) {
     if ignored.is_empty() {
         return;
@@ -249,6 +263,9 @@ pub fn init_options(
     }
     if saved.standardizer.is_none() && args.standardize {
         return conflict("--standardize", "whose inputs are not standardised".into());
+    }
+    if saved.target_standardizer.is_some() && args.no_scale_target {
+        return conflict("--no-scale-target", "whose target is standardised".into());
     }
     if let Some(target) = &args.target {
         if !saved.target.is_empty() && *target != saved.target {

@@ -82,7 +82,11 @@ fn check_columns(path: &std::path::Path, cols: usize, meta: &ModelMeta) -> Resul
 
 pub fn eval(args: &EvalArgs) -> Result<()> {
     let (mut model, meta) = open_model(&args.model, args.device.resolve()?)?;
-    let data = labelled_data(args, &meta)?;
+    let mut data = labelled_data(args, &meta)?;
+    // The loss in the units the network was trained in; the mse in the target's own.
+    if let Some(s) = &meta.target_standardizer {
+        s.apply(&mut data.targets);
+    }
     let (loss, outputs) = (model.network().loss(), model.network().outputs());
     let stats = model.evaluate(&data.features, &data.encode_targets(loss, outputs))?;
     crate::train::finite_loss(stats.loss, &args.data)?;
@@ -91,7 +95,8 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     if data.task == Task::Classify {
         report.insert("accuracy".into(), stats.accuracy.into());
     } else {
-        report.insert("mse".into(), mse(&mut model, &data)?.into());
+        let target_scale = meta.target_standardizer.as_ref();
+        report.insert("mse".into(), mse(&mut model, &data, target_scale)?.into());
     }
     report.insert("rows".into(), data.rows().into());
     report.insert("epochs".into(), meta.epochs.into());
@@ -132,7 +137,10 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
         s.apply_checked(&mut features, &meta.feature_names, &lines, &args.data)?;
     }
     let outputs = model.network().outputs();
-    let predictions = model.predict(&features)?;
+    let mut predictions = model.predict(&features)?;
+    if let Some(s) = &meta.target_standardizer {
+        s.restore(&mut predictions);
+    }
     if let Some(i) = predictions.iter().position(|p| !p.is_finite()) {
         return Err(Error::Format {
             path: args.data.display().to_string(),

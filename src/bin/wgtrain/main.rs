@@ -190,6 +190,10 @@ pub struct TrainArgs {
     /// Leave features as they are; the default for IDX
     #[arg(long)]
     pub no_standardize: bool,
+    /// Train a regression network on the target as it is, not standardised (the default standardises
+    /// it from the training split and maps predictions back)
+    #[arg(long)]
+    pub no_scale_target: bool,
     #[command(flatten)]
     pub device: DeviceArg,
     /// Start from the weights in this safetensors file (layers.{i}.weight [out, in], layers.{i}.bias)

@@ -65,6 +65,7 @@ pub fn default_job() -> TrainArgs {
         patience: None,
         standardize: false,
         no_standardize: false,
+        no_scale_target: false,
         device: DeviceArg { device: None },
         init: None,
         out: Some(Path::new(DEFAULT_OUT_DIR).join("model.safetensors")),
@@ -227,14 +228,17 @@ pub fn finite_loss(loss: f32, path: &Path) -> Result<()> {
 }
 
 /// Mean squared error of `model` on a regression dataset (any loss).
-pub fn mse(model: &mut Model, data: &Dataset) -> Result<f32> {
+/// The mean squared error of `model` on `data`, in the target's own units: with `target_scale` the
+/// targets and predictions are standardised, and the error is scaled back by the variance.
+pub fn mse(model: &mut Model, data: &Dataset, target_scale: Option<&Standardizer>) -> Result<f32> {
     let predictions = model.predict(&data.features)?;
     let sum: f64 = predictions
         .iter()
         .zip(&data.targets)
         .map(|(p, y)| f64::from(p - y).powi(2))
         .sum();
-    Ok((sum / data.rows() as f64) as f32)
+    let variance = target_scale.map_or(1.0, |s| f64::from(s.std[0]).powi(2));
+    Ok((sum / data.rows() as f64 * variance) as f32)
 }
 
 pub fn run(args: &TrainArgs) -> Result<()> {
@@ -288,6 +292,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     }
     let mut train = data::load(&args.data, &options)?;
     warn_ignored("--data", &args.data, &train.ignored_columns);
+    crate::checks::warn_many_classes(&args.data, &train);
     let (output, outputs, loss) = output_layer(&train, args.output, args.loss)?;
     let mut test = match &args.test_data {
         Some(path) => {
@@ -341,6 +346,24 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             }
         }
     }
+    // A regression target in its own units (house prices) would need a learning rate of its own scale:
+    // train on it standardised, as --init's model was if it was. Only for a linear output: a sigmoid or
+    // tanh output's range is what its targets must lie in.
+    let target_scale = match &init_meta {
+        Some(saved) => saved.target_standardizer.clone(),
+        None => {
+            (train.task == Task::Regress && output == Activation::Linear && !args.no_scale_target)
+                .then(|| Standardizer::fit_columns(&train.targets, 1))
+        }
+    };
+    if let Some(s) = &target_scale {
+        for set in [Some(&mut train), validation.as_mut(), test.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            s.apply(&mut set.targets);
+        }
+    }
 
     let network = match &arch {
         Some(layers) => {
@@ -382,6 +405,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     meta.target = train.target_name.clone();
     meta.feature_names = train.feature_names.clone();
     meta.standardizer = standardizer;
+    meta.target_standardizer = target_scale;
     meta.class_names = train.class_names.clone();
     let initial = match &args.init {
         Some(init) => {
@@ -481,7 +505,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         report.insert("accuracy".into(), a.into());
     }
     if train.task == Task::Regress {
-        let train_mse = mse(&mut model, &train)?;
+        let train_mse = mse(&mut model, &train, meta.target_standardizer.as_ref())?;
         finite_loss(train_mse, &args.data)?;
         report.insert("mse".into(), train_mse.into());
     }
@@ -535,7 +559,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                 )?;
             }
         } else {
-            let test_mse = mse(&mut model, test)?;
+            let test_mse = mse(&mut model, test, meta.target_standardizer.as_ref())?;
             report.insert("test_mse".into(), test_mse.into());
             if !args.json {
                 say!("test mse: {test_mse:.6} ({} rows)", test.rows())?;
