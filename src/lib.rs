@@ -42,6 +42,7 @@ mod host;
 pub mod layers;
 pub mod loss;
 pub mod memory;
+pub mod metrics;
 pub mod model;
 pub mod network;
 pub mod ops;

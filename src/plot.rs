@@ -163,3 +163,84 @@ pub fn plot_history(path: &Path, history: &History) -> Result<()> {
     }
     line_chart(path, &panels)
 }
+
+/// The confusion matrix as a heatmap PNG at `path`: true classes down, predicted across, each cell shaded
+/// by its share of its row (the class's recall on the diagonal) and labelled with its count.
+pub fn confusion_heatmap(path: &Path, confusion: &[Vec<usize>], names: &[String]) -> Result<()> {
+    use plotters::style::text_anchor::{HPos, Pos, VPos};
+    register_font()?;
+    let size = (640u32, 600u32);
+    let mut rgb = vec![0u8; size.0 as usize * size.1 as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| plot_error(path, e))?;
+        let n = names.len().max(1) as f64;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("confusion matrix", ("sans-serif", 22))
+            .margin(16)
+            .x_label_area_size(56)
+            .y_label_area_size(110)
+            .build_cartesian_2d(0.0..n, 0.0..n)
+            .map_err(|e| plot_error(path, e))?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_labels(0)
+            .y_labels(0)
+            .x_desc("predicted")
+            .y_desc("true")
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(|e| plot_error(path, e))?;
+        // True class t is row n − 1 − t from the bottom, so the first class is at the top.
+        let row_of = |t: usize| n - 1.0 - t as f64;
+        for (t, row) in confusion.iter().enumerate() {
+            let total = row.iter().sum::<usize>().max(1) as f64;
+            for (p, &count) in row.iter().enumerate() {
+                let share = count as f64 / total;
+                let shade = (255.0 * (1.0 - 0.8 * share)) as u8;
+                let (x, y) = (p as f64, row_of(t));
+                chart
+                    .draw_series([Rectangle::new(
+                        [(x, y), (x + 1.0, y + 1.0)],
+                        RGBColor(shade, shade, 255).filled(),
+                    )])
+                    .map_err(|e| plot_error(path, e))?;
+                let colour = if share > 0.5 { WHITE } else { BLACK };
+                let centre = Pos::new(HPos::Center, VPos::Center);
+                chart
+                    .draw_series([Text::new(
+                        count.to_string(),
+                        (x + 0.5, y + 0.5),
+                        ("sans-serif", 16).into_font().color(&colour).pos(centre),
+                    )])
+                    .map_err(|e| plot_error(path, e))?;
+            }
+        }
+        // Class names beside the axes, at the pixel positions of the cells' centres.
+        for (i, name) in names.iter().enumerate() {
+            let (x, _) = chart.backend_coord(&(i as f64 + 0.5, 0.0));
+            let (_, y) = chart.backend_coord(&(0.0, row_of(i) + 0.5));
+            let (_, bottom) = chart.backend_coord(&(0.0, 0.0));
+            let (left, _) = chart.backend_coord(&(0.0, 0.0));
+            let below = ("sans-serif", 14)
+                .into_font()
+                .color(&BLACK)
+                .pos(Pos::new(HPos::Center, VPos::Top));
+            let beside = ("sans-serif", 14)
+                .into_font()
+                .color(&BLACK)
+                .pos(Pos::new(HPos::Right, VPos::Center));
+            root.draw(&Text::new(name.clone(), (x, bottom + 6), below))
+                .map_err(|e| plot_error(path, e))?;
+            root.draw(&Text::new(name.clone(), (left - 6, y), beside))
+                .map_err(|e| plot_error(path, e))?;
+        }
+        root.present().map_err(|e| plot_error(path, e))?;
+    }
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png)
+        .write_image(&rgb, size.0, size.1, image::ColorType::Rgb8)
+        .map_err(|e| plot_error(path, e))?;
+    crate::files::write_atomically(path, &png)
+}

@@ -275,6 +275,91 @@ fn a_target_like_an_id_is_warned_about() {
     );
 }
 
+/// `eval` reports every classification metric (checked against the confusion matrix it gives), prints
+/// the per-class table and the matrix, and writes the heatmap; a `--plot` that is one of its inputs is
+/// refused before anything is read or written.
+#[test]
+fn eval_reports_full_metrics() {
+    let dir = scratch("eval-metrics");
+    let model = dir.join("iris.safetensors");
+    let model = model.to_str().expect("utf-8");
+    ok(&strs(&train_cpu(
+        &iris(),
+        &["--epochs", "30", "--lr", "0.01", "--out", model],
+    )));
+    let e = report(&[
+        "eval",
+        "--model",
+        model,
+        "--data",
+        &iris(),
+        "--device",
+        "cpu",
+        "--json",
+    ]);
+    let m = &e["metrics"];
+    let confusion: Vec<Vec<u64>> = serde_json::from_value(m["confusion"].clone()).expect("matrix");
+    assert_eq!(confusion.iter().flatten().sum::<u64>(), 150, "{m}");
+    let diagonal: u64 = (0..3).map(|i| confusion[i][i]).sum();
+    assert!((m["accuracy"].as_f64().expect("accuracy") - diagonal as f64 / 150.0).abs() < 1e-12);
+    for (c, class) in m["per_class"]
+        .as_array()
+        .expect("per class")
+        .iter()
+        .enumerate()
+    {
+        let predicted: u64 = (0..3).map(|t| confusion[t][c]).sum();
+        let precision = confusion[c][c] as f64 / predicted as f64;
+        assert!(
+            (class["precision"].as_f64().expect("p") - precision).abs() < 1e-12,
+            "{class}"
+        );
+        assert_eq!(class["support"], 50);
+    }
+    for key in ["log_loss", "roc_auc"] {
+        assert!(m[key].as_f64().is_some_and(|v| v.is_finite()), "{key}: {m}");
+    }
+    assert!(m["macro"]["f1"].as_f64().expect("macro f1") > 0.9, "{m}");
+    let plot = dir.join("confusion.png");
+    let plot = plot.to_str().expect("utf-8");
+    let text = ok(&[
+        "eval",
+        "--model",
+        model,
+        "--data",
+        &iris(),
+        "--device",
+        "cpu",
+        "--plot",
+        plot,
+    ]);
+    assert!(
+        text.contains("weighted avg") && text.contains("true \\ predicted"),
+        "{text}"
+    );
+    assert_eq!(&std::fs::read(plot).expect("heatmap")[1..4], b"PNG");
+    let before = std::fs::read(iris()).expect("iris");
+    fails(
+        &[
+            "eval",
+            "--model",
+            model,
+            "--data",
+            &iris(),
+            "--device",
+            "cpu",
+            "--plot",
+            &iris(),
+        ],
+        &["--plot"],
+    );
+    assert_eq!(
+        std::fs::read(iris()).expect("iris"),
+        before,
+        "an input was overwritten"
+    );
+}
+
 /// Writes every `every`-th row of `path` to test.csv and the rest to train.csv.
 fn split_csv(dir: &Path, path: &str, every: usize) -> (String, String) {
     let text = std::fs::read_to_string(path).expect("read csv");

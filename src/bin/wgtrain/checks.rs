@@ -86,7 +86,6 @@ pub fn check_files(args: &TrainArgs) -> Result<()> {
     wgtrain::files::check_outputs(&outputs, &inputs)
 }
 
-/// One `warning:` line on stderr naming the columns of `path` that were not used.
 /// Warns when a classification target has a class for nearly every row: more likely an id or a number to
 /// regress on than classes to learn.
 pub fn warn_many_classes(path: &Path, data: &Dataset) {
@@ -101,6 +100,7 @@ pub fn warn_many_classes(path: &Path, data: &Dataset) {
     }
 }
 
+/// One `warning:` line on stderr naming the columns of `path` that were not used.
 pub fn warn_ignored(flag: &str, path: &Path, ignored: &[String]) {
     if ignored.is_empty() {
         return;

@@ -2,11 +2,11 @@
 
 use crate::arch;
 use crate::checks::{record_limit, warn_ignored};
-use crate::train::{hidden_activation, mse, network_shape, parse_layers};
+use crate::train::{hidden_activation, network_shape, parse_layers};
 use crate::{EvalArgs, PredictArgs, SummaryArgs};
 use wgtrain::checkpoint::{self, ModelMeta};
 use wgtrain::data::{self, CsvOptions, Dataset, Task, TaskChoice};
-use wgtrain::{Device, Error, Loss, Model, Network, Result};
+use wgtrain::{metrics, Device, Error, Loss, Model, Network, Result};
 
 /// A saved model on the chosen device, with its metadata.
 fn open_model(path: &std::path::Path, device: Device) -> Result<(Model, ModelMeta)> {
@@ -81,8 +81,29 @@ fn check_columns(path: &std::path::Path, cols: usize, meta: &ModelMeta) -> Resul
 }
 
 pub fn eval(args: &EvalArgs) -> Result<()> {
+    if let Some(path) = &args.plot {
+        // Checked before any work: never one of the inputs, never a path that is not a regular file.
+        wgtrain::files::check_outputs(
+            &[wgtrain::files::Output {
+                flag: "--plot",
+                path,
+                extension: Some("png"),
+            }],
+            &[
+                wgtrain::files::Input {
+                    flag: "--model",
+                    path: &args.model,
+                },
+                wgtrain::files::Input {
+                    flag: "--data",
+                    path: &args.data,
+                },
+            ],
+        )?;
+    }
     let (mut model, meta) = open_model(&args.model, args.device.resolve()?)?;
     let mut data = labelled_data(args, &meta)?;
+    let targets = data.targets.clone();
     // The loss in the units the network was trained in; the mse in the target's own.
     if let Some(s) = &meta.target_standardizer {
         s.apply(&mut data.targets);
@@ -92,11 +113,31 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     crate::train::finite_loss(stats.loss, &args.data)?;
     let mut report = serde_json::Map::new();
     report.insert("loss".into(), stats.loss.into());
+    let mut predictions = model.predict(&data.features)?;
+    let mut details = String::new();
     if data.task == Task::Classify {
         report.insert("accuracy".into(), stats.accuracy.into());
+        let m = metrics::classification(
+            &class_probabilities(&predictions, outputs),
+            &targets.iter().map(|&t| t as usize).collect::<Vec<_>>(),
+            &meta.class_names,
+        );
+        details = format!(
+            "{}\n{}",
+            class_table(&m),
+            metrics::confusion_table(&m.confusion, &meta.class_names)
+        );
+        if let Some(path) = &args.plot {
+            wgtrain::plot::confusion_heatmap(path, &m.confusion, &meta.class_names)?;
+        }
+        report.insert("metrics".into(), json(&m)?);
     } else {
-        let target_scale = meta.target_standardizer.as_ref();
-        report.insert("mse".into(), mse(&mut model, &data, target_scale)?.into());
+        if let Some(s) = &meta.target_standardizer {
+            s.restore(&mut predictions);
+        }
+        let m = metrics::regression(&predictions, &targets);
+        report.insert("mse".into(), m.mse.into());
+        report.insert("metrics".into(), json(&m)?);
     }
     report.insert("rows".into(), data.rows().into());
     report.insert("epochs".into(), meta.epochs.into());
@@ -106,10 +147,66 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         say!("{}", serde_json::Value::Object(report))?;
     } else {
         for (key, value) in &report {
-            say!("{key}: {value}")?;
+            if key != "metrics" {
+                say!("{key}: {value}")?;
+            }
+        }
+        if let Some(serde_json::Value::Object(m)) = report.get("metrics") {
+            // The scalar metrics not already printed (accuracy is, as f32).
+            for (key, value) in m
+                .iter()
+                .filter(|(k, v)| v.is_number() && !report.contains_key(*k))
+            {
+                say!("{key}: {value}")?;
+            }
+        }
+        if !details.is_empty() {
+            say!("{details}")?;
         }
     }
     Ok(())
+}
+
+/// One probability per class and row: a single sigmoid output is P(second class).
+fn class_probabilities(outputs_per_row: &[f32], outputs: usize) -> Vec<f32> {
+    if outputs == 1 {
+        outputs_per_row.iter().flat_map(|&p| [1.0 - p, p]).collect()
+    } else {
+        outputs_per_row.to_vec()
+    }
+}
+
+/// Precision, recall, F1 and support per class, then the macro and weighted averages.
+fn class_table(m: &metrics::Classification) -> String {
+    let width = m
+        .per_class
+        .iter()
+        .map(|c| c.class.chars().count())
+        .chain(["weighted avg".len()])
+        .max()
+        .unwrap_or(1);
+    let mut text = format!("{:>width$}  precision  recall     f1  support", "class");
+    for c in &m.per_class {
+        text += &format!(
+            "\n{:>width$}  {:>9.4}  {:>6.4}  {:>5.4}  {:>7}",
+            c.class, c.precision, c.recall, c.f1, c.support
+        );
+    }
+    let rows: usize = m.per_class.iter().map(|c| c.support).sum();
+    for (name, a) in [("macro avg", &m.macro_avg), ("weighted avg", &m.weighted)] {
+        text += &format!(
+            "\n{name:>width$}  {:>9.4}  {:>6.4}  {:>5.4}  {rows:>7}",
+            a.precision, a.recall, a.f1
+        );
+    }
+    text
+}
+
+fn json(value: &impl serde::Serialize) -> Result<serde_json::Value> {
+    serde_json::to_value(value).map_err(|e| Error::InvalidValue {
+        what: "metrics".into(),
+        message: e.to_string(),
+    })
 }
 
 pub fn predict(args: &PredictArgs) -> Result<()> {

@@ -238,6 +238,9 @@ pub struct EvalArgs {
     /// Longest CSV record accepted, in bytes (at most 1 GiB) [default: 1048576]
     #[arg(long)]
     pub max_record_bytes: Option<usize>,
+    /// Write the confusion matrix of a classifier as a PNG heatmap here
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
 
     #[command(flatten)]
     pub device: DeviceArg,
