@@ -23,6 +23,7 @@ pub fn csv(bytes: &[u8]) {
         classes: Some(vec!["0".into(), "a".into()]),
         features: Some(vec!["a".into(), "b".into()]),
         max_record_bytes: 64,
+        ..CsvOptions::default()
     };
     let _ = data::parse_csv("fuzz.csv", bytes, &known);
 }

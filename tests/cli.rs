@@ -360,6 +360,72 @@ fn eval_reports_full_metrics() {
     );
 }
 
+/// Columns chosen from the command line: `--ignore` drops an id, `--features` picks and orders columns,
+/// a semicolon file is read as such, and `predict` finds the model's columns by name in a tab-separated
+/// file with the columns in another order.
+#[test]
+fn columns_and_separators_from_the_command_line() {
+    let dir = scratch("columns");
+    let mut semi = String::from("id;sepal_length;sepal_width;petal_length;petal_width;species\n");
+    let iris_text = std::fs::read_to_string(iris()).expect("iris");
+    for (i, line) in iris_text.lines().skip(1).enumerate() {
+        semi += &format!("{};{}\n", 1000 + i, line.replace(',', ";"));
+    }
+    let data = dir.join("iris-semicolon.csv");
+    std::fs::write(&data, semi).expect("write");
+    let data = data.to_str().expect("utf-8");
+    let model = dir.join("m.safetensors");
+    let model = model.to_str().expect("utf-8");
+    let r = report(&strs(&train_cpu(
+        data,
+        &[
+            "--ignore", "id", "--epochs", "30", "--lr", "0.01", "--out", model, "--json",
+        ],
+    )));
+    assert!(number(&r, "accuracy") > 0.9, "{r}");
+    let picked = report(&strs(&train_cpu(
+        data,
+        &["--features", "petal_width,petal_length", "--json"],
+    )));
+    assert!(picked.get("loss").is_some(), "{picked}");
+    // predict: tab-separated, columns shuffled, the id still there and unused.
+    let mut tsv = String::from("petal_width\tid\tsepal_width\tpetal_length\tsepal_length\n");
+    tsv += "0.2\t1\t3.5\t1.4\t5.1\n2.3\t2\t3.0\t5.9\t6.8\n";
+    let rows = dir.join("rows.tsv");
+    std::fs::write(&rows, tsv).expect("write");
+    let out = ok(&[
+        "predict",
+        "--model",
+        model,
+        "--data",
+        rows.to_str().expect("utf-8"),
+        "--device",
+        "cpu",
+    ]);
+    let classes: Vec<&str> = out
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().expect("class"))
+        .collect();
+    assert_eq!(classes, ["setosa", "virginica"], "{out}");
+    fails(
+        &strs(&train_cpu(data, &["--ignore", "nope"])),
+        &["no column `nope`"],
+    );
+    fails(
+        &strs(&train_cpu(data, &["--features", "petal_width,,id"])),
+        &["--features", "empty"],
+    );
+    fails(
+        &strs(&train_cpu(data, &["--delimiter", ":"])),
+        &["--delimiter", "tab"],
+    );
+    fails(
+        &strs(&train_cpu(data, &["--features", "a", "--ignore", "id"])),
+        &["--features", "--ignore"],
+    );
+}
+
 /// Writes every `every`-th row of `path` to test.csv and the rest to train.csv.
 fn split_csv(dir: &Path, path: &str, every: usize) -> (String, String) {
     let text = std::fs::read_to_string(path).expect("read csv");

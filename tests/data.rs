@@ -257,3 +257,53 @@ fn targets_are_encoded_for_the_output_layer() {
     let two = csv("two.csv", "x,y\n1,no\n2,yes\n", &CsvOptions::default()).expect("load");
     assert_eq!(two.encode_targets(Loss::Bce, 1), [0.0, 1.0]);
 }
+
+/// The separator is read from the header line: a comma where it has one, else a semicolon or a tab when
+/// only that one appears; `delimiter` forces one.
+#[test]
+fn separators_are_detected_from_the_header_or_given() {
+    let options = CsvOptions::default();
+    for (name, text) in [
+        ("comma.csv", "a,b,y\n1,2,0\n3,4,1\n"),
+        ("semicolon.csv", "a;b;y\n1;2;0\n3;4;1\n"),
+        ("tab.tsv", "a\tb\ty\n1\t2\t0\n3\t4\t1\n"),
+    ] {
+        let d = csv(name, text, &options).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(d.feature_names, ["a", "b"], "{name}");
+        assert_eq!(d.features, [1.0, 2.0, 3.0, 4.0], "{name}");
+    }
+    // Decimal commas in the rows do not make the file comma-separated; they are not numbers either.
+    let err = csv("decimal.csv", "a;b;y\n1,5;2;0\n", &options).expect_err("decimal comma");
+    assert!(err.to_string().contains("`1,5`"), "{err}");
+    // Both a semicolon and a tab in a comma-less header: a comma, as before (one column).
+    let err = csv("mixed.csv", "a;b\tc\n1;2\t3\n", &options).expect_err("ambiguous");
+    assert!(err.to_string().contains("no feature columns"), "{err}");
+    let forced = CsvOptions {
+        delimiter: Some(b'|'),
+        ..CsvOptions::default()
+    };
+    let d = csv("pipe.csv", "a|b,c|y\n1|2|0\n3|4|1\n", &forced).expect("pipe");
+    assert_eq!(d.feature_names, ["a", "b,c"]);
+}
+
+/// `ignore` leaves named columns out of the features; each must exist and none may be the target.
+#[test]
+fn ignored_columns_are_left_out_by_name() {
+    let text = "id,a,name,b,y\n7,1,x,2,0\n8,3,z,4,1\n";
+    let options = CsvOptions {
+        ignore: vec!["name".into(), "id".into()],
+        ..CsvOptions::default()
+    };
+    let d = csv("ignore.csv", text, &options).expect("ignore");
+    assert_eq!(d.feature_names, ["a", "b"]);
+    assert_eq!(d.features, [1.0, 2.0, 3.0, 4.0]);
+    assert_eq!(d.ignored_columns, ["name", "id"]);
+    for (ignore, words) in [("nope", "no column `nope`"), ("y", "`y` is the target")] {
+        let options = CsvOptions {
+            ignore: vec![ignore.into()],
+            ..CsvOptions::default()
+        };
+        let err = csv("ignore-bad.csv", text, &options).expect_err("refused");
+        assert!(err.to_string().contains(words), "{err}");
+    }
+}

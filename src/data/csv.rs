@@ -4,10 +4,11 @@
 //! Messages name the physical line in the file (the header is line 1; blank lines and CRLF count as
 //! they appear) and the column.
 
+use super::columns::{columns, list, sniff_delimiter, Columns};
 use super::source::{self, Tape};
 use super::{ClassIndex, Dataset, Task, TaskChoice, MAX_AUTO_CLASSES};
 use crate::error::{quote, Error, Result};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 
 /// Longest CSV record read by default, in bytes.
@@ -26,6 +27,10 @@ pub struct CsvOptions {
     pub features: Option<Vec<String>>,
     /// Longest record in bytes (see [`DEFAULT_MAX_RECORD_BYTES`]).
     pub max_record_bytes: usize,
+    /// The field separator; `None` detects a comma, semicolon or tab from the header line.
+    pub delimiter: Option<u8>,
+    /// Columns to leave out of the features (with `features: None`); each must exist.
+    pub ignore: Vec<String>,
 }
 
 impl Default for CsvOptions {
@@ -36,6 +41,8 @@ impl Default for CsvOptions {
             classes: None,
             features: None,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            delimiter: None,
+            ignore: Vec::new(),
         }
     }
 }
@@ -51,10 +58,11 @@ struct Records<'a, R: std::io::Read> {
 }
 
 impl<'a, R: std::io::Read> Records<'a, R> {
-    fn new(path: &'a Path, input: R, max_record_bytes: usize) -> Self {
+    fn new(path: &'a Path, input: R, max_record_bytes: usize, delimiter: u8) -> Self {
         let (tap, tape) = source::tap(input, max_record_bytes);
         let reader = csv::ReaderBuilder::new()
             .has_headers(false)
+            .delimiter(delimiter)
             .trim(csv::Trim::All)
             .from_reader(tap);
         Records {
@@ -143,144 +151,6 @@ impl<'a, R: std::io::Read> Records<'a, R> {
     }
 }
 
-/// Where each column goes, decided from the header.
-struct Columns {
-    header: Vec<String>,
-    /// Header index of each feature, in feature order.
-    features: Vec<usize>,
-    target: Option<usize>,
-    ignored: Vec<String>,
-}
-
-/// Checks the header (distinct names) and maps the wanted columns by name.
-fn columns(
-    path: &Path,
-    header_line: u64,
-    header: Vec<String>,
-    target: Option<&str>,
-    need_target: bool,
-    features: Option<&[String]>,
-) -> Result<Columns> {
-    if header.iter().all(String::is_empty) {
-        return Err(Error::format(
-            path,
-            "the file is empty (expected a header row)",
-        ));
-    }
-    // Names to positions once, so wide files (100k columns) cost linear time.
-    let mut index: HashMap<&str, usize> = HashMap::with_capacity(header.len());
-    for (i, name) in header.iter().enumerate() {
-        if name.is_empty() {
-            return Err(Error::format(
-                path,
-                format!(
-                    "line {header_line}: column {} has no name (a trailing comma?); every column needs one",
-                    i + 1
-                ),
-            ));
-        }
-        if let Some(j) = index.insert(name, i) {
-            return Err(Error::format(
-                path,
-                format!(
-                    "line {header_line}: column name {} appears twice (columns {} and {}); names must be distinct",
-                    quote(name),
-                    j + 1,
-                    i + 1
-                ),
-            ));
-        }
-    }
-    let find = |name: &str| index.get(name).copied();
-    let target = match target {
-        Some(name) => match find(name) {
-            Some(i) => Some(i),
-            None if need_target => {
-                return Err(Error::value(
-                    "target",
-                    format!(
-                        "no column {} in {} (columns: {})",
-                        quote(name),
-                        path.display(),
-                        list(&header)
-                    ),
-                ))
-            }
-            None => None,
-        },
-        None if need_target => Some(header.len() - 1),
-        None => None,
-    };
-    let (features, ignored) = match features {
-        Some(wanted) => {
-            let mut indices = Vec::with_capacity(wanted.len());
-            for name in wanted {
-                let i = find(name).ok_or_else(|| {
-                    Error::format(
-                        path,
-                        format!(
-                            "no column {}, a feature of the model (columns: {})",
-                            quote(name),
-                            list(&header)
-                        ),
-                    )
-                })?;
-                if Some(i) == target {
-                    return Err(Error::value(
-                        "target",
-                        format!(
-                            "{} is one of the model's feature columns, not its target",
-                            quote(name)
-                        ),
-                    ));
-                }
-                indices.push(i);
-            }
-            let used: HashSet<usize> = indices.iter().copied().collect();
-            let ignored = (0..header.len())
-                .filter(|i| Some(*i) != target && !used.contains(i))
-                .map(|i| header[i].clone())
-                .collect();
-            (indices, ignored)
-        }
-        None => (
-            (0..header.len()).filter(|&i| Some(i) != target).collect(),
-            Vec::new(),
-        ),
-    };
-    if features.is_empty() {
-        let separator = [';', '\t', '|']
-            .into_iter()
-            .find(|c| header.len() == 1 && header[0].contains(*c));
-        let hint = match separator {
-            Some(c) => format!(
-                " (the header seems separated by `{}`; wgtrain reads comma-separated values)",
-                c.escape_default()
-            ),
-            None => String::new(),
-        };
-        return Err(Error::format(
-            path,
-            format!("only a target column, no feature columns{hint}"),
-        ));
-    }
-    Ok(Columns {
-        header,
-        features,
-        target,
-        ignored,
-    })
-}
-
-/// Up to ten column names, quoted, for a message.
-fn list(names: &[String]) -> String {
-    let mut shown: Vec<String> = names.iter().take(10).map(|n| quote(n)).collect();
-    if names.len() > 10 {
-        shown.push(format!("… {} in all", names.len()));
-    }
-    shown.join(", ")
-}
-
 fn parse_feature(path: &Path, line: u64, column: &str, cell: &str) -> Result<f32> {
     let at = || format!("line {line}, column {}", quote(column));
     let value: f32 = cell.parse().map_err(|_| {
@@ -321,7 +191,16 @@ fn read_table<R: std::io::Read>(
     options: &CsvOptions,
     need_target: bool,
 ) -> Result<Table> {
-    let mut records = Records::new(path, input, options.max_record_bytes);
+    let mut input = std::io::BufReader::new(input);
+    let delimiter = match options.delimiter {
+        Some(d) => d,
+        // What the buffer holds of the header line, before anything is consumed.
+        None => sniff_delimiter(
+            std::io::BufRead::fill_buf(&mut input)
+                .map_err(|e| Error::file(path, crate::error::one_line(e)))?,
+        ),
+    };
+    let mut records = Records::new(path, input, options.max_record_bytes, delimiter);
     let mut record = csv::StringRecord::new();
     let (header_line, header) = match records.next(&mut record)? {
         Some(line) => (line, record.iter().map(str::to_string).collect()),
@@ -334,6 +213,7 @@ fn read_table<R: std::io::Read>(
         options.target.as_deref(),
         need_target,
         options.features.as_deref(),
+        &options.ignore,
     )?;
     let mut features: Vec<f32> = Vec::new();
     let mut targets = Vec::new();

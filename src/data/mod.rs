@@ -1,6 +1,7 @@
 //! Datasets on the host: CSV and IDX loaders, z-score standardisation, seeded (stratified) splits, and the
 //! encoding of targets for a network's output layer.
 
+mod columns;
 mod csv;
 mod idx;
 mod source;

@@ -86,6 +86,27 @@ pub fn check_files(args: &TrainArgs) -> Result<()> {
     wgtrain::files::check_outputs(&outputs, &inputs)
 }
 
+/// `"a, b,c"` → the column names a, b and c: none empty, none twice.
+pub fn column_list(flag: &str, text: Option<&str>) -> Result<Option<Vec<String>>> {
+    let Some(text) = text else { return Ok(None) };
+    let names: Vec<String> = text.split(',').map(|n| n.trim().to_string()).collect();
+    if let Some(i) = names.iter().position(String::is_empty) {
+        return Err(invalid(
+            flag,
+            format!("name {} of {} is empty", i + 1, wgtrain::error::quote(text)),
+        ));
+    }
+    for (i, name) in names.iter().enumerate() {
+        if names[..i].contains(name) {
+            return Err(invalid(
+                flag,
+                format!("{} is named twice", wgtrain::error::quote(name)),
+            ));
+        }
+    }
+    Ok(Some(names))
+}
+
 /// Warns when a classification target has a class for nearly every row: more likely an id or a number to
 /// regress on than classes to learn.
 pub fn warn_many_classes(path: &Path, data: &Dataset) {

@@ -40,6 +40,7 @@ fn labelled_data(args: &EvalArgs, meta: &ModelMeta) -> Result<Dataset> {
         classes: (meta.task == Task::Classify).then(|| meta.class_names.clone()),
         features: (!meta.feature_names.is_empty() && !idx).then(|| meta.feature_names.clone()),
         max_record_bytes: record_limit(args.max_record_bytes, &[path])?,
+        ..CsvOptions::default()
     };
     if idx && meta.task == Task::Regress {
         return Err(Error::InvalidValue {

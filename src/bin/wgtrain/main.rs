@@ -190,6 +190,16 @@ pub struct TrainArgs {
     /// Leave features as they are; the default for IDX
     #[arg(long)]
     pub no_standardize: bool,
+    /// The CSV field separator: , ; tab or | [default: detected from the header line: a comma, or a
+    /// semicolon or tab when it is the only one of the two there]
+    #[arg(long, value_parser = parse_delimiter)]
+    pub delimiter: Option<u8>,
+    /// The feature columns to use, by name, in this order (the others but the target are ignored)
+    #[arg(long, conflicts_with = "ignore")]
+    pub features: Option<String>,
+    /// Columns to leave out of the features, by name (ids, free text)
+    #[arg(long)]
+    pub ignore: Option<String>,
     /// Train a regression network on the target as it is, not standardised (the default standardises
     /// it from the training split and maps predictions back)
     #[arg(long)]
@@ -302,6 +312,18 @@ fn shorten_quoted(line: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("'")
+}
+
+/// `,` `;` `|` or `tab` (also a literal tab) as the byte the CSV reader splits on.
+fn parse_delimiter(s: &str) -> Result<u8, String> {
+    match s {
+        "," | ";" | "|" => Ok(s.as_bytes()[0]),
+        "tab" | "\\t" | "\t" => Ok(b'\t'),
+        other => Err(format!(
+            "expected one of , ; | tab, got {}",
+            wgtrain::error::quote(other)
+        )),
+    }
 }
 
 /// A finite 32-bit number, quoting the text as written when it is not one (`1e39` overflows to inf,

@@ -2,7 +2,7 @@
 
 use crate::arch;
 use crate::checks::{
-    check_files, check_init, check_targets, init_options, record_limit, warn_ignored,
+    check_files, check_init, check_targets, column_list, init_options, record_limit, warn_ignored,
 };
 use crate::{DeviceArg, LossChoice, OutputChoice, TrainArgs};
 use std::path::{Path, PathBuf};
@@ -66,6 +66,9 @@ pub fn default_job() -> TrainArgs {
         standardize: false,
         no_standardize: false,
         no_scale_target: false,
+        delimiter: None,
+        features: None,
+        ignore: None,
         device: DeviceArg { device: None },
         init: None,
         out: Some(Path::new(DEFAULT_OUT_DIR).join("model.safetensors")),
@@ -285,6 +288,9 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         target: args.target.clone(),
         task: args.task,
         max_record_bytes,
+        delimiter: args.delimiter,
+        features: column_list("--features", args.features.as_deref())?,
+        ignore: column_list("--ignore", args.ignore.as_deref())?.unwrap_or_default(),
         ..CsvOptions::default()
     };
     if let (Some(saved), Some(path)) = (&init_meta, &args.init) {
@@ -306,6 +312,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                 classes: (train.task == Task::Classify).then(|| train.class_names.clone()),
                 features: Some(train.feature_names.clone()),
                 max_record_bytes,
+                delimiter: args.delimiter,
+                ignore: Vec::new(),
             };
             let test = data::load(path, &known)?;
             warn_ignored("--test-data", path, &test.ignored_columns);
