@@ -194,9 +194,16 @@ impl StepBuffers<'_> {
         ops
     }
 
-    /// [`Self::gradient_ops`], then the optimizer's update of every parameter (after the gradients' global
-    /// norm when `clip_norm`: the update reads the scale it leaves in `hyper`).
-    pub(crate) fn train_ops(&self, rows: usize, optimizer: Optimizer, clip_norm: bool) -> Vec<Op> {
+    /// [`Self::gradient_ops`], then the optimizer's update of every parameter, reading clipped gradients
+    /// when `clipped` (after the gradients' global norm when `clip_norm`: the update reads the scale it
+    /// leaves in `hyper`).
+    pub(crate) fn train_ops(
+        &self,
+        rows: usize,
+        optimizer: Optimizer,
+        clip_norm: bool,
+        clipped: bool,
+    ) -> Vec<Op> {
         let mut ops = self.gradient_ops(rows);
         let params = self.params.region(self.param_len);
         let grads = self.param_grads.region(self.param_len);
@@ -216,6 +223,7 @@ impl StepBuffers<'_> {
                 params,
                 grads,
                 hyper,
+                clipped,
             }
             .into(),
             Optimizer::Momentum { .. } => MomentumUpdate {
@@ -223,6 +231,7 @@ impl StepBuffers<'_> {
                 grads,
                 velocity: state(0),
                 hyper,
+                clipped,
             }
             .into(),
             Optimizer::Nesterov { .. } => NesterovUpdate {
@@ -230,6 +239,7 @@ impl StepBuffers<'_> {
                 grads,
                 velocity: state(0),
                 hyper,
+                clipped,
             }
             .into(),
             Optimizer::Adam { .. } => AdamUpdate {
@@ -238,6 +248,7 @@ impl StepBuffers<'_> {
                 first_moment: state(0),
                 second_moment: state(1),
                 hyper,
+                clipped,
             }
             .into(),
             Optimizer::AdamW { .. } => AdamWUpdate {
@@ -246,6 +257,7 @@ impl StepBuffers<'_> {
                 first_moment: state(0),
                 second_moment: state(1),
                 hyper,
+                clipped,
             }
             .into(),
             Optimizer::Rmsprop { .. } => RmspropUpdate {
@@ -255,6 +267,7 @@ impl StepBuffers<'_> {
                 momentum_buffer: state(1),
                 grad_avg: state(2),
                 hyper,
+                clipped,
             }
             .into(),
         });

@@ -23,9 +23,9 @@ use std::collections::HashMap;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Plan {
-    /// Forward, loss, backward and the update of the named optimizer; with `true`, clipping by the
-    /// gradients' global norm before it.
-    Train(&'static str, bool),
+    /// Forward, loss, backward and the update of the named optimizer; clipping by the gradients' global
+    /// norm (first flag) and by any clipping (second) before it.
+    Train(&'static str, bool, bool),
     /// Forward, loss and backward: leaves the gradients for [`Model::gradients`].
     Gradients,
     /// Forward and loss: the running sums for [`Model::evaluate`].

@@ -143,9 +143,10 @@ impl Model {
             self.network.check_batch(rows)?;
         }
         let ops = match plan {
-            Plan::Train(_, clip_norm) => {
+            Plan::Train(_, clip_norm, clipped) => {
                 let (optimizer, _) = self.hyper_host.expect("optimizer set before training");
-                step.train_ops(rows, optimizer, clip_norm)
+                // Which clipping there is decides the ops; the bounds themselves are in `hyper`.
+                step.train_ops(rows, optimizer, clip_norm, clipped)
             }
             Plan::Gradients => step.gradient_ops(rows),
             Plan::Evaluate => step.loss_ops(rows, Mode::Eval),

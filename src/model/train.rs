@@ -27,7 +27,9 @@ pub struct TrainConfig {
 impl TrainConfig {
     /// The training plan these settings run.
     fn plan(&self) -> Plan {
-        Plan::Train(self.optimizer.name(), self.clipping.norm.is_some())
+        let clipping = self.clipping;
+        let any = clipping.norm.is_some() || clipping.value.is_some();
+        Plan::Train(self.optimizer.name(), clipping.norm.is_some(), any)
     }
 }
 

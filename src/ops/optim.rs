@@ -176,6 +176,9 @@ macro_rules! update_op {
             pub grads: Region,
             $(pub $field: Region,)*
             pub hyper: Region,
+            /// Whether the gradients are clipped as `hyper`'s clipping entries say
+            /// ([`crate::optim::Clipping`]); when not, those entries are not read.
+            pub clipped: bool,
         }
 
         impl $op {
@@ -206,8 +209,12 @@ macro_rules! update_op {
                 let len = self.params.len;
                 let written = [(self.params, len) $(, (self.$field, len))*];
                 host.write(written, |host, [params $(, $field)*]| {
-                    let hyper = host.read(self.hyper, HYPER_LEN);
-                    $cpu(params, host.read(self.grads, len), [$($field),*], hyper)
+                    let mut hyper = [0.0; HYPER_LEN];
+                    hyper.copy_from_slice(host.read(self.hyper, HYPER_LEN));
+                    if !self.clipped {
+                        (hyper[CLIP_NORM], hyper[CLIP_VALUE]) = (0.0, 0.0);
+                    }
+                    $cpu(params, host.read(self.grads, len), [$($field),*], &hyper)
                 });
             }
 
@@ -226,6 +233,10 @@ macro_rules! update_op {
 
             fn launches(&self, max_binding: usize) -> Vec<Launch> {
                 update_launches(self.launch(), self.params.len, max_binding)
+            }
+
+            fn constants(&self) -> Vec<(&'static str, f64)> {
+                vec![("CLIPPED", f64::from(u8::from(self.clipped)))]
             }
         }
     };

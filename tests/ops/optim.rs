@@ -45,6 +45,7 @@ fn sgd_update() {
                         params: b[0].region(len),
                         grads: b[1].region(len),
                         hyper: b[2].region(hyper::LEN),
+                        clipped: false,
                     })
                 },
             );
@@ -84,6 +85,7 @@ fn momentum_update() {
                     grads: b[1].region(len),
                     velocity: b[2].region(len),
                     hyper: b[3].region(hyper::LEN),
+                    clipped: false,
                 })
             },
         );
@@ -132,6 +134,7 @@ fn adam_update() {
                     first_moment: b[2].region(len),
                     second_moment: b[3].region(len),
                     hyper: b[4].region(hyper::LEN),
+                    clipped: false,
                 })
             },
         );
@@ -187,6 +190,7 @@ fn nesterov_update() {
                     grads: b[1].region(len),
                     velocity: b[2].region(len),
                     hyper: b[3].region(hyper::LEN),
+                    clipped: false,
                 })
             },
         );
@@ -236,6 +240,7 @@ fn adamw_update() {
                     first_moment: b[2].region(len),
                     second_moment: b[3].region(len),
                     hyper: b[4].region(hyper::LEN),
+                    clipped: false,
                 })
             },
         );
@@ -298,6 +303,7 @@ fn rmsprop_update() {
                     momentum_buffer: b[3].region(len),
                     grad_avg: b[4].region(len),
                     hyper: b[5].region(hyper::LEN),
+                    clipped: false,
                 })
             });
             // PyTorch's RMSprop, in f64.
@@ -383,6 +389,7 @@ fn updates_read_clipped_gradients() {
                 params: b[0].region(len),
                 grads: b[1].region(len),
                 hyper: b[2].region(hyper::LEN),
+                clipped: true,
             })
         },
     );
@@ -407,7 +414,7 @@ fn updates_read_clipped_gradients() {
             grads.clone(),
             vec![0.0; len],
             vec![0.0; len],
-            h,
+            h.clone(),
         ],
         ELEMENTWISE,
         &|b| {
@@ -417,11 +424,39 @@ fn updates_read_clipped_gradients() {
                 first_moment: b[2].region(len),
                 second_moment: b[3].region(len),
                 hyper: b[4].region(hyper::LEN),
+                clipped: true,
             })
         },
     );
     let m: Vec<f32> = grads.iter().map(|&g| 0.1 * g.clamp(-0.3, 0.3)).collect();
     assert_close("adamw m from clipped g", &out[2], &m, ELEMENTWISE);
+    // An update launched without clipping reads none of the clipping entries, on either backend.
+    h[hyper::CLIP_NORM] = 2.0;
+    let out = parity(
+        &mut gpu,
+        "sgd_update not clipped",
+        &[params.clone(), grads.clone(), h],
+        ELEMENTWISE,
+        &|b| {
+            Op::SgdUpdate(SgdUpdate {
+                params: b[0].region(len),
+                grads: b[1].region(len),
+                hyper: b[2].region(hyper::LEN),
+                clipped: false,
+            })
+        },
+    );
+    let plain: Vec<f32> = params
+        .iter()
+        .zip(&grads)
+        .map(|(&w, &g)| w - 0.1 * (g + 0.01 * w))
+        .collect();
+    assert_close(
+        "unclipped sgd (CPU vs formula)",
+        &out[0],
+        &plain,
+        ELEMENTWISE,
+    );
 }
 
 #[test]
