@@ -160,7 +160,7 @@ pub(super) fn columns(
             .find(|c| header.len() == 1 && header[0].contains(*c));
         let hint = match separator {
             Some(c) => format!(
-                " (the header seems separated by `{}`; wgtrain reads comma-separated values)",
+                " (the header seems separated by `{}`; name the separator with --delimiter)",
                 c.escape_default()
             ),
             None => String::new(),
