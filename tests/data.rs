@@ -111,6 +111,11 @@ fn malformed_csv_errors_name_the_place() {
     expect(
         "nan.csv",
         "a,b\n1,0\nNaN,1\n",
+        &["line 3", "`a`", "1 missing cell", "--missing"],
+    );
+    expect(
+        "inf.csv",
+        "a,b\n1,0\n-inf,1\n",
         &["line 3", "`a`", "expected a finite number"],
     );
     expect("single.csv", "a,b\n1,x\n2,x\n", &["single class"]);

@@ -22,6 +22,8 @@ fn dataset(rows: usize) -> Dataset {
         class_names: vec!["0".into(), "1".into()],
         ignored_columns: Vec::new(),
         lines: Vec::new(),
+        categories: Vec::new(),
+        dropped_rows: 0,
     }
 }
 

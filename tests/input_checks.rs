@@ -287,7 +287,8 @@ fn messages_name_the_file_line_column_and_value() {
         &[
             "crlf.csv",
             "line 5, column `b`",
-            "expected a number, got `zz`",
+            "expected a number",
+            "got `zz`",
         ],
     );
     let quoted = write(
@@ -353,7 +354,10 @@ fn messages_name_the_file_line_column_and_value() {
         &strs(&train_cpu(&pipes, &[])),
         &["no feature columns", "separated by `|`", "--delimiter"],
     );
-    let bidi = write("bidi.csv", "a,b\u{202e}x,y\n1,zz,0\n".as_bytes());
+    let bidi = write(
+        "bidi.csv",
+        "a,b\u{202e}x,y\n1,zz,0\n2,3,1\n3,4,0\n".as_bytes(),
+    );
     fails(&strs(&train_cpu(&bidi, &[])), &["column `b\\u{202e}x`"]);
     fails(
         &strs(&train_cpu(&iris(), &["--lr", "1e39"])),

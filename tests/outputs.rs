@@ -251,7 +251,7 @@ fn standard_input_reads_like_a_file() {
     let twice = ["train", "--data", "-", "--test-data", "-"];
     let output = run_with(command(&twice), Some(&bytes));
     failed(&twice, &output, &["--test-data", "can be read only once"]);
-    let output = run_with(command(&args), Some(b"a,b,y\n1,x,0\n"));
+    let output = run_with(command(&args), Some(b"a,b,y\n1,x,0\n2,3,1\n4,5,0\n"));
     failed(&args, &output, &["standard input", "line 2", "`x`"]);
 }
 

@@ -7,7 +7,7 @@
 //! checkpoint whole, and identical models give identical bytes.
 
 use crate::activation::Activation;
-use crate::data::{Standardizer, Task};
+use crate::data::{Encoder, Standardizer, Task};
 use crate::error::{Error, Result};
 use crate::layers::{Layer, Shape};
 use crate::loss::Loss;
@@ -68,6 +68,10 @@ pub struct ModelMeta {
     /// mapped back through it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_standardizer: Option<Standardizer>,
+    /// How the file's columns become inputs, for a table with text columns or missing cells: the
+    /// `feature_names` are then its [`Encoder::output_names`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder: Option<Encoder>,
     /// Class names in output order (empty for regression).
     pub class_names: Vec<String>,
     /// Epochs the parameters were trained for.
@@ -100,6 +104,7 @@ impl ModelMeta {
             feature_names: Vec::new(),
             standardizer: None,
             target_standardizer: None,
+            encoder: None,
             class_names: Vec::new(),
             epochs: 0,
         }
@@ -140,6 +145,21 @@ impl ModelMeta {
                 "target {} is also one of feature_names",
                 quote(&self.target)
             ));
+        }
+        if let Some(encoder) = &self.encoder {
+            encoder.check().map_err(|e| format!("encoder: {e}"))?;
+            if encoder.output_names() != *names {
+                return Err(format!(
+                    "encoder gives {} inputs that are not feature_names",
+                    encoder.width()
+                ));
+            }
+            if encoder.input_names().contains(&self.target) {
+                return Err(format!(
+                    "target {} is also one of encoder's columns",
+                    quote(&self.target)
+                ));
+            }
         }
         if let Some(s) = &self.standardizer {
             if s.mean.len() != self.inputs

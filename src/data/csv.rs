@@ -4,6 +4,7 @@
 //! Messages name the physical line in the file (the header is line 1; blank lines and CRLF count as
 //! they appear) and the column.
 
+use super::cells::{is_missing, ColumnCells, Missing};
 use super::columns::{columns, list, sniff_delimiter, Columns};
 use super::source::{self, Tape};
 use super::{ClassIndex, Dataset, Task, TaskChoice, MAX_AUTO_CLASSES};
@@ -31,7 +32,19 @@ pub struct CsvOptions {
     pub delimiter: Option<u8>,
     /// Columns to leave out of the features (with `features: None`); each must exist.
     pub ignore: Vec<String>,
+    /// What missing cells do (see [`Missing`]): refuse, drop the row, or stay `NaN` for an encoder.
+    pub missing: Missing,
+    /// Said after the count of missing cells under [`Missing::Error`]: what the user can do about them.
+    pub missing_hint: &'static str,
+    /// Feature columns read as categories even where their cells are numbers (`--categorical`).
+    pub categorical: Vec<String>,
+    /// Whether a feature column of text becomes categories; when false, text is an error (data for a
+    /// trained model, whose text columns are in `categorical`).
+    pub detect_categorical: bool,
 }
+
+/// The default [`CsvOptions::missing_hint`].
+pub const MISSING_HINT: &str = "--missing drop|mean|median|mode says what to do with them";
 
 impl Default for CsvOptions {
     fn default() -> Self {
@@ -43,6 +56,10 @@ impl Default for CsvOptions {
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             delimiter: None,
             ignore: Vec::new(),
+            missing: Missing::Error,
+            missing_hint: MISSING_HINT,
+            categorical: Vec::new(),
+            detect_categorical: true,
         }
     }
 }
@@ -151,30 +168,6 @@ impl<'a, R: std::io::Read> Records<'a, R> {
     }
 }
 
-fn parse_feature(path: &Path, line: u64, column: &str, cell: &str) -> Result<f32> {
-    let at = || format!("line {line}, column {}", quote(column));
-    let value: f32 = cell.parse().map_err(|_| {
-        Error::format(
-            path,
-            format!("{}: expected a number, got {}", at(), quote(cell)),
-        )
-    })?;
-    if value.is_finite() {
-        return Ok(value);
-    }
-    let literal = cell.trim_start_matches(['+', '-']).to_ascii_lowercase();
-    let message = if matches!(literal.as_str(), "inf" | "infinity" | "nan") {
-        format!("{}: expected a finite number, got {}", at(), quote(cell))
-    } else {
-        format!(
-            "{}: {} is out of range for a 32-bit float (largest magnitude 3.4e38)",
-            at(),
-            quote(cell)
-        )
-    };
-    Err(Error::format(path, message))
-}
-
 /// What one pass over the records keeps.
 struct Table {
     columns: Columns,
@@ -183,6 +176,10 @@ struct Table {
     lines: Vec<u64>,
     /// Target cells with their lines (empty without a target column).
     targets: Vec<(u64, String)>,
+    /// Each feature column's categories (empty for a numeric one); empty when no column has text.
+    categories: Vec<Vec<String>>,
+    /// Rows left out for a missing cell ([`Missing::Drop`]).
+    dropped: usize,
 }
 
 fn read_table<R: std::io::Read>(
@@ -219,6 +216,25 @@ fn read_table<R: std::io::Read>(
     let mut targets = Vec::new();
     let mut lines = Vec::new();
     let width = columns.features.len();
+    let forced: HashSet<&str> = options.categorical.iter().map(String::as_str).collect();
+    for name in &options.categorical {
+        if !columns.features.iter().any(|&c| columns.header[c] == *name) {
+            return Err(Error::value(
+                "categorical",
+                format!("{} is not one of the feature columns", quote(name)),
+            ));
+        }
+    }
+    let mut cells: Vec<ColumnCells> = columns
+        .features
+        .iter()
+        .map(|&c| {
+            ColumnCells::new(
+                forced.contains(columns.header[c].as_str()),
+                options.detect_categorical,
+            )
+        })
+        .collect();
     while let Some(line) = records.next(&mut record)? {
         features.try_reserve(width).map_err(|_| {
             Error::Memory(format!(
@@ -226,10 +242,10 @@ fn read_table<R: std::io::Read>(
                 path.display()
             ))
         })?;
-        for &c in &columns.features {
-            features.push(parse_feature(path, line, &columns.header[c], &record[c])?);
+        for (&c, column) in columns.features.iter().zip(&mut cells) {
+            features.push(column.read(path, line, &columns.header[c], &record[c])?);
         }
-        if let Some(t) = columns.target {
+        if let (Some(t), true) = (columns.target, need_target) {
             targets.push((line, record[t].to_string()));
         }
         lines.push(line);
@@ -237,12 +253,107 @@ fn read_table<R: std::io::Read>(
     if features.is_empty() {
         return Err(Error::format(path, "no data rows after the header"));
     }
-    Ok(Table {
+    let mut table = Table {
+        categories: Vec::with_capacity(width),
         columns,
         features,
         lines,
         targets,
-    })
+        dropped: 0,
+    };
+    let mut missing = Vec::with_capacity(width);
+    for (c, column) in cells.into_iter().enumerate() {
+        let name = &table.columns.header[table.columns.features[c]];
+        missing.push((column.missing, column.first_missing));
+        table.categories.push(column.finish(path, name)?);
+    }
+    if table.categories.iter().all(Vec::is_empty) {
+        table.categories.clear();
+    }
+    missing_cells(path, &mut table, &missing, options)?;
+    Ok(table)
+}
+
+/// Applies [`CsvOptions::missing`] to the missing feature and target cells counted per column in `missing`.
+fn missing_cells(
+    path: &Path,
+    table: &mut Table,
+    missing: &[(usize, Option<u64>)],
+    options: &CsvOptions,
+) -> Result<()> {
+    let target_missing = table.targets.iter().find(|(_, v)| is_missing(v));
+    match options.missing {
+        Missing::Error => {
+            if let Some((c, (count, first))) = missing
+                .iter()
+                .enumerate()
+                .find(|(_, (count, _))| *count > 0)
+            {
+                let name = &table.columns.header[table.columns.features[c]];
+                let cells = if *count == 1 { "cell" } else { "cells" };
+                return Err(Error::format(
+                    path,
+                    format!(
+                        "column {}: {count} missing {cells} (empty, NA, N/A, NaN, ?, null), the first at line {}; {}",
+                        quote(name),
+                        first.unwrap_or_default(),
+                        options.missing_hint
+                    ),
+                ));
+            }
+        }
+        Missing::Drop => {
+            let width = table.columns.features.len();
+            let keep: Vec<bool> = (0..table.lines.len())
+                .map(|row| {
+                    !table.features[row * width..(row + 1) * width]
+                        .iter()
+                        .any(|v| v.is_nan())
+                        && table.targets.get(row).is_none_or(|(_, v)| !is_missing(v))
+                })
+                .collect();
+            let kept = keep.iter().filter(|&&k| k).count();
+            if kept == 0 {
+                return Err(Error::format(
+                    path,
+                    "every row has a missing cell, so --missing drop leaves none",
+                ));
+            }
+            table.dropped = keep.len() - kept;
+            retain_rows(&mut table.features, &keep, width);
+            retain_rows(&mut table.lines, &keep, 1);
+            if !table.targets.is_empty() {
+                retain_rows(&mut table.targets, &keep, 1);
+            }
+            return Ok(());
+        }
+        Missing::Mean | Missing::Median | Missing::Mode => {}
+    }
+    if let Some((line, cell)) = target_missing {
+        return Err(Error::format(
+            path,
+            format!(
+                "line {line}, column {}: the target is {}; a row without a target cannot be used (--missing drop leaves such rows out)",
+                quote(&table.columns.header[table.columns.target.expect("a target cell")]),
+                if cell.is_empty() {
+                    "empty".to_string()
+                } else {
+                    format!("missing ({})", quote(cell))
+                }
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Keeps the rows of `values` (`width` values each) whose `keep` is true.
+fn retain_rows<T>(values: &mut Vec<T>, keep: &[bool], width: usize) {
+    let mut i = 0;
+    values.retain(|_| {
+        let kept = keep[i / width];
+        i += 1;
+        kept
+    });
 }
 
 /// Loads features and target; decides the task and numbers the classes (see [`CsvOptions`]). The path
@@ -267,6 +378,8 @@ fn dataset_from_table(path: &Path, table: Table, options: &CsvOptions) -> Result
         features,
         lines,
         targets,
+        categories,
+        dropped,
     } = table;
     let target = columns.target.expect("the target column is required here");
     let name = &columns.header[target];
@@ -284,6 +397,8 @@ fn dataset_from_table(path: &Path, table: Table, options: &CsvOptions) -> Result
         task,
         class_names,
         ignored_columns: columns.ignored,
+        categories,
+        dropped_rows: dropped,
     })
 }
 
@@ -295,15 +410,6 @@ fn encode_target_column(
     options: &CsvOptions,
 ) -> Result<(Task, Vec<String>, Vec<f32>)> {
     let at = |line: u64| format!("line {line}, column {}", quote(name));
-    if let Some((line, _)) = raw.iter().find(|(_, v)| v.is_empty()) {
-        return Err(Error::format(
-            path,
-            format!(
-                "{}: the target is empty (every row needs a target value)",
-                at(*line)
-            ),
-        ));
-    }
     if let Some(classes) = &options.classes {
         let index = ClassIndex::new(classes);
         let targets = raw
@@ -428,6 +534,8 @@ pub struct CsvFeatures {
     pub ignored: Vec<String>,
     /// Each row's physical line in the file.
     pub lines: Vec<u64>,
+    /// Each column's categories, as in [`Dataset::categories`].
+    pub categories: Vec<Vec<String>>,
 }
 
 /// Features for inference: the columns named `feature_names`, in that order, wherever they are in the
@@ -440,19 +548,28 @@ pub fn load_csv_features(
     target: &str,
     max_record_bytes: usize,
 ) -> Result<CsvFeatures> {
-    let input = source::open(path)?;
-    let path = source::display_name(path);
     let options = CsvOptions {
         target: (!target.is_empty()).then(|| target.to_string()),
         features: (!feature_names.is_empty()).then(|| feature_names.to_vec()),
         max_record_bytes,
+        missing_hint: "the model has no values to fill them with (train it with --missing mean, median or mode)",
+        detect_categorical: false,
         ..CsvOptions::default()
     };
-    let table = read_table(path, input, &options, false)?;
+    load_csv_inputs(path, &options)
+}
+
+/// Features for inference as `options` say (a model's columns, its categorical columns, whether missing
+/// cells stay `NaN` for its [`crate::data::Encoder`]); a target column, if named and present, is skipped.
+pub fn load_csv_inputs(path: &Path, options: &CsvOptions) -> Result<CsvFeatures> {
+    let input = source::open(path)?;
+    let path = source::display_name(path);
+    let table = read_table(path, input, options, false)?;
     Ok(CsvFeatures {
         cols: table.columns.features.len(),
         features: table.features,
         ignored: table.columns.ignored,
         lines: table.lines,
+        categories: table.categories,
     })
 }

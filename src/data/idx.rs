@@ -296,5 +296,7 @@ fn dataset(
         class_names,
         ignored_columns: Vec::new(),
         lines: Vec::new(),
+        categories: Vec::new(),
+        dropped_rows: 0,
     })
 }

@@ -1,14 +1,19 @@
 //! Datasets on the host: CSV and IDX loaders, z-score standardisation, seeded (stratified) splits, and the
 //! encoding of targets for a network's output layer.
 
+mod cells;
 mod columns;
 mod csv;
+mod encode;
 mod idx;
 mod source;
 
+pub use self::cells::{is_missing, Missing};
 pub use self::csv::{
-    load_csv, load_csv_features, parse_csv, CsvFeatures, CsvOptions, DEFAULT_MAX_RECORD_BYTES,
+    load_csv, load_csv_features, load_csv_inputs, parse_csv, CsvFeatures, CsvOptions,
+    DEFAULT_MAX_RECORD_BYTES, MISSING_HINT,
 };
+pub use self::encode::{ColumnCoding, Encoder, Unseen, DEFAULT_MAX_CATEGORIES};
 pub use self::idx::{
     idx_image_shape, idx_image_size, labels_path, load_idx, load_idx_images, parse_idx,
 };
@@ -76,6 +81,12 @@ pub struct Dataset {
     pub ignored_columns: Vec<String>,
     /// The physical line of each row in its CSV file, for messages (empty for IDX data).
     pub lines: Vec<u64>,
+    /// Each feature column's categories, for a table with text columns (empty otherwise): a text
+    /// column's features are indices into its list, a numeric column's list is empty. Missing cells are
+    /// `NaN`. An [`Encoder`] turns such rows into numbers a network takes.
+    pub categories: Vec<Vec<String>>,
+    /// Rows of the file left out because a cell was missing (`--missing drop`).
+    pub dropped_rows: usize,
 }
 
 impl Dataset {
@@ -85,6 +96,12 @@ impl Dataset {
 
     pub fn cols(&self) -> usize {
         self.feature_names.len()
+    }
+
+    /// Whether some column holds text or some cell is missing: the rows need an [`Encoder`] before a
+    /// network can take them.
+    pub fn is_raw(&self) -> bool {
+        self.categories.iter().any(|c| !c.is_empty()) || self.features.iter().any(|v| v.is_nan())
     }
 
     /// The rows at `indices`, in that order.
@@ -101,6 +118,8 @@ impl Dataset {
             task: self.task,
             class_names: self.class_names.clone(),
             ignored_columns: self.ignored_columns.clone(),
+            categories: self.categories.clone(),
+            dropped_rows: self.dropped_rows,
             lines: if self.lines.is_empty() {
                 Vec::new()
             } else {

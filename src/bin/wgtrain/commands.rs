@@ -27,7 +27,7 @@ fn labelled_data(args: &EvalArgs, meta: &ModelMeta) -> Result<Dataset> {
             message: "applies to CSV data; IDX labels come from the labels file".into(),
         });
     }
-    let options = CsvOptions {
+    let mut options = CsvOptions {
         target: args
             .target
             .clone()
@@ -42,6 +42,7 @@ fn labelled_data(args: &EvalArgs, meta: &ModelMeta) -> Result<Dataset> {
         max_record_bytes: record_limit(args.max_record_bytes, &[path])?,
         ..CsvOptions::default()
     };
+    crate::tables::model_options(meta, &mut options, true);
     if idx && meta.task == Task::Regress {
         return Err(Error::InvalidValue {
             what: "--data".into(),
@@ -58,6 +59,12 @@ fn labelled_data(args: &EvalArgs, meta: &ModelMeta) -> Result<Dataset> {
     }
     let mut dataset = data::load(path, &options)?;
     warn_ignored("--data", path, &dataset.ignored_columns);
+    crate::tables::warn_dropped("--data", path, &dataset);
+    if let Some(encoder) = &meta.encoder {
+        let (encoded, unseen) = encoder.apply(&dataset, path, args.strict)?;
+        crate::tables::warn_unseen("--data", path, &unseen);
+        dataset = encoded;
+    }
     check_columns(path, dataset.cols(), meta)?;
     if let Some(s) = &meta.standardizer {
         s.apply_checked(
@@ -221,15 +228,19 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
         check_columns(&args.data, cols, &meta)?;
         (pixels, Vec::new())
     } else {
-        let read = data::load_csv_features(
-            &args.data,
-            &meta.feature_names,
-            &meta.target,
-            record_limit(args.max_record_bytes, &[&args.data])?,
-        )?;
+        let mut options = CsvOptions {
+            target: (!meta.target.is_empty()).then(|| meta.target.clone()),
+            features: (!meta.feature_names.is_empty()).then(|| meta.feature_names.clone()),
+            max_record_bytes: record_limit(args.max_record_bytes, &[&args.data])?,
+            ..CsvOptions::default()
+        };
+        crate::tables::model_options(&meta, &mut options, false);
+        let read = data::load_csv_inputs(&args.data, &options)?;
         warn_ignored("--data", &args.data, &read.ignored);
-        check_columns(&args.data, read.cols, &meta)?;
-        (read.features, read.lines)
+        let (features, cols, lines) =
+            crate::tables::model_inputs(&meta, read, &args.data, args.strict)?;
+        check_columns(&args.data, cols, &meta)?;
+        (features, lines)
     };
     if let Some(s) = &meta.standardizer {
         s.apply_checked(&mut features, &meta.feature_names, &lines, &args.data)?;

@@ -13,11 +13,12 @@ mod arch;
 mod checks;
 mod commands;
 mod optimizer;
+mod tables;
 mod train;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
-use wgtrain::data::TaskChoice;
+use wgtrain::data::{Missing, TaskChoice};
 use wgtrain::{Activation, Device, Loss, Optimizer};
 
 #[derive(Parser)]
@@ -200,6 +201,17 @@ pub struct TrainArgs {
     /// Columns to leave out of the features, by name (ids, free text)
     #[arg(long)]
     pub ignore: Option<String>,
+    /// Missing cells (empty, NA, N/A, NaN, ?, null): error, drop (the rows), or fill from the training
+    /// split with the mean, median or mode of numeric columns (text columns: their most frequent category)
+    #[arg(long, default_value = "error", value_parser = parse::<Missing>)]
+    pub missing: Missing,
+    /// Columns read as categories (one-hot encoded) even where their cells are numbers, by name; a
+    /// column of text is one already
+    #[arg(long)]
+    pub categorical: Option<String>,
+    /// Most categories a text column may have in the training rows
+    #[arg(long, default_value_t = wgtrain::data::DEFAULT_MAX_CATEGORIES)]
+    pub max_categories: usize,
     /// Train a regression network on the target as it is, not standardised (the default standardises
     /// it from the training split and maps predictions back)
     #[arg(long)]
@@ -251,6 +263,9 @@ pub struct EvalArgs {
     /// Write the confusion matrix of a classifier as a PNG heatmap here
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// A category not seen in training is an error (by default it encodes as all zeros, with a warning)
+    #[arg(long)]
+    pub strict: bool,
 
     #[command(flatten)]
     pub device: DeviceArg,
@@ -268,6 +283,9 @@ pub struct PredictArgs {
     /// Longest CSV record accepted, in bytes (at most 1 GiB) [default: 1048576]
     #[arg(long)]
     pub max_record_bytes: Option<usize>,
+    /// A category not seen in training is an error (by default it encodes as all zeros, with a warning)
+    #[arg(long)]
+    pub strict: bool,
 
     #[command(flatten)]
     pub device: DeviceArg,

@@ -1,9 +1,9 @@
 //! `wgtrain train` and the default job (no command): data → network → fit → test → checkpoint and plot.
 
-use crate::arch;
 use crate::checks::{
     check_files, check_init, check_targets, column_list, init_options, record_limit, warn_ignored,
 };
+use crate::{arch, tables};
 use crate::{DeviceArg, LossChoice, OutputChoice, TrainArgs};
 use std::path::{Path, PathBuf};
 use wgtrain::checkpoint::{self, ModelMeta};
@@ -66,6 +66,9 @@ pub fn default_job() -> TrainArgs {
         standardize: false,
         no_standardize: false,
         no_scale_target: false,
+        missing: wgtrain::data::Missing::Error,
+        categorical: None,
+        max_categories: data::DEFAULT_MAX_CATEGORIES,
         delimiter: None,
         features: None,
         ignore: None,
@@ -296,8 +299,10 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     if let (Some(saved), Some(path)) = (&init_meta, &args.init) {
         init_options(&mut options, saved, args, path, data_is_idx)?;
     }
+    tables::cell_options(&mut options, args, init_meta.as_ref())?;
     let mut train = data::load(&args.data, &options)?;
     warn_ignored("--data", &args.data, &train.ignored_columns);
+    tables::warn_dropped("--data", &args.data, &train);
     crate::checks::warn_many_classes(&args.data, &train);
     let (output, outputs, loss) = output_layer(&train, args.output, args.loss)?;
     let mut test = match &args.test_data {
@@ -310,13 +315,11 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                     TaskChoice::Regress
                 },
                 classes: (train.task == Task::Classify).then(|| train.class_names.clone()),
-                features: Some(train.feature_names.clone()),
-                max_record_bytes,
-                delimiter: args.delimiter,
-                ignore: Vec::new(),
+                ..tables::test_options(&train, &options)
             };
             let test = data::load(path, &known)?;
             warn_ignored("--test-data", path, &test.ignored_columns);
+            tables::warn_dropped("--test-data", path, &test);
             if test.cols() != train.cols() {
                 return Err(Error::Shape {
                     what: format!("test data {}", path.display()),
@@ -333,6 +336,17 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         let (rest, held_out) = train.split(args.val_split, args.seed)?;
         train = rest;
         validation = Some(held_out);
+    }
+    // Text columns and missing cells become numbers by what the training split shows.
+    let encoder = tables::encoder(&train, args, init_meta.as_ref())?;
+    if let Some(encoder) = &encoder {
+        tables::encode(encoder, &mut train, "--data", &args.data)?;
+        if let Some(set) = validation.as_mut() {
+            tables::encode(encoder, set, "--val-split of --data", &args.data)?;
+        }
+        if let (Some(set), Some(path)) = (test.as_mut(), &args.test_data) {
+            tables::encode(encoder, set, "--test-data", path)?;
+        }
     }
     let standardizer = match &init_meta {
         Some(saved) => saved.standardizer.clone(),
@@ -414,6 +428,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     meta.feature_names = train.feature_names.clone();
     meta.standardizer = standardizer;
     meta.target_standardizer = target_scale;
+    meta.encoder = encoder;
     meta.class_names = train.class_names.clone();
     let initial = match &args.init {
         Some(init) => {
