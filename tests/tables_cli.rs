@@ -1,0 +1,155 @@
+//! Tables with text columns and missing cells through the CLI: train, the saved encoder, eval and predict.
+
+mod common;
+
+use common::cli::*;
+use std::path::Path;
+use wgtrain::data::{ColumnCoding, Missing};
+
+/// 240 rows: `city` is text (some missing), `age` numeric (some missing), `id` a text id; `buy` follows
+/// the city and the age. Rows from 201 on are the test file, which also has a city never seen.
+fn write_tables(dir: &Path) -> (String, String) {
+    let cities = ["Paris", "Lyon", "Nice"];
+    let mut train = String::from("id,city,age,income,buy\n");
+    let mut test = train.clone();
+    for i in 0..240usize {
+        let city = cities[i * 7 % 3];
+        let age = 20 + (i * 13 % 50);
+        let buy = if (city == "Nice") ^ (age > 45) { "yes" } else { "no" };
+        let city = if i % 17 == 3 { "NA" } else { city };
+        let age = if i % 11 == 5 {
+            "?".to_string()
+        } else {
+            age.to_string()
+        };
+        let row = format!("r{i},{city},{age},{},{buy}\n", 30 + i % 9);
+        if i < 200 { &mut train } else { &mut test }.push_str(&row);
+    }
+    test.push_str("r999,Marseille,30,33,no\n");
+    let (train_path, test_path) = (dir.join("train.csv"), dir.join("test.csv"));
+    std::fs::write(&train_path, train).expect("write");
+    std::fs::write(&test_path, test).expect("write");
+    (text(&train_path), text(&test_path))
+}
+
+#[test]
+fn a_table_with_text_and_missing_cells_trains_saves_and_predicts() {
+    let dir = scratch("tables");
+    let (train, test) = write_tables(&dir);
+    let model = text(&dir.join("m.safetensors"));
+    // The default refuses, naming the first column with missing cells and the flag.
+    fails(
+        &strs(&train_cpu(&train, &["--ignore", "id"])),
+        &["column `city`", "missing cells", "the first at line 5", "--missing"],
+    );
+    // The text id has 200 categories: over the cap, named with the way out.
+    fails(
+        &strs(&train_cpu(&train, &["--missing", "mode"])),
+        &["column `id` has 200 categories", "--ignore id"],
+    );
+    let args = train_cpu(
+        &train,
+        &[
+            "--ignore", "id", "--missing", "median", "--epochs", "60", "--lr", "0.01",
+            "--test-data", &test, "--out", &model, "--json",
+        ],
+    );
+    let output = run(&strs(&args));
+    let out = succeeded(&strs(&args), &output);
+    let report: serde_json::Value =
+        serde_json::from_str(out.lines().last().expect("a line")).expect("JSON");
+    let accuracy = report["test_accuracy"].as_f64().expect("test accuracy");
+    assert!(accuracy > 0.85, "test accuracy {accuracy}");
+    // The unseen city in the test file: a warning naming it, not an error.
+    let err = stderr(&output);
+    assert!(
+        err.contains("1 cell with a category not seen in training")
+            && err.contains("line 42, column `city`, `Marseille`"),
+        "{err}"
+    );
+
+    let (_, _, meta) = wgtrain::checkpoint::load(Path::new(&model)).expect("load");
+    let encoder = meta.encoder.expect("an encoder");
+    assert_eq!(encoder.missing, Missing::Median);
+    assert_eq!(
+        meta.feature_names,
+        ["city=Lyon", "city=Nice", "city=Paris", "age", "income"]
+    );
+    match &encoder.columns[1] {
+        ColumnCoding::Numeric { name, fill } => {
+            assert_eq!(name, "age");
+            // The median of the training rows' present ages.
+            let mut ages: Vec<f32> = (0..200usize)
+                .filter(|i| i % 11 != 5)
+                .map(|i| (20 + i * 13 % 50) as f32)
+                .collect();
+            ages.sort_by(f32::total_cmp);
+            let n = ages.len();
+            let median = if n % 2 == 1 {
+                ages[n / 2]
+            } else {
+                (ages[n / 2 - 1] + ages[n / 2]) / 2.0
+            };
+            assert_eq!(*fill, Some(median));
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // eval and predict read the same columns by name, fill the same way, and agree.
+    let eval = report_of(&["eval", "--model", &model, "--data", &test, "--device", "cpu", "--json"]);
+    assert_eq!(eval["accuracy"], report["test_accuracy"]);
+    let predict = ["predict", "--model", &model, "--data", &test, "--device", "cpu"];
+    let output = run(&predict);
+    let rows = succeeded(&predict, &output);
+    assert_eq!(rows.lines().count(), 42, "a header and one line per row");
+    assert!(stderr(&output).contains("`Marseille`"));
+    let mut strict = predict.to_vec();
+    strict.push("--strict");
+    let output = run(&strict);
+    assert_eq!(output.status.code(), Some(2));
+    let last = stderr(&output).lines().last().unwrap_or_default().to_string();
+    assert!(
+        last.starts_with("error:")
+            && last.contains("line 42, column `city`: category `Marseille` was not seen in training"),
+        "{last}"
+    );
+    assert!(stdout(&output).is_empty());
+}
+
+fn report_of(args: &[&str]) -> serde_json::Value {
+    report(args)
+}
+
+#[test]
+fn drop_and_init_keep_to_the_saved_encoder() {
+    let dir = scratch("tables-drop");
+    let (train, test) = write_tables(&dir);
+    let model = text(&dir.join("drop.safetensors"));
+    let args = train_cpu(
+        &train,
+        &["--ignore", "id", "--missing", "drop", "--out", &model],
+    );
+    let output = run(&strs(&args));
+    succeeded(&strs(&args), &output);
+    // 200 rows, 12 with a missing city (i % 17 == 3), 18 with a missing age (i % 11 == 5), 1 with both.
+    assert!(
+        stderr(&output).contains("left out 29 rows with missing cells (--missing drop); 171 remain"),
+        "{}",
+        stderr(&output)
+    );
+    // A model trained with drop has no fill values: predict refuses the missing cells it cannot fill.
+    fails(
+        &["predict", "--model", &model, "--data", &test, "--device", "cpu"],
+        &["missing cell", "the model has no values to fill them with"],
+    );
+    // eval may leave labelled rows out as training did.
+    let eval = report(&["eval", "--model", &model, "--data", &test, "--device", "cpu", "--json"]);
+    assert_eq!(eval["rows"], 41 - 6, "6 test rows have a missing cell");
+    // --init continues with the saved encoder; a contradicting --missing is an error.
+    fails(
+        &strs(&train_cpu(&train, &["--init", &model, "--missing", "mean"])),
+        &["--missing", "drop"],
+    );
+    let again = train_cpu(&train, &["--init", &model, "--json"]);
+    assert!(report(&strs(&again))["loss"].as_f64().is_some());
+}
