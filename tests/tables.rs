@@ -22,7 +22,10 @@ fn every_missing_token_is_missing() {
         let err = parse(&text, &CsvOptions::default()).expect_err(token);
         let message = err.to_string();
         for word in ["column `b`", "1 missing cell", "line 3", "--missing"] {
-            assert!(message.contains(word), "{token:?}: `{message}` lacks {word}");
+            assert!(
+                message.contains(word),
+                "{token:?}: `{message}` lacks {word}"
+            );
         }
         let d = parse(&text, &with(Missing::Mean)).expect(token);
         assert!(d.features[3].is_nan(), "{token:?}");
@@ -32,22 +35,22 @@ fn every_missing_token_is_missing() {
     // The count and the first line of the column, not of another one.
     let err = parse("a,b,y\n1,,0\n2,NA,1\n3,?,0\n", &CsvOptions::default()).unwrap_err();
     assert!(
-        err.to_string()
-            .contains("column `b`: 3 missing cells (empty, NA, N/A, NaN, ?, null), the first at line 2"),
+        err.to_string().contains(
+            "column `b`: 3 missing cells (empty, NA, N/A, NaN, ?, null), the first at line 2"
+        ),
         "{err}"
     );
     // Infinity is not a missing value: still an error under every policy.
     let err = parse("a,y\n1,0\ninf,1\n", &with(Missing::Mean)).unwrap_err();
-    assert!(err.to_string().contains("expected a finite number"), "{err}");
+    assert!(
+        err.to_string().contains("expected a finite number"),
+        "{err}"
+    );
 }
 
 #[test]
 fn drop_leaves_out_rows_with_a_missing_feature_or_target() {
-    let d = parse(
-        "a,b,y\n1,2,0\n3,,1\n5,6,NA\n7,8,1\n",
-        &with(Missing::Drop),
-    )
-    .expect("drop");
+    let d = parse("a,b,y\n1,2,0\n3,,1\n5,6,NA\n7,8,1\n", &with(Missing::Drop)).expect("drop");
     assert_eq!(d.features, [1.0, 2.0, 7.0, 8.0]);
     assert_eq!(d.targets, [0.0, 1.0]);
     assert_eq!(d.lines, [2, 5]);
@@ -70,9 +73,8 @@ fn drop_leaves_out_rows_with_a_missing_feature_or_target() {
 fn fill_values_follow_simple_imputer() {
     let text = "a,c,d,y\n1,red,3,0\n2,blue,3,1\n?,,1,0\n4,blue,1,1\n10,red,1,0\n";
     let d = parse(text, &with(Missing::Mean)).expect("load");
-    let fills = |missing| -> Vec<ColumnCoding> {
-        Encoder::fit(&d, missing, 100).expect("fit").columns
-    };
+    let fills =
+        |missing| -> Vec<ColumnCoding> { Encoder::fit(&d, missing, 100).expect("fit").columns };
     let numeric = |c: &ColumnCoding| match c {
         ColumnCoding::Numeric { fill, .. } => fill.expect("a fill"),
         other => panic!("{other:?}"),
@@ -96,7 +98,10 @@ fn fill_values_follow_simple_imputer() {
     for missing in [Missing::Mean, Missing::Median, Missing::Mode] {
         assert_eq!(
             category(&fills(missing)[1]),
-            (vec!["blue".to_string(), "red".to_string()], "blue".to_string())
+            (
+                vec!["blue".to_string(), "red".to_string()],
+                "blue".to_string()
+            )
         );
     }
     let encoder = Encoder::fit(&d, Missing::Median, 100).expect("fit");
@@ -117,13 +122,17 @@ fn fill_values_follow_simple_imputer() {
     let strict = Encoder::fit(&d, Missing::Drop, 100).expect("fit");
     let err = strict.apply(&d, "t.csv".as_ref(), false).unwrap_err();
     assert!(
-        err.to_string().contains("line 4, column `a`: a missing cell"),
+        err.to_string()
+            .contains("line 4, column `a`: a missing cell"),
         "{err}"
     );
     // A column with no value in the training rows has nothing to fill from.
     let empty = parse("a,b,y\n1,NA,0\n2,,1\n", &with(Missing::Mean)).expect("load");
     let err = Encoder::fit(&empty, Missing::Mean, 100).unwrap_err();
-    assert!(err.to_string().contains("column `b` has no values"), "{err}");
+    assert!(
+        err.to_string().contains("column `b` has no values"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -137,7 +146,9 @@ fn categories_come_from_the_training_rows_and_unseen_ones_encode_as_zeros() {
     let rest = d.subset(&[3, 1]);
     let encoder = Encoder::fit(&train, Missing::Error, 100).expect("fit");
     assert_eq!(encoder.output_names(), ["city=Lyon", "city=Paris", "x"]);
-    let (encoded, unseen) = encoder.apply(&rest, "t.csv".as_ref(), false).expect("encode");
+    let (encoded, unseen) = encoder
+        .apply(&rest, "t.csv".as_ref(), false)
+        .expect("encode");
     assert_eq!(encoded.features, [0.0, 0.0, 4.0, 1.0, 0.0, 2.0]);
     assert_eq!(unseen.count, 1);
     assert_eq!(
@@ -161,14 +172,18 @@ fn forced_categories_are_ordered_by_value() {
     assert_eq!(encoder.output_names(), ["z=1", "z=2", "z=10", "x"]);
     assert_eq!(encoder.categorical_names(), ["z"]);
     let (encoded, _) = encoder.apply(&d, "t.csv".as_ref(), true).expect("encode");
-    assert_eq!(&encoded.features[..8], [0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 1.0]);
+    assert_eq!(
+        &encoded.features[..8],
+        [0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 1.0]
+    );
     let missing = CsvOptions {
         categorical: vec!["nope".into()],
         ..CsvOptions::default()
     };
     let err = parse("z,x,y\n1,1,0\n", &missing).unwrap_err();
     assert!(
-        err.to_string().contains("`nope` is not one of the feature columns"),
+        err.to_string()
+            .contains("`nope` is not one of the feature columns"),
         "{err}"
     );
 }
@@ -177,13 +192,15 @@ fn forced_categories_are_ordered_by_value() {
 fn columns_mixing_numbers_and_text_name_the_odd_cell() {
     let err = parse("x,y\n1,0\n2,1\n3O,0\n4,1\n", &CsvOptions::default()).unwrap_err();
     assert!(
-        err.to_string()
-            .contains("line 4, column `x`: expected a number like the column's other 3 cells, got `3O`"),
+        err.to_string().contains(
+            "line 4, column `x`: expected a number like the column's other 3 cells, got `3O`"
+        ),
         "{err}"
     );
     let err = parse("c,y\nred,0\n7,1\nblue,0\n", &CsvOptions::default()).unwrap_err();
     assert!(
-        err.to_string().contains("line 3, column `c`: `7` is a number")
+        err.to_string()
+            .contains("line 3, column `c`: `7` is a number")
             && err.to_string().contains("--categorical c"),
         "{err}"
     );
@@ -197,7 +214,8 @@ fn columns_mixing_numbers_and_text_name_the_odd_cell() {
     // A decimal comma is a number in the wrong notation, not a category.
     let err = parse("a;y\n1,5;0\n2,25;1\n", &CsvOptions::default()).unwrap_err();
     assert!(
-        err.to_string().contains("`1,5` looks like a number with a decimal comma"),
+        err.to_string()
+            .contains("`1,5` looks like a number with a decimal comma"),
         "{err}"
     );
     // Data for a trained model: text where the model reads numbers is an error at once.
@@ -217,7 +235,12 @@ fn columns_mixing_numbers_and_text_name_the_odd_cell() {
 fn too_many_categories_is_an_error_naming_the_way_out() {
     let d = parse("id,y\na,0\nb,1\nc,0\nd,1\n", &CsvOptions::default()).expect("load");
     let err = Encoder::fit(&d, Missing::Error, 3).unwrap_err();
-    for word in ["column `id` has 4 categories", "more than 3", "--ignore id", "--max-categories"] {
+    for word in [
+        "column `id` has 4 categories",
+        "more than 3",
+        "--ignore id",
+        "--max-categories",
+    ] {
         assert!(err.to_string().contains(word), "`{err}` lacks {word}");
     }
     assert!(Encoder::fit(&d, Missing::Error, 4).is_ok());
