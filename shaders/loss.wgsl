@@ -14,6 +14,11 @@
 //   loss_sum: one workgroup sums row_loss and row_hits in a fixed order; stats[0] = scale · Σ row_loss (the
 //     step's loss); running sums over an epoch: stats[1] += Σ row_loss, stats[2] += Σ row_hits,
 //     stats[3] += 1 (steps); stats[4], while 0, becomes the step count of the first non-finite step loss.
+//     With FLAG_WEIGHTED the scale is 1 / stats[5], the step's class-weight sum.
+//   class_weight_sum: one workgroup; stats[5] = D = Σ_i class_weights[target_i], stats[6] += D.
+//   cross_entropy_grad: torch's CrossEntropyLoss(weight, label_smoothing = ε in dims.scale), mean over D:
+//     ℓ_c = logsumexp(z) − z_c,  row_loss = (1 − ε) w_y ℓ_y + (ε / n) Σ_c w_c ℓ_c,
+//     ∂/∂z_j = (p_j ((1 − ε) w_y + (ε / n) Σ_c w_c) − (1 − ε) w_y [j = y] − (ε / n) w_j) / D.
 
 const SUM_WORKGROUP: u32 = 256u;
 
@@ -23,6 +28,10 @@ const SUM_WORKGROUP: u32 = 256u;
 @group(0) @binding(4) var<storage, read_write> row_loss: array<f32>;
 @group(0) @binding(5) var<storage, read_write> stats: array<f32>;
 @group(0) @binding(6) var<storage, read_write> row_hits: array<f32>;
+@group(0) @binding(7) var<storage, read> class_weights: array<f32>;
+
+const STATS_WEIGHT_SUM: u32 = 5u;
+const STATS_EPOCH_WEIGHT_SUM: u32 = 6u;
 
 var<workgroup> partial_losses: array<f32, SUM_WORKGROUP>;
 var<workgroup> partial_hits: array<f32, SUM_WORKGROUP>;
@@ -178,7 +187,9 @@ fn loss_sum(@builtin(local_invocation_index) t: u32) {
         workgroupBarrier();
     }
     if t == 0u {
-        let step_loss = dims.scale * partial_losses[0];
+        let weighted = (dims.flags & FLAG_WEIGHTED) != 0u;
+        let scale = select(dims.scale, 1.0 / stats[STATS_WEIGHT_SUM], weighted);
+        let step_loss = scale * partial_losses[0];
         stats[0] = step_loss;
         stats[1] += partial_losses[0];
         stats[2] += partial_hits[0];
@@ -187,4 +198,65 @@ fn loss_sum(@builtin(local_invocation_index) t: u32) {
             stats[4] = stats[3];
         }
     }
+}
+
+@compute @workgroup_size(256)
+fn class_weight_sum(@builtin(local_invocation_index) t: u32) {
+    var sum = 0.0;
+    for (var i = t; i < dims.m; i += SUM_WORKGROUP) {
+        // An index past the weights counts as NaN, as the row's loss will be.
+        let label = u32(targets[i]);
+        sum += select(bitcast<f32>(0x7fc00000u), class_weights[min(label, dims.n - 1u)], label < dims.n);
+    }
+    partial_losses[t] = sum;
+    workgroupBarrier();
+    for (var stride = SUM_WORKGROUP / 2u; stride > 0u; stride /= 2u) {
+        if t < stride {
+            partial_losses[t] += partial_losses[t + stride];
+        }
+        workgroupBarrier();
+    }
+    if t == 0u {
+        stats[STATS_WEIGHT_SUM] = partial_losses[0];
+        stats[STATS_EPOCH_WEIGHT_SUM] += partial_losses[0];
+    }
+}
+
+// Needs the whole row in one window, like cross_entropy_row.
+@compute @workgroup_size(64)
+fn cross_entropy_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let row = flat_index(gid, groups);
+    if row >= dims.m {
+        return;
+    }
+    let label = u32(targets[row]);
+    let base = row * dims.stride;
+    let kept = 1.0 - dims.scale;
+    let spread = dims.scale / f32(dims.n);
+    var max_z = prediction[base];
+    for (var j = 1u; j < dims.n; j++) {
+        max_z = max(max_z, prediction[base + j]);
+    }
+    var sum_exp = 0.0;
+    var weighted_z = 0.0;
+    var total_weight = 0.0;
+    for (var j = 0u; j < dims.n; j++) {
+        let z = prediction[base + j];
+        sum_exp += exp(z - max_z);
+        weighted_z += class_weights[j] * z;
+        total_weight += class_weights[j];
+    }
+    let lse = max_z + log(sum_exp);
+    // NaN for an index past the classes, as in cross_entropy_row.
+    let w_label = select(bitcast<f32>(0x7fc00000u), class_weights[min(label, dims.n - 1u)], label < dims.n);
+    let z_label = prediction[base + min(label, dims.n - 1u)];
+    row_loss[row] = kept * w_label * (lse - z_label) + spread * (total_weight * lse - weighted_z);
+    let mass = kept * w_label + spread * total_weight;
+    let divisor = stats[STATS_WEIGHT_SUM];
+    for (var j = 0u; j < dims.n; j++) {
+        let p = exp(prediction[base + j] - max_z) / sum_exp;
+        let onehot = select(0.0, kept * w_label, j == label);
+        grad[base + j] = (p * mass - onehot - spread * class_weights[j]) / divisor;
+    }
+    row_hits[row] = hits(row);
 }

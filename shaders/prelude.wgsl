@@ -49,9 +49,11 @@ const LOSS_MSE: u32 = 1u;
 const LOSS_BCE: u32 = 2u;
 const LOSS_CE: u32 = 3u;
 
-// Window flags (Rust: `ops::launch::FLAG_*`): continue the previous window's sum; the last window.
+// Window flags (Rust: `ops::launch::FLAG_*`): continue the previous window's sum; the last window;
+// loss_sum scaled by the step's class-weight sum.
 const FLAG_ACCUMULATE: u32 = 1u;
 const FLAG_LAST: u32 = 2u;
+const FLAG_WEIGHTED: u32 = 4u;
 
 // Invocations per workgroup of the one-dimensional kernels (Rust: `ops::launch::WORKGROUP`).
 const WORKGROUP: u32 = 64u;

@@ -2,6 +2,7 @@
 
 use crate::data::{Dataset, Task};
 use crate::error::{Error, Result};
+use crate::loss::CrossEntropy;
 use crate::model::{Model, TrainConfig};
 use crate::optim::{Clipping, Optimizer};
 use crate::schedule::{LrSchedule, Scheduler};
@@ -24,6 +25,8 @@ pub struct FitConfig {
     pub weight_decay: f32,
     /// Gradient clipping before each update.
     pub clipping: Clipping,
+    /// Class weights and label smoothing of a `ce` network's training loss (none by default).
+    pub cross_entropy: CrossEntropy,
     /// Stop after this many epochs without a lower validation loss, and restore the best parameters.
     pub patience: Option<usize>,
     /// Draw a progress bar on stderr (never drawn when stderr is not a terminal).
@@ -43,6 +46,7 @@ impl Default for FitConfig {
             optimizer: Optimizer::ADAM,
             weight_decay: 0.0,
             clipping: Clipping::default(),
+            cross_entropy: CrossEntropy::default(),
             patience: None,
             progress: false,
         }
@@ -122,6 +126,7 @@ pub fn fit(
         }
         None => None,
     };
+    model.set_cross_entropy(&config.cross_entropy)?;
     let mut step = TrainConfig {
         iterations: 0,
         batch_size: Some(config.batch_size),

@@ -7,7 +7,8 @@ use crate::backend::{BufferId, Op, Region, STATS_LEN};
 use crate::layers::{Fusion, LayerStep, Mode};
 use crate::network::Network;
 use crate::ops::{
-    AdamUpdate, AdamWUpdate, AdvanceStep, ConvAlgorithm, GradNormScale, LossGrad, LossSum,
+    AdamUpdate, AdamWUpdate, AdvanceStep, ClassWeightSum, ConvAlgorithm, CrossEntropyGrad,
+    GradNormScale, LossGrad, LossSum,
     MomentumUpdate, NesterovUpdate, RmspropUpdate, SgdUpdate,
 };
 use crate::optim::{hyper::LEN as HYPER_LEN, Optimizer};
@@ -52,6 +53,16 @@ pub(crate) struct StepBuffers<'a> {
     pub seed: u64,
     /// How conv layers run.
     pub conv_algorithm: ConvAlgorithm,
+    /// Cross-entropy's class weights and label smoothing in training steps, when set.
+    pub weighting: Option<Weighting>,
+}
+
+/// Training cross-entropy as `torch.nn.CrossEntropyLoss(weight, label_smoothing)`: the weights (ones
+/// when only smoothing is asked for) in a buffer of one float per class.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Weighting {
+    pub class_weights: BufferId,
+    pub label_smoothing: f32,
 }
 
 impl StepBuffers<'_> {
@@ -153,7 +164,8 @@ impl StepBuffers<'_> {
         ops
     }
 
-    /// The forward pass, then the loss value, its gradient and the running epoch sums.
+    /// The forward pass, then the loss value, its gradient and the running epoch sums. In training mode
+    /// with a [`Weighting`], cross-entropy is weighted and smoothed.
     pub(crate) fn loss_ops(&self, rows: usize, mode: Mode) -> Vec<Op> {
         let mut ops = self.forward_ops(rows, mode, true);
         let ws = self.workspace;
@@ -161,22 +173,58 @@ impl StepBuffers<'_> {
         let loss = self.network.loss();
         let outputs = self.network.outputs();
         let grad = ws.grads[last].expect("the output layer has a gradient");
-        ops.push(Op::LossGrad(LossGrad {
-            prediction: ws.outputs[last].region(rows * outputs),
-            target: ws.target.region(rows * loss.target_width(outputs)),
-            grad: grad.region(rows * outputs),
-            row_loss: ws.row_loss.region(rows),
-            row_hits: ws.row_hits.region(rows),
-            rows,
-            cols: outputs,
-            loss,
-        }));
+        let stats = self.stats.region(STATS_LEN);
+        let (prediction, target) = (
+            ws.outputs[last].region(rows * outputs),
+            ws.target.region(rows * loss.target_width(outputs)),
+        );
+        let (grad, row_loss, row_hits) = (
+            grad.region(rows * outputs),
+            ws.row_loss.region(rows),
+            ws.row_hits.region(rows),
+        );
+        let weighting = self.weighting.filter(|_| mode == Mode::Train);
+        match weighting {
+            Some(w) => {
+                let class_weights = w.class_weights.region(outputs);
+                ops.push(Op::ClassWeightSum(ClassWeightSum {
+                    target,
+                    class_weights,
+                    stats,
+                    rows,
+                    classes: outputs,
+                }));
+                ops.push(Op::CrossEntropyGrad(CrossEntropyGrad {
+                    prediction,
+                    target,
+                    class_weights,
+                    stats,
+                    grad,
+                    row_loss,
+                    row_hits,
+                    rows,
+                    cols: outputs,
+                    label_smoothing: w.label_smoothing,
+                }));
+            }
+            None => ops.push(Op::LossGrad(LossGrad {
+                prediction,
+                target,
+                grad,
+                row_loss,
+                row_hits,
+                rows,
+                cols: outputs,
+                loss,
+            })),
+        }
         ops.push(Op::LossSum(LossSum {
-            row_loss: ws.row_loss.region(rows),
-            row_hits: ws.row_hits.region(rows),
-            stats: self.stats.region(STATS_LEN),
+            row_loss,
+            row_hits,
+            stats,
             rows,
             scale: loss.scale(rows, outputs),
+            weighted: weighting.is_some(),
         }));
         ops
     }

@@ -57,7 +57,7 @@ pub use device::Device;
 pub use error::{Error, Result};
 pub use gpu::WgpuBackend;
 pub use layers::{Dense, Layer, Mode, Shape};
-pub use loss::Loss;
+pub use loss::{CrossEntropy, Loss};
 pub use model::{EpochStats, Model, TrainConfig, STEPS_PER_SUBMIT};
 pub use network::{LayerParams, Network};
 pub use optim::{Clipping, Optimizer};

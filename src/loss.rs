@@ -197,6 +197,81 @@ impl Loss {
     }
 }
 
+/// Training options of softmax cross-entropy, as `torch.nn.CrossEntropyLoss(weight, label_smoothing)`
+/// with the mean reduction: the batch's loss is `Σ_i row_i / Σ_i w_{y_i}` (see
+/// [`crate::ops::CrossEntropyGrad`]). The default is the plain loss.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CrossEntropy {
+    /// One weight per class, finite and ≥ 0, not all 0; `None` weighs every class 1.
+    pub class_weights: Option<Vec<f32>>,
+    /// ε in [0, 1): each target becomes `(1 − ε) · onehot + ε / classes`.
+    pub label_smoothing: f32,
+}
+
+impl CrossEntropy {
+    /// Whether this is the plain loss.
+    pub fn is_plain(&self) -> bool {
+        self.class_weights.is_none() && self.label_smoothing == 0.0
+    }
+
+    /// scikit-learn's `class_weight="balanced"`: `rows / (classes · count_c)` for class indices `targets`,
+    /// so every class weighs as much in total. A class without rows is an error naming it.
+    pub fn balanced(targets: &[f32], class_names: &[String]) -> Result<Vec<f32>> {
+        let classes = class_names.len();
+        let mut counts = vec![0usize; classes];
+        for &t in targets {
+            if let Some(c) = counts.get_mut(t as usize) {
+                *c += 1;
+            }
+        }
+        if let Some(c) = counts.iter().position(|&n| n == 0) {
+            return Err(Error::value(
+                "class-weight",
+                format!(
+                    "balanced weights need every class in the training rows, and class {} has none",
+                    crate::error::quote(&class_names[c])
+                ),
+            ));
+        }
+        let rows = targets.len() as f64;
+        Ok(counts
+            .iter()
+            .map(|&n| (rows / (classes as f64 * n as f64)) as f32)
+            .collect())
+    }
+
+    /// Checks the options against a network of `classes` outputs.
+    pub fn check(&self, classes: usize) -> Result<()> {
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return Err(Error::value(
+                "label-smoothing",
+                format!("must be in [0, 1), got {}", self.label_smoothing),
+            ));
+        }
+        if let Some(weights) = &self.class_weights {
+            if weights.len() != classes {
+                return Err(Error::value(
+                    "class-weight",
+                    format!("{} weights for {classes} classes", weights.len()),
+                ));
+            }
+            if let Some(w) = weights.iter().find(|w| !(w.is_finite() && **w >= 0.0)) {
+                return Err(Error::value(
+                    "class-weight",
+                    format!("weights must be finite and at least 0, got {w}"),
+                ));
+            }
+            if weights.iter().all(|&w| w == 0.0) {
+                return Err(Error::value(
+                    "class-weight",
+                    "the weights are all 0, which leaves nothing to learn from",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Display for Loss {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

@@ -13,7 +13,7 @@ pub use train::{EpochStats, TrainConfig};
 use crate::backend::{Backend, BufferId, Counters, DeviceInfo, KernelId, STATS_LEN};
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::graph::Workspace;
+use crate::graph::{Weighting, Workspace};
 use crate::loss::Loss;
 use crate::memory::Request;
 use crate::network::{LayerParams, Network};
@@ -24,10 +24,11 @@ use std::collections::HashMap;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Plan {
     /// Forward, loss, backward and the update of the named optimizer; clipping by the gradients' global
-    /// norm (first flag) and by any clipping (second) before it.
-    Train(&'static str, bool, bool),
-    /// Forward, loss and backward: leaves the gradients for [`Model::gradients`].
-    Gradients,
+    /// norm (first flag) and by any clipping (second) before it; the label smoothing's bits when
+    /// cross-entropy is weighted or smoothed (see [`Model::set_cross_entropy`]).
+    Train(&'static str, bool, bool, Option<u32>),
+    /// Forward, loss and backward: leaves the gradients for [`Model::gradients`]; weighted as `Train`.
+    Gradients(Option<u32>),
     /// Forward and loss: the running sums for [`Model::evaluate`].
     Evaluate,
     /// Forward with the output activated.
@@ -81,6 +82,8 @@ pub struct Model {
     seed: u64,
     /// How conv layers run: the backend's default unless [`Model::set_conv_algorithm`] chose.
     conv_algorithm: ConvAlgorithm,
+    /// Training cross-entropy's class weights and smoothing, when [`Model::set_cross_entropy`] set any.
+    weighting: Option<Weighting>,
 }
 
 /// Refuses `request` on `backend` (see [`crate::memory::check`]).
@@ -155,6 +158,7 @@ impl Model {
             held: None,
             seed,
             conv_algorithm,
+            weighting: None,
         };
         let initial = model.network.init_parameters(seed);
         model.set_parameters(&initial)?;
@@ -499,8 +503,13 @@ impl Model {
     fn read_stats(&mut self, rows: usize) -> Result<EpochStats> {
         let stats = self.backend.read(self.stats.region(STATS_LEN))?;
         let (loss, outputs) = (self.network.loss(), self.network.outputs());
+        // A weighted cross-entropy's mean is over the summed class weights, as each step's is.
+        let divisor = match stats[crate::ops::loss::EPOCH_WEIGHT_SUM] {
+            sum if sum > 0.0 => sum,
+            _ => loss.mean_divisor(rows, outputs),
+        };
         Ok(EpochStats {
-            loss: stats[1] / loss.mean_divisor(rows, outputs),
+            loss: stats[1] / divisor,
             accuracy: stats[2] / loss.hits_divisor(rows, outputs),
             first_bad_step: (stats[4] > 0.0).then_some(stats[4] as usize),
         })

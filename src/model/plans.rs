@@ -138,17 +138,18 @@ impl Model {
             workspace: self.workspace.as_ref().expect("capacity ensured"),
             seed: self.seed,
             conv_algorithm: self.conv_algorithm,
+            weighting: self.weighting,
         };
-        if matches!(plan, Plan::Train(..) | Plan::Gradients) {
+        if matches!(plan, Plan::Train(..) | Plan::Gradients(_)) {
             self.network.check_batch(rows)?;
         }
         let ops = match plan {
-            Plan::Train(_, clip_norm, clipped) => {
+            Plan::Train(_, clip_norm, clipped, _) => {
                 let (optimizer, _) = self.hyper_host.expect("optimizer set before training");
                 // Which clipping there is decides the ops; the bounds themselves are in `hyper`.
                 step.train_ops(rows, optimizer, clip_norm, clipped)
             }
-            Plan::Gradients => step.gradient_ops(rows),
+            Plan::Gradients(_) => step.gradient_ops(rows),
             Plan::Evaluate => step.loss_ops(rows, Mode::Eval),
             Plan::Predict => step.forward_ops(rows, Mode::Eval, false),
             Plan::Gather => {

@@ -3,6 +3,8 @@
 use super::{Model, Plan};
 use crate::backend::KernelId;
 use crate::error::{Error, Result};
+use crate::graph::Weighting;
+use crate::loss::{CrossEntropy, Loss};
 use crate::network::LayerParams;
 use crate::optim::{Clipping, Optimizer};
 
@@ -25,11 +27,11 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
-    /// The training plan these settings run.
-    fn plan(&self) -> Plan {
+    /// The training plan these settings run, with the model's cross-entropy `weighting` key.
+    fn plan(&self, weighting: Option<u32>) -> Plan {
         let clipping = self.clipping;
         let any = clipping.norm.is_some() || clipping.value.is_some();
-        Plan::Train(self.optimizer.name(), clipping.norm.is_some(), any)
+        Plan::Train(self.optimizer.name(), clipping.norm.is_some(), any, weighting)
     }
 }
 
@@ -67,6 +69,46 @@ pub(super) struct EpochKernels {
 }
 
 impl Model {
+    /// Trains softmax cross-entropy as `torch.nn.CrossEntropyLoss(weight=class_weights,
+    /// label_smoothing=…)` from the next step on; [`CrossEntropy::default`] is the plain loss again.
+    /// Evaluation ([`Model::evaluate`], validation) keeps reporting the plain cross-entropy, so its
+    /// figures compare across runs with different settings.
+    pub fn set_cross_entropy(&mut self, options: &CrossEntropy) -> Result<()> {
+        let classes = self.network.outputs();
+        if options.is_plain() {
+            self.weighting = None;
+            return Ok(());
+        }
+        if self.network.loss() != Loss::Ce {
+            return Err(Error::value(
+                "cross-entropy options",
+                format!(
+                    "class weights and label smoothing apply to the ce loss, and this network's is {}",
+                    self.network.loss()
+                ),
+            ));
+        }
+        options.check(classes)?;
+        let class_weights = match self.weighting {
+            Some(w) => w.class_weights,
+            None => self.backend.alloc("class weights", classes)?,
+        };
+        let ones = vec![1.0; classes];
+        let weights = options.class_weights.as_deref().unwrap_or(&ones);
+        self.backend.write(class_weights, 0, weights)?;
+        self.weighting = Some(Weighting {
+            class_weights,
+            label_smoothing: options.label_smoothing,
+        });
+        Ok(())
+    }
+
+    /// What the plans of training steps are keyed by besides the optimizer: the smoothing's bits when
+    /// cross-entropy is weighted or smoothed.
+    fn weighting_key(&self) -> Option<u32> {
+        self.weighting.map(|w| w.label_smoothing.to_bits())
+    }
+
     /// Makes `config`'s optimizer, rates and clipping current on the device.
     fn set_config(&mut self, config: &TrainConfig) -> Result<()> {
         self.set_optimizer(
@@ -86,7 +128,7 @@ impl Model {
         self.set_config(config)?;
         self.ensure_capacity(batch)?;
         let (n_in, n_target) = (self.network.inputs(), self.target_width());
-        let plan_key = config.plan();
+        let plan_key = config.plan(self.weighting_key());
         if batch == rows {
             // Full batch: the data goes up once and every step reuses it.
             self.upload(inputs, targets)?;
@@ -129,7 +171,7 @@ impl Model {
         self.set_config(&config)?;
         self.ensure_capacity(rows)?;
         self.upload(inputs, targets)?;
-        let plan = self.plan(config.plan(), rows)?;
+        let plan = self.plan(config.plan(self.weighting_key()), rows)?;
         self.run(&plan)?;
         self.count_step();
         Ok(())
@@ -210,7 +252,7 @@ impl Model {
         self.set_config(config)?;
         self.ensure_capacity(batch)?;
         self.reset_stats()?;
-        let train = config.plan();
+        let train = config.plan(self.weighting_key());
         let mut step_kernels = |n: usize| -> Result<Vec<KernelId>> {
             let mut kernels = if gather {
                 self.plan(Plan::Gather, n)?
@@ -240,7 +282,7 @@ impl Model {
         self.set_config(config)?;
         self.ensure_capacity(rows)?;
         self.upload(inputs, targets)?;
-        let plan = self.plan(config.plan(), rows)?;
+        let plan = self.plan(config.plan(self.weighting_key()), rows)?;
         let times = self.backend.profile(&plan)?;
         self.count_step();
         Ok(times)
@@ -284,7 +326,7 @@ impl Model {
         let rows = self.check_data(inputs, Some(targets))?;
         self.ensure_capacity(rows)?;
         self.upload(inputs, targets)?;
-        let plan = self.plan(Plan::Gradients, rows)?;
+        let plan = self.plan(Plan::Gradients(self.weighting_key()), rows)?;
         self.run(&plan)?;
         let loss = self.backend.read(self.stats.region(1))?[0];
         Ok((loss, self.read_layers(self.param_grads, false)?))

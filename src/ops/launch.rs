@@ -110,6 +110,8 @@ impl Geometry {
 pub(crate) const FLAG_ACCUMULATE: u32 = 1;
 /// The last window: apply the epilogue (matmul bias and activation).
 pub(crate) const FLAG_LAST: u32 = 2;
+/// loss_sum: scale by the class-weight sum the step left in `stats`.
+pub(crate) const FLAG_WEIGHTED: u32 = 4;
 
 /// Invocations per workgroup of the 1-D kernels (`WORKGROUP` in the shaders).
 pub(crate) const WORKGROUP: usize = 64;
@@ -355,6 +357,7 @@ mod tests {
         }
         assert_eq!(constant(&module, "FLAG_ACCUMULATE"), FLAG_ACCUMULATE);
         assert_eq!(constant(&module, "FLAG_LAST"), FLAG_LAST);
+        assert_eq!(constant(&module, "FLAG_WEIGHTED"), FLAG_WEIGHTED);
         assert_eq!(constant(&module, "WORKGROUP") as usize, WORKGROUP);
     }
 

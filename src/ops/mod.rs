@@ -25,7 +25,7 @@ pub use data::{AdvanceCursor, GatherRows};
 pub use dropout::Dropout;
 pub use launch::{Geometry, Launch, Workgroup};
 pub use layout::TransposeBatched;
-pub use loss::{LossGrad, LossSum};
+pub use loss::{ClassWeightSum, CrossEntropyGrad, LossGrad, LossSum};
 pub use matmul::{MatmulBiasAct, MatmulNt, MatmulTn};
 pub use norm::{
     BatchNormApply, BatchNormBackward, BatchNormBackwardSums, BatchNormRunning, BatchNormStats,
@@ -225,6 +225,8 @@ ops! {
     SoftmaxBackward in activation,
     LossGrad in loss,
     LossSum in loss,
+    ClassWeightSum in loss,
+    CrossEntropyGrad in loss,
     BiasGrad in reduce,
     ChannelSum in reduce,
     AdvanceStep in optim,

@@ -12,6 +12,7 @@ macro_rules! say {
 mod arch;
 mod checks;
 mod commands;
+mod objective;
 mod optimizer;
 mod tables;
 mod train;
@@ -170,6 +171,15 @@ pub struct TrainArgs {
     /// --clip-norm too, the clamp comes first)
     #[arg(long, allow_hyphen_values = true, value_parser = finite_f32)]
     pub clip_value: Option<f32>,
+    /// Weigh cross-entropy's classes: balanced (rows / (classes x count), from the training split),
+    /// one weight per class in the classes' order, or CLASS=W pairs (others weigh 1); as
+    /// torch.nn.CrossEntropyLoss(weight). A two-class target then gets a two-unit softmax output
+    #[arg(long)]
+    pub class_weight: Option<String>,
+    /// Train cross-entropy against (1 - F) onehot + F / classes, F in [0, 1)
+    /// (torch.nn.CrossEntropyLoss(label_smoothing)); evaluation reports the plain loss
+    #[arg(long, value_parser = finite_f32)]
+    pub label_smoothing: Option<f32>,
     #[arg(long, default_value_t = 20)]
     pub epochs: usize,
     #[arg(long, default_value_t = 32)]

@@ -3,13 +3,13 @@
 use crate::checks::{
     check_files, check_init, check_targets, column_list, init_options, record_limit, warn_ignored,
 };
-use crate::{arch, tables};
+use crate::{arch, objective, tables};
 use crate::{DeviceArg, LossChoice, OutputChoice, TrainArgs};
 use std::path::{Path, PathBuf};
 use wgtrain::checkpoint::{self, ModelMeta};
 use wgtrain::data::{self, CsvOptions, Dataset, Standardizer, Task, TaskChoice};
 use wgtrain::fit::{self, FitConfig};
-use wgtrain::{Activation, Error, Loss, Model, Network, Optimizer, Result};
+use wgtrain::{Activation, Error, Model, Network, Optimizer, Result};
 
 /// Where the default job writes.
 const DEFAULT_OUT_DIR: &str = "wgtrain-out";
@@ -50,6 +50,8 @@ pub fn default_job() -> TrainArgs {
         centered: false,
         clip_norm: None,
         clip_value: None,
+        class_weight: None,
+        label_smoothing: None,
         schedule: crate::ScheduleChoice::Constant,
         warmup: None,
         step_size: None,
@@ -179,47 +181,6 @@ pub fn hidden_activation(chosen: Option<Activation>, hidden: &[usize]) -> Result
     }
 }
 
-/// Output activation, width and loss from the data and the flags (see the README's CLI section).
-pub fn output_layer(
-    train: &Dataset,
-    output: OutputChoice,
-    loss: LossChoice,
-) -> Result<(Activation, usize, Loss)> {
-    let classes = train.class_names.len();
-    let activation = match (output, train.task) {
-        (OutputChoice::Auto, Task::Regress) | (OutputChoice::Linear, _) => Activation::Linear,
-        (OutputChoice::Auto, Task::Classify) if classes >= 3 => Activation::Softmax,
-        (OutputChoice::Auto, Task::Classify) | (OutputChoice::Sigmoid, _) => Activation::Sigmoid,
-        (OutputChoice::Softmax, _) => Activation::Softmax,
-    };
-    let width = match train.task {
-        Task::Regress => 1,
-        Task::Classify if classes == 2 && activation != Activation::Softmax => 1,
-        Task::Classify => classes,
-    };
-    if train.task == Task::Classify && activation == Activation::Sigmoid && classes > 2 {
-        return Err(invalid(
-            "--output",
-            format!(
-                "sigmoid is one unit for two classes, but target `{}` has {classes} classes (use --output softmax)",
-                train.target_name
-            ),
-        ));
-    }
-    if train.task == Task::Regress && activation == Activation::Softmax {
-        return Err(invalid(
-            "--output",
-            "softmax needs a classification target".into(),
-        ));
-    }
-    let loss = loss.fixed().unwrap_or(match activation {
-        Activation::Softmax => Loss::Ce,
-        Activation::Sigmoid => Loss::Bce,
-        _ => Loss::Mse,
-    });
-    Ok((activation, width, loss))
-}
-
 /// A non-finite loss on held-out data means outputs that overflowed: an error, not metrics of NaN.
 pub fn finite_loss(loss: f32, path: &Path) -> Result<()> {
     if loss.is_finite() {
@@ -304,7 +265,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     warn_ignored("--data", &args.data, &train.ignored_columns);
     tables::warn_dropped("--data", &args.data, &train);
     crate::checks::warn_many_classes(&args.data, &train);
-    let (output, outputs, loss) = output_layer(&train, args.output, args.loss)?;
+    let (output, outputs, loss) = objective::output_layer(&train, args)?;
     let mut test = match &args.test_data {
         Some(path) => {
             let known = CsvOptions {
@@ -458,6 +419,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         optimizer,
         weight_decay,
         clipping: crate::optimizer::clipping(args)?,
+        cross_entropy: objective::cross_entropy(args, &train, loss)?,
         patience: args.patience,
         progress: !args.quiet && !args.json,
     };
