@@ -8,8 +8,7 @@ use crate::layers::{Fusion, LayerStep, Mode};
 use crate::network::Network;
 use crate::ops::{
     AdamUpdate, AdamWUpdate, AdvanceStep, ClassWeightSum, ConvAlgorithm, CrossEntropyGrad,
-    GradNormScale, LossGrad, LossSum,
-    MomentumUpdate, NesterovUpdate, RmspropUpdate, SgdUpdate,
+    GradNormScale, LossGrad, LossSum, MomentumUpdate, NesterovUpdate, RmspropUpdate, SgdUpdate,
 };
 use crate::optim::{hyper::LEN as HYPER_LEN, Optimizer};
 

@@ -306,3 +306,103 @@ fn a_target_in_grams_trains_like_one_z_scored_by_hand() {
     let unscaled = r2(PENGUINS_TRAIN, PENGUINS_TEST, &["--no-scale-target"]);
     assert!(unscaled < grams - 0.3, "unscaled R² {unscaled}");
 }
+
+/// `--class-weight` and `--label-smoothing`: balanced weights as scikit-learn's
+/// `compute_class_weight("balanced")` gives them, a two-class target trained through a two-unit softmax,
+/// and the flags refused where they do not apply.
+#[test]
+fn class_weights_and_label_smoothing_from_the_cli() {
+    let dir = scratch("weights");
+    // 30 rows of `no`, 10 of `yes`: balanced weights 40 / (2 · 30) and 40 / (2 · 10).
+    let mut table = String::from("x,z,y\n");
+    for i in 0..40 {
+        let y = if i % 4 == 0 { "yes" } else { "no" };
+        table.push_str(&format!("{},{},{y}\n", i % 7, (i * 3) % 5));
+    }
+    let path = dir.join("imbalanced.csv");
+    std::fs::write(&path, table).expect("write");
+    let data = text(&path);
+    let model = text(&dir.join("w.safetensors"));
+    let r = report(&strs(&train_cpu(
+        &data,
+        &[
+            "--class-weight",
+            "balanced",
+            "--label-smoothing",
+            "0.1",
+            "--out",
+            &model,
+            "--json",
+        ],
+    )));
+    let weights: Vec<f64> = r["class_weights"]
+        .as_array()
+        .expect("weights")
+        .iter()
+        .map(|w| w.as_f64().expect("a number"))
+        .collect();
+    assert!(
+        (weights[0] - 40.0 / 60.0).abs() < 1e-6 && (weights[1] - 2.0).abs() < 1e-6,
+        "{weights:?}"
+    );
+    assert!((r["label_smoothing"].as_f64().expect("ε") - 0.1).abs() < 1e-7);
+    let (network, _, _) = wgtrain::checkpoint::load(Path::new(&model)).expect("load");
+    assert_eq!(
+        network.outputs(),
+        2,
+        "two classes through a two-unit softmax"
+    );
+    assert_eq!(network.loss(), wgtrain::Loss::Ce);
+    // Named pairs and a list in class order give the same weights.
+    let named = report(&strs(&train_cpu(
+        &data,
+        &["--class-weight", "yes=4", "--json"],
+    )));
+    assert_eq!(named["class_weights"], serde_json::json!([1.0, 4.0]));
+    let listed = report(&strs(&train_cpu(
+        &data,
+        &["--class-weight", "1,4", "--json"],
+    )));
+    assert_eq!(listed["class_weights"], named["class_weights"]);
+    fails(
+        &strs(&train_cpu(&data, &["--class-weight", "1,2,3"])),
+        &["--class-weight", "3 weights for 2 classes", "`no`, `yes`"],
+    );
+    fails(
+        &strs(&train_cpu(&data, &["--class-weight", "maybe=2"])),
+        &["--class-weight", "no class `maybe`"],
+    );
+    fails(
+        &strs(&train_cpu(&data, &["--class-weight", "no=-1"])),
+        &["--class-weight", "`-1` is not a weight"],
+    );
+    fails(
+        &strs(&train_cpu(&data, &["--class-weight", "0,0"])),
+        &["--class-weight", "all 0"],
+    );
+    fails(
+        &strs(&train_cpu(&data, &["--label-smoothing", "1"])),
+        &["--label-smoothing", "[0, 1)"],
+    );
+    fails(
+        &strs(&train_cpu(
+            &data,
+            &["--class-weight", "balanced", "--output", "sigmoid"],
+        )),
+        &["--class-weight", "ce loss", "bce"],
+    );
+    fails(
+        &strs(&train_cpu(
+            &data,
+            &[
+                "--target",
+                "x",
+                "--task",
+                "regress",
+                "--label-smoothing",
+                "0.1",
+            ],
+        )),
+        &["--label-smoothing", "classification"],
+    );
+}

@@ -369,3 +369,110 @@ fn dropout_runs_repeat_and_evaluation_passes_through() {
     plain.set_parameters(&pa).expect("set");
     assert_eq!(a.predict(&x).expect("a"), plain.predict(&x).expect("plain"));
 }
+
+/// Cross-entropy with class weights and label smoothing (`Model::set_cross_entropy`): 20 steps on each
+/// backend agree; uniform weights leave the plain loss's gradients as they were (they cancel in the
+/// weighted mean); the epoch's loss is the weighted mean; evaluation keeps the plain loss.
+#[test]
+fn weighted_cross_entropy_runs() {
+    let network = Network::builder(5)
+        .dense(8, Activation::Tanh)
+        .dense(3, Activation::Softmax)
+        .build(Loss::Ce)
+        .expect("valid network");
+    let rows = 60;
+    let x = uniform(77, rows * 5, -2.0, 2.0);
+    let y: Vec<f32> = (0..rows)
+        .map(|i| [0.0, 0.0, 0.0, 1.0, 2.0][i % 5])
+        .collect();
+    let weighted = wgtrain::CrossEntropy {
+        class_weights: Some(vec![0.5, 2.0, 3.0]),
+        label_smoothing: 0.1,
+    };
+    let config = TrainConfig {
+        batch_size: Some(16),
+        learning_rate: 0.05,
+        ..TrainConfig::default()
+    };
+    let mut cpu = Model::new(network.clone(), Device::Cpu, 5).expect("cpu");
+    cpu.set_cross_entropy(&weighted).expect("weights");
+
+    // Uniform weights cancel: the gradients are the plain loss's.
+    let mut plain = Model::new(network.clone(), Device::Cpu, 5).expect("cpu");
+    let (plain_loss, plain_grads) = plain.gradients(&x, &y).expect("gradients");
+    plain
+        .set_cross_entropy(&wgtrain::CrossEntropy {
+            class_weights: Some(vec![2.0; 3]),
+            label_smoothing: 0.0,
+        })
+        .expect("uniform");
+    let (uniform_loss, uniform_grads) = plain.gradients(&x, &y).expect("gradients");
+    assert_close(
+        "uniform weights: loss",
+        &[uniform_loss],
+        &[plain_loss],
+        TRAINING,
+    );
+    for (u, p) in uniform_grads.iter().zip(&plain_grads) {
+        assert_close(
+            "uniform weights: gradients",
+            &u.weights,
+            &p.weights,
+            TRAINING,
+        );
+    }
+    // Other weights move them.
+    let (_, weighted_grads) = cpu.gradients(&x, &y).expect("gradients");
+    let moved = (weighted_grads[1].weights.iter())
+        .zip(&plain_grads[1].weights)
+        .any(|(a, b)| (a - b).abs() > 1e-3);
+    assert!(moved, "the weights changed nothing");
+
+    // An epoch's loss is Σ weighted row losses / Σ weights, and evaluation's is the plain mean.
+    // One full-batch step: its loss is of the parameters before it.
+    let probabilities = cpu.predict(&x).expect("predict");
+    let evaluated = cpu.evaluate(&x, &y).expect("evaluate");
+    let full_batch = TrainConfig {
+        batch_size: None,
+        ..config
+    };
+    let epoch = cpu.train_epoch(&x, &y, None, &full_batch).expect("epoch");
+    let (mut total, mut divisor, mut plain_total) = (0.0f64, 0.0f64, 0.0f64);
+    let w = [0.5f64, 2.0, 3.0];
+    for (p, &label) in probabilities.chunks(3).zip(&y) {
+        let label = label as usize;
+        for c in 0..3 {
+            let q = 0.9 * f64::from(u8::from(c == label)) + 0.1 / 3.0;
+            total -= w[c] * q * f64::from(p[c]).ln();
+        }
+        divisor += w[label];
+        plain_total -= f64::from(p[label]).ln();
+    }
+    assert_close(
+        "weighted epoch loss",
+        &[epoch.loss],
+        &[(total / divisor) as f32],
+        TRAINING,
+    );
+    assert_close(
+        "evaluation's plain loss",
+        &[evaluated.loss],
+        &[(plain_total / rows as f64) as f32],
+        TRAINING,
+    );
+
+    let Some(gpu) = gpu_backend() else { return };
+    let mut cpu = Model::new(network.clone(), Device::Cpu, 5).expect("cpu");
+    let mut gpu = Model::with_backend(network, Box::new(gpu), 5).expect("gpu");
+    for model in [&mut cpu, &mut gpu] {
+        model.set_cross_entropy(&weighted).expect("weights");
+    }
+    let expected = twenty_steps(&mut cpu, &x, &y, &config);
+    let actual = twenty_steps(&mut gpu, &x, &y, &config);
+    assert_runs_agree("weighted cross-entropy", &actual, &expected);
+    assert!(
+        expected.0[19] < expected.0[0],
+        "loss did not fall: {:?}",
+        expected.0
+    );
+}

@@ -31,7 +31,12 @@ impl TrainConfig {
     fn plan(&self, weighting: Option<u32>) -> Plan {
         let clipping = self.clipping;
         let any = clipping.norm.is_some() || clipping.value.is_some();
-        Plan::Train(self.optimizer.name(), clipping.norm.is_some(), any, weighting)
+        Plan::Train(
+            self.optimizer.name(),
+            clipping.norm.is_some(),
+            any,
+            weighting,
+        )
     }
 }
 

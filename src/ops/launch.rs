@@ -268,7 +268,7 @@ pub(crate) fn vec4_view(region: Region) -> Region {
 
 /// The launch as the only dispatch of its op: it is the last window of any sum.
 pub(crate) fn whole(mut launch: Launch) -> Launch {
-    launch.dims.flags = FLAG_LAST;
+    launch.dims.flags |= FLAG_LAST;
     launch
 }
 

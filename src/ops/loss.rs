@@ -409,7 +409,8 @@ pub fn cross_entropy_grad(
         let sum_exp: f32 = z.iter().map(|&v| (v - max).exp()).sum();
         let lse = max + sum_exp.ln();
         let weighted_z: f32 = z.iter().zip(class_weights).map(|(&v, &w)| w * v).sum();
-        row_loss[i] = kept * w_class * (lse - z[class]) + spread * (total_weight * lse - weighted_z);
+        row_loss[i] =
+            kept * w_class * (lse - z[class]) + spread * (total_weight * lse - weighted_z);
         let mass = kept * w_class + spread * total_weight;
         for (j, (g, &v)) in grad.iter_mut().zip(z).enumerate() {
             let p = (v - max).exp() / sum_exp;

@@ -78,10 +78,12 @@ pub fn cross_entropy(args: &TrainArgs, train: &Dataset, loss: Loss) -> Result<Cr
             ),
         ));
     }
-    options.check(train.class_names.len()).map_err(|e| match e {
-        wgtrain::Error::InvalidValue { message, .. } => invalid(flag, message),
-        other => other,
-    })?;
+    options
+        .check(train.class_names.len())
+        .map_err(|e| match e {
+            wgtrain::Error::InvalidValue { message, .. } => invalid(flag, message),
+            other => other,
+        })?;
     Ok(options)
 }
 
@@ -92,7 +94,12 @@ fn parse_weights(text: &str, classes: &[String]) -> Result<Vec<f32>> {
             .parse::<f32>()
             .ok()
             .filter(|w| w.is_finite() && *w >= 0.0)
-            .ok_or_else(|| bad(format!("{} is not a weight (a finite number ≥ 0)", quote(s.trim()))))
+            .ok_or_else(|| {
+                bad(format!(
+                    "{} is not a weight (a finite number ≥ 0)",
+                    quote(s.trim())
+                ))
+            })
     };
     if !text.contains('=') {
         let weights = text.split(',').map(number).collect::<Result<Vec<_>>>()?;
@@ -101,7 +108,11 @@ fn parse_weights(text: &str, classes: &[String]) -> Result<Vec<f32>> {
                 "{} weights for {} classes ({}, in this order), or name them: CLASS=W,…",
                 weights.len(),
                 classes.len(),
-                classes.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")
+                classes
+                    .iter()
+                    .map(|c| quote(c))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         return Ok(weights);
@@ -118,7 +129,11 @@ fn parse_weights(text: &str, classes: &[String]) -> Result<Vec<f32>> {
                 bad(format!(
                     "no class {} (classes: {})",
                     quote(name.trim()),
-                    classes.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")
+                    classes
+                        .iter()
+                        .map(|c| quote(c))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))
             })?;
         weights[class] = number(weight)?;

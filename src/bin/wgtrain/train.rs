@@ -511,6 +511,15 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     report.insert("weight_decay".into(), config.weight_decay.into());
     report.insert("schedule".into(), config.schedule.schedule.name().into());
     report.insert("final_learning_rate".into(), last.learning_rate.into());
+    if let Some(weights) = &config.cross_entropy.class_weights {
+        report.insert("class_weights".into(), weights.clone().into());
+    }
+    if config.cross_entropy.label_smoothing > 0.0 {
+        report.insert(
+            "label_smoothing".into(),
+            config.cross_entropy.label_smoothing.into(),
+        );
+    }
     if let Some(norm) = config.clipping.norm {
         report.insert("clip_norm".into(), norm.into());
     }
