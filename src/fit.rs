@@ -29,6 +29,10 @@ pub struct FitConfig {
     pub cross_entropy: CrossEntropy,
     /// Stop after this many epochs without a lower validation loss, and restore the best parameters.
     pub patience: Option<usize>,
+    /// Epochs already trained (from a saved state, with the model's parameters and optimizer state
+    /// restored): their shuffles and schedule are replayed, and training continues with the next epoch up
+    /// to `epochs` in total. Empty for a fresh run.
+    pub resume_from: Vec<EpochRecord>,
     /// Draw a progress bar on stderr (never drawn when stderr is not a terminal).
     pub progress: bool,
 }
@@ -48,6 +52,7 @@ impl Default for FitConfig {
             clipping: Clipping::default(),
             cross_entropy: CrossEntropy::default(),
             patience: None,
+            resume_from: Vec::new(),
             progress: false,
         }
     }
@@ -139,12 +144,21 @@ pub fn fit(
     // uploads only its row order; on the host it would only be a second copy.
     let held =
         !model.memory_limits().host_memory && model.hold_training_set(&train.features, &y)?;
-    let bar = progress_bar(config);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(config.seed);
     let mut order: Vec<usize> = (0..train.rows()).collect();
     let mut history = History::default();
     let mut best: Option<(f32, usize, Vec<crate::LayerParams>)> = None;
-    for epoch in 1..=config.epochs {
+    let done = resume(config, validation.is_some(), &mut scheduler)?;
+    // The row orders drawn so far: each epoch shuffles the previous epoch's order.
+    for _ in 0..done {
+        if config.shuffle {
+            order.shuffle(&mut rng);
+        }
+    }
+    history.epochs = config.resume_from.clone();
+    let bar = progress_bar(config);
+    bar.set_position(done as u64);
+    for epoch in done + 1..=config.epochs {
         if config.shuffle {
             order.shuffle(&mut rng);
         }
@@ -217,6 +231,48 @@ pub fn fit(
         history.best_epoch = Some(epoch);
     }
     Ok(history)
+}
+
+/// Checks [`FitConfig::resume_from`] against the run and replays its epochs into the scheduler; returns
+/// the epochs done.
+fn resume(config: &FitConfig, validation: bool, scheduler: &mut Scheduler) -> Result<usize> {
+    let done = config.resume_from.len();
+    if done == 0 {
+        return Ok(0);
+    }
+    if done >= config.epochs {
+        return Err(Error::value(
+            "epochs",
+            format!(
+                "the saved run has trained {done} epochs already; ask for more in total to continue it"
+            ),
+        ));
+    }
+    if config.patience.is_some() {
+        return Err(Error::value(
+            "patience",
+            "early stopping cannot continue a saved run (the best weights so far are not in its state)",
+        ));
+    }
+    for (i, record) in config.resume_from.iter().enumerate() {
+        if record.epoch != i + 1 {
+            return Err(Error::value(
+                "saved history",
+                format!("record {} is of epoch {}", i + 1, record.epoch),
+            ));
+        }
+        match (record.val_loss, validation) {
+            (Some(v), true) => scheduler.observe(v),
+            (None, false) => {}
+            _ => {
+                return Err(Error::value(
+                    "saved history",
+                    "its validation losses do not match whether this run has validation data",
+                ))
+            }
+        }
+    }
+    Ok(done)
 }
 
 /// `loss=… acc=… val_loss=… val_acc=…` for the progress bar and logs.

@@ -1,4 +1,6 @@
-//! The epoch loop: what one epoch means, shuffling, early stopping, and the recorded history.
+//! The epoch loop: what one epoch means, shuffling, early stopping, resuming, and the recorded history.
+
+mod common;
 
 use wgtrain::data::{Dataset, Task};
 use wgtrain::fit::{fit, FitConfig};
@@ -242,4 +244,113 @@ fn fit_follows_the_schedule() {
         before,
         "trained before refusing"
     );
+}
+
+/// Ten epochs in one run equal five, the state saved (parameters, optimizer state, history), and five
+/// more from it in a fresh model: bitwise on the CPU backend, within the training tolerance on the GPU.
+/// Adam's moments and step count, the shuffles and a plateau schedule all carry over.
+#[test]
+fn a_resumed_run_equals_an_unbroken_one() {
+    let data = dataset(50);
+    let (train, validation) = data.split(0.2, 3).expect("split");
+    let mut devices = vec![Device::Cpu];
+    if common::gpu_backend().is_some() {
+        devices.push(Device::Fallback);
+    }
+    for device in devices {
+        let config = FitConfig {
+            epochs: 10,
+            batch_size: 8,
+            learning_rate: 0.4,
+            schedule: LrSchedule {
+                schedule: Schedule::Plateau {
+                    factor: 0.5,
+                    patience: 1,
+                    min_lr: 0.0,
+                },
+                warmup: 0,
+            },
+            ..FitConfig::default()
+        };
+        let mut unbroken = Model::new(network(), device, 7).expect("model");
+        let whole = fit(&mut unbroken, &train, Some(&validation), &config, |_, _| {
+            Ok(())
+        })
+        .expect("ten epochs");
+
+        let mut first = Model::new(network(), device, 7).expect("model");
+        let half = FitConfig {
+            epochs: 5,
+            ..config.clone()
+        };
+        let mut saved = None;
+        let history = fit(
+            &mut first,
+            &train,
+            Some(&validation),
+            &half,
+            |record, model| {
+                if record.epoch == 5 {
+                    saved = Some((
+                        model.parameters()?,
+                        model.optimizer_state()?.expect("trained"),
+                    ));
+                }
+                Ok(())
+            },
+        )
+        .expect("five epochs");
+        let (params, state) = saved.expect("saved at epoch 5");
+        let mut second = Model::new(network(), device, 99).expect("model");
+        second.set_parameters(&params).expect("parameters");
+        let resumed_config = FitConfig {
+            resume_from: history.epochs.clone(),
+            ..config.clone()
+        };
+        let step = wgtrain::TrainConfig {
+            optimizer: config.optimizer,
+            learning_rate: config.learning_rate,
+            ..wgtrain::TrainConfig::default()
+        };
+        second
+            .restore_optimizer_state(&state, &step)
+            .expect("restore");
+        let resumed = fit(
+            &mut second,
+            &train,
+            Some(&validation),
+            &resumed_config,
+            |_, _| Ok(()),
+        )
+        .expect("five more");
+        assert_eq!(resumed.epochs.len(), 10);
+        assert_eq!(second.steps(), unbroken.steps());
+        let (a, b) = (
+            second.parameters().expect("params"),
+            unbroken.parameters().expect("params"),
+        );
+        if device == Device::Cpu {
+            assert_eq!(resumed, whole, "the histories, bit for bit");
+            assert_eq!(a, b, "the parameters, bit for bit");
+        } else {
+            for (x, y) in a.iter().zip(&b) {
+                common::assert_close("resumed weights", &x.weights, &y.weights, common::TRAINING);
+                common::assert_close("resumed bias", &x.bias, &y.bias, common::TRAINING);
+            }
+            let losses =
+                |h: &wgtrain::fit::History| h.epochs.iter().map(|r| r.loss).collect::<Vec<_>>();
+            common::assert_close(
+                "resumed losses",
+                &losses(&resumed),
+                &losses(&whole),
+                common::TRAINING,
+            );
+        }
+        // The plateau schedule moved the rate in the second half, so replaying it mattered.
+        let rates: Vec<f32> = whole.epochs.iter().map(|r| r.learning_rate).collect();
+        assert!(
+            rates[9] < rates[0],
+            "{device}: the rate never moved: {rates:?}"
+        );
+    }
 }

@@ -4,10 +4,12 @@
 
 mod held;
 mod plans;
+mod resume;
 mod train;
 
 pub use held::STEPS_PER_SUBMIT;
 
+pub use resume::OptimizerState;
 pub use train::{EpochStats, TrainConfig};
 
 use crate::backend::{Backend, BufferId, Counters, DeviceInfo, KernelId, STATS_LEN};

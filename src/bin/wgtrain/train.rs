@@ -421,6 +421,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         clipping: crate::optimizer::clipping(args)?,
         cross_entropy: objective::cross_entropy(args, &train, loss)?,
         patience: args.patience,
+        resume_from: Vec::new(),
         progress: !args.quiet && !args.json,
     };
     let chatty = !args.quiet && !args.json;
