@@ -59,7 +59,8 @@ impl Default for FitConfig {
 }
 
 /// What one epoch measured. Accuracies are `None` for regression.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EpochRecord {
     /// 1-based.
     pub epoch: usize,

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use tensors::{read_file, read_tensors, tensors_of, transpose};
 
+pub mod state;
 mod tensors;
 
 /// Version of the metadata layout below. 1: dense layers with their activations; 2: every layer as a
@@ -77,6 +78,10 @@ pub struct ModelMeta {
     /// Epochs the parameters were trained for.
     #[serde(default)]
     pub epochs: usize,
+    /// The state of the run that wrote the file, for `--resume` (`--save-state`); its tensors are stored
+    /// beside the network's, named `optimizer.*`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<state::TrainingMeta>,
 }
 
 impl ModelMeta {
@@ -107,6 +112,7 @@ impl ModelMeta {
             encoder: None,
             class_names: Vec::new(),
             epochs: 0,
+            training: None,
         }
     }
 
@@ -305,6 +311,16 @@ fn first_duplicate(names: &[String]) -> Option<(usize, usize)> {
 /// Writes `params` (one entry per layer with parameters, see [`Network::parametrised_layers`]) and `meta`
 /// to `path` atomically, in the current format.
 pub fn save(path: &Path, params: &[LayerParams], meta: &ModelMeta) -> Result<()> {
+    write(path, params, meta, Vec::new())
+}
+
+/// [`save`] plus tensors beyond the network's (a training state's, see [`state`]), named as given.
+fn write(
+    path: &Path,
+    params: &[LayerParams],
+    meta: &ModelMeta,
+    extra: Vec<(String, Vec<f32>)>,
+) -> Result<()> {
     let network = meta.network()?;
     let meta = &meta.upgraded(&network);
     let indices = network.parametrised_layers();
@@ -357,6 +373,15 @@ pub fn save(path: &Path, params: &[LayerParams], meta: &ModelMeta) -> Result<()>
                 bytes,
             ));
         }
+    }
+    for (name, values) in extra {
+        let shape = vec![values.len()];
+        tensors.push((
+            name,
+            shape,
+            Dtype::F32,
+            bytemuck::cast_slice(&values).to_vec(),
+        ));
     }
     let views = tensors
         .iter()
@@ -435,7 +460,8 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<(Network, Vec<LayerParams>, Mo
     let network = meta
         .check()
         .map_err(|message| Error::format(path, format!("`{META_KEY}` metadata: {message}")))?;
-    let params = read_tensors(path, bytes, &network, meta.format_version)?;
+    let has_state = meta.training.is_some();
+    let params = read_tensors(path, bytes, &network, meta.format_version, has_state)?;
     let meta = meta.upgraded(&network);
     Ok((network, params, meta))
 }
@@ -475,7 +501,7 @@ fn format_of(bytes: &[u8]) -> u32 {
 
 /// [`load_parameters`] on bytes in memory; `path` names them in messages.
 pub fn parse_parameters(path: &Path, bytes: &[u8], network: &Network) -> Result<Vec<LayerParams>> {
-    read_tensors(path, bytes, network, format_of(bytes))
+    read_tensors(path, bytes, network, format_of(bytes), true)
 }
 
 #[cfg(test)]

@@ -143,10 +143,15 @@ pub(super) fn read_tensors(
     bytes: &[u8],
     network: &Network,
     format: u32,
+    has_state: bool,
 ) -> Result<Vec<LayerParams>> {
     let file = SafeTensors::deserialize(bytes)
         .map_err(|e| Error::format(path, format!("not a safetensors file: {e}")))?;
     let mut names = file.names();
+    // A training state's tensors lie beside the network's (see `super::state`).
+    if has_state {
+        names.retain(|n| !n.starts_with(super::state::PREFIX));
+    }
     names.sort();
     let fits = |numbering| {
         let expected = tensor_names(network, numbering);

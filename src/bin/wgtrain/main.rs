@@ -14,6 +14,7 @@ mod checks;
 mod commands;
 mod objective;
 mod optimizer;
+mod resume;
 mod tables;
 mod train;
 
@@ -82,7 +83,12 @@ pub enum LossChoice {
 pub struct TrainArgs {
     /// Training data: a CSV file with a header row (`-` for standard input), or an IDX images file
     /// (optionally .gz)
-    #[arg(long)]
+    #[arg(
+        long,
+        required_unless_present = "resume",
+        default_value = "-",
+        hide_default_value = true
+    )]
     pub data: PathBuf,
     /// Target column of a CSV file [default: the last column]
     #[arg(long)]
@@ -231,6 +237,18 @@ pub struct TrainArgs {
     /// Start from the weights in this safetensors file (layers.{i}.weight [out, in], layers.{i}.bias)
     #[arg(long)]
     pub init: Option<PathBuf>,
+    /// With every checkpoint (--out), save what continuing the run needs: the optimizer's state, the
+    /// step and epoch counts, the history and the run's flags (as tensors optimizer.* and metadata)
+    #[arg(long)]
+    pub save_state: bool,
+    /// Continue the run saved in this checkpoint (--save-state) up to --epochs in total, with its flags
+    /// and data; a flag given again must agree with the saved run's, except --epochs, --data,
+    /// --test-data, --out, --plot, --device and the output flags [default --out: this file]
+    #[arg(long, conflicts_with = "init")]
+    pub resume: Option<PathBuf>,
+    /// The command line after `train`, kept for --save-state.
+    #[arg(skip)]
+    pub command_line: Vec<String>,
     /// Write the trained model here (safetensors)
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -438,7 +456,13 @@ fn main() {
     };
     let result = match cli.command {
         None => train::run(&train::default_job()),
-        Some(Command::Train(args)) => train::run(&args),
+        Some(Command::Train(mut args)) => {
+            args.command_line = std::env::args_os()
+                .skip(2)
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            train::run(&args)
+        }
         Some(Command::Eval(args)) => commands::eval(&args),
         Some(Command::Predict(args)) => commands::predict(&args),
         Some(Command::Summary(args)) => commands::summary(&args),

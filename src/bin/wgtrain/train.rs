@@ -3,7 +3,7 @@
 use crate::checks::{
     check_files, check_init, check_targets, column_list, init_options, record_limit, warn_ignored,
 };
-use crate::{arch, objective, tables};
+use crate::{arch, objective, resume, tables};
 use crate::{DeviceArg, LossChoice, OutputChoice, TrainArgs};
 use std::path::{Path, PathBuf};
 use wgtrain::checkpoint::{self, ModelMeta};
@@ -76,6 +76,9 @@ pub fn default_job() -> TrainArgs {
         ignore: None,
         device: DeviceArg { device: None },
         init: None,
+        save_state: false,
+        resume: None,
+        command_line: Vec::new(),
         out: Some(Path::new(DEFAULT_OUT_DIR).join("model.safetensors")),
         plot: Some(Path::new(DEFAULT_OUT_DIR).join("loss.png")),
         quiet: false,
@@ -209,7 +212,13 @@ pub fn mse(model: &mut Model, data: &Dataset, target_scale: Option<&Standardizer
 }
 
 pub fn run(args: &TrainArgs) -> Result<()> {
+    let resumed = match &args.resume {
+        Some(path) => Some(resume::prepare(args, path)?),
+        None => None,
+    };
+    let args = resumed.as_ref().map_or(args, |r| &r.args);
     check_args(args)?;
+    resume::check(args)?;
     check_files(args)?;
     let hidden = parse_layers(&args.layers)?;
     let activation = hidden_activation(args.activation, &hidden)?;
@@ -408,8 +417,21 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     if let Some(params) = &initial {
         model.set_parameters(params)?;
     }
+    if let Some(r) = &resumed {
+        if network_shape(&r.network) != network_shape(&network) {
+            return Err(invalid(
+                "--resume",
+                format!(
+                    "the saved network is {}, and its flags build {} here",
+                    network_shape(&r.network),
+                    network_shape(&network)
+                ),
+            ));
+        }
+        model.set_parameters(&r.params)?;
+    }
     let (optimizer, learning_rate, weight_decay) = crate::optimizer::choose(args)?;
-    let config = FitConfig {
+    let mut config = FitConfig {
         epochs: args.epochs,
         batch_size: args.batch_size,
         shuffle: !args.no_shuffle,
@@ -424,6 +446,28 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         resume_from: Vec::new(),
         progress: !args.quiet && !args.json,
     };
+    let data_crc32 = resume::data_crc32(&train);
+    if let Some(r) = &resumed {
+        if r.data_crc32 != data_crc32 {
+            return Err(invalid(
+                "--resume",
+                format!(
+                    "the training rows of --data {} are not those the saved run trained on (a different file, split or preparation)",
+                    args.data.display()
+                ),
+            ));
+        }
+        let step = wgtrain::TrainConfig {
+            optimizer,
+            learning_rate,
+            weight_decay,
+            clipping: config.clipping,
+            ..wgtrain::TrainConfig::default()
+        };
+        model.restore_optimizer_state(&r.state, &step)?;
+        config.resume_from = r.history.clone();
+    }
+    let mut so_far = config.resume_from.clone();
     let chatty = !args.quiet && !args.json;
     if chatty {
         say!(
@@ -458,14 +502,12 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                         "the parameters are NaN or infinite after epoch {epoch}"
                     )));
                 }
-                checkpoint::save(
-                    out,
-                    &params,
-                    &ModelMeta {
-                        epochs: record.epoch,
-                        ..meta.clone()
-                    },
-                )?;
+                so_far.push(*record);
+                let meta = ModelMeta {
+                    epochs: record.epoch,
+                    ..meta.clone()
+                };
+                save(model, args, out, &params, meta, &so_far, data_crc32)?;
             }
             Ok(())
         },
@@ -567,7 +609,16 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     if let Some(out) = &args.out {
         // The final parameters: after early stopping, those of the best epoch.
         meta.epochs = trained_for;
-        checkpoint::save(out, &model.parameters()?, &meta)?;
+        let params = model.parameters()?;
+        save(
+            &mut model,
+            args,
+            out,
+            &params,
+            meta.clone(),
+            &history.epochs,
+            data_crc32,
+        )?;
         if !args.json {
             say!("model written to {}", out.display())?;
         }
@@ -593,4 +644,24 @@ pub fn network_shape(network: &Network) -> String {
         layers.join(", "),
         network.loss()
     )
+}
+
+/// Writes a checkpoint; under `--save-state` with the training state after `history`.
+fn save(
+    model: &mut Model,
+    args: &TrainArgs,
+    out: &Path,
+    params: &[wgtrain::LayerParams],
+    mut meta: ModelMeta,
+    history: &[fit::EpochRecord],
+    data_crc32: u32,
+) -> Result<()> {
+    if !args.save_state {
+        return checkpoint::save(out, params, &meta);
+    }
+    let state = model
+        .optimizer_state()?
+        .ok_or_else(|| invalid("--save-state", "no training step was taken".into()))?;
+    meta.training = Some(resume::training_meta(args, &state, history, data_crc32));
+    checkpoint::state::save_with_state(out, params, &meta, &state)
 }
