@@ -142,3 +142,64 @@ pub fn input_shape(
         (None, None) => Ok(Shape::Flat(cols)),
     }
 }
+
+/// `"64,32"` → `[64, 32]`; `""` → no hidden layer.
+pub fn parse_layers(text: &str) -> Result<Vec<usize>> {
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    text.split(',')
+        .enumerate()
+        .map(|(i, part)| match part.trim().parse::<usize>() {
+            Ok(0) => Err(invalid(
+                "--layers",
+                format!("layer {} width must be at least 1, got 0", i + 1),
+            )),
+            Ok(width) if width > wgtrain::network::MAX_WIDTH => Err(invalid(
+                "--layers",
+                format!(
+                    "layer {} width must be at most {}, got {width}",
+                    i + 1,
+                    wgtrain::network::MAX_WIDTH
+                ),
+            )),
+            Ok(width) => Ok(width),
+            Err(_) => Err(invalid(
+                "--layers",
+                format!(
+                    "layer {} width must be a whole number from 1 to {}, got {}",
+                    i + 1,
+                    wgtrain::network::MAX_WIDTH,
+                    wgtrain::error::quote(part.trim())
+                ),
+            )),
+        })
+        .collect()
+}
+
+/// The hidden layers' activation: `--activation`, relu by default. Naming one for a network without
+/// hidden layers, or softmax (an output activation), is an error rather than a flag that does nothing.
+pub fn hidden_activation(chosen: Option<Activation>, hidden: &[usize]) -> Result<Activation> {
+    match chosen {
+        Some(Activation::Softmax) => Err(invalid(
+            "--activation",
+            "softmax is only allowed on the output layer (see --output)".into(),
+        )),
+        Some(a) if hidden.is_empty() => Err(invalid(
+            "--activation",
+            format!("{a} applies to hidden layers, and --layers \"\" has none (the output layer's is --output)"),
+        )),
+        chosen => Ok(chosen.unwrap_or(Activation::Relu)),
+    }
+}
+
+/// `784 → dense:128, relu, dense:10, softmax (ce)`.
+pub fn network_shape(network: &Network) -> String {
+    let layers: Vec<String> = network.layers().iter().map(|l| l.to_string()).collect();
+    format!(
+        "{} → {} ({})",
+        network.input_shape(),
+        layers.join(", "),
+        network.loss()
+    )
+}

@@ -1,8 +1,8 @@
 //! `wgtrain eval`, `predict`, `summary` and `devices`.
 
 use crate::arch;
+use crate::arch::{hidden_activation, network_shape, parse_layers};
 use crate::checks::{record_limit, warn_ignored};
-use crate::train::{hidden_activation, network_shape, parse_layers};
 use crate::{EvalArgs, PredictArgs, SummaryArgs};
 use wgtrain::checkpoint::{self, ModelMeta};
 use wgtrain::data::{self, CsvOptions, Dataset, Task, TaskChoice};

@@ -12,6 +12,7 @@ macro_rules! say {
 mod arch;
 mod checks;
 mod commands;
+mod job;
 mod objective;
 mod optimizer;
 mod resume;
@@ -455,7 +456,7 @@ fn main() {
         }
     };
     let result = match cli.command {
-        None => train::run(&train::default_job()),
+        None => train::run(&job::default_job()),
         Some(Command::Train(mut args)) => {
             args.command_line = std::env::args_os()
                 .skip(2)

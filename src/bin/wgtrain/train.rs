@@ -1,130 +1,22 @@
 //! `wgtrain train` and the default job (no command): data → network → fit → test → checkpoint and plot.
 
+use crate::arch::{hidden_activation, network_shape, parse_layers};
 use crate::checks::{
     check_files, check_init, check_targets, column_list, init_options, record_limit, warn_ignored,
 };
+use crate::TrainArgs;
 use crate::{arch, objective, resume, tables};
-use crate::{DeviceArg, LossChoice, OutputChoice, TrainArgs};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use wgtrain::checkpoint::{self, ModelMeta};
 use wgtrain::data::{self, CsvOptions, Dataset, Standardizer, Task, TaskChoice};
 use wgtrain::fit::{self, FitConfig};
-use wgtrain::{Activation, Error, Model, Network, Optimizer, Result};
-
-/// Where the default job writes.
-const DEFAULT_OUT_DIR: &str = "wgtrain-out";
-
-/// A file shipped in the repository: as given when it exists, else under the crate's directory (so the
-/// default job also works when run from elsewhere in a checkout).
-fn bundled(relative: &str) -> PathBuf {
-    let here = PathBuf::from(relative);
-    let in_crate = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
-    if !here.exists() && in_crate.exists() {
-        in_crate
-    } else {
-        here
-    }
-}
-
-/// `cargo run --release` with no arguments: the MNIST 10k subset, 784-128-10, defaults otherwise.
-pub fn default_job() -> TrainArgs {
-    TrainArgs {
-        data: bundled("data/mnist10k-train-images-idx3-ubyte.gz"),
-        target: None,
-        max_record_bytes: None,
-        task: TaskChoice::Auto,
-        test_data: Some(bundled("data/mnist10k-test-images-idx3-ubyte.gz")),
-        layers: "128".into(),
-        activation: None,
-        arch: None,
-        input_shape: None,
-        output: OutputChoice::Auto,
-        loss: LossChoice::Auto,
-        optimizer: Optimizer::ADAM,
-        lr: None,
-        momentum: None,
-        weight_decay: None,
-        betas: None,
-        eps: None,
-        alpha: None,
-        centered: false,
-        clip_norm: None,
-        clip_value: None,
-        class_weight: None,
-        label_smoothing: None,
-        schedule: crate::ScheduleChoice::Constant,
-        warmup: None,
-        step_size: None,
-        milestones: None,
-        gamma: None,
-        min_lr: None,
-        plateau_patience: None,
-        epochs: 20,
-        batch_size: 32,
-        no_shuffle: false,
-        seed: 0,
-        val_split: 0.0,
-        patience: None,
-        standardize: false,
-        no_standardize: false,
-        no_scale_target: false,
-        missing: wgtrain::data::Missing::Error,
-        categorical: None,
-        max_categories: data::DEFAULT_MAX_CATEGORIES,
-        delimiter: None,
-        features: None,
-        ignore: None,
-        device: DeviceArg { device: None },
-        init: None,
-        save_state: false,
-        resume: None,
-        command_line: Vec::new(),
-        out: Some(Path::new(DEFAULT_OUT_DIR).join("model.safetensors")),
-        plot: Some(Path::new(DEFAULT_OUT_DIR).join("loss.png")),
-        quiet: false,
-        json: false,
-    }
-}
+use wgtrain::{Activation, Error, Model, Network, Result};
 
 pub fn invalid(what: &str, message: String) -> Error {
     Error::InvalidValue {
         what: what.into(),
         message,
     }
-}
-
-/// `"64,32"` → `[64, 32]`; `""` → no hidden layer.
-pub fn parse_layers(text: &str) -> Result<Vec<usize>> {
-    if text.trim().is_empty() {
-        return Ok(Vec::new());
-    }
-    text.split(',')
-        .enumerate()
-        .map(|(i, part)| match part.trim().parse::<usize>() {
-            Ok(0) => Err(invalid(
-                "--layers",
-                format!("layer {} width must be at least 1, got 0", i + 1),
-            )),
-            Ok(width) if width > wgtrain::network::MAX_WIDTH => Err(invalid(
-                "--layers",
-                format!(
-                    "layer {} width must be at most {}, got {width}",
-                    i + 1,
-                    wgtrain::network::MAX_WIDTH
-                ),
-            )),
-            Ok(width) => Ok(width),
-            Err(_) => Err(invalid(
-                "--layers",
-                format!(
-                    "layer {} width must be a whole number from 1 to {}, got {}",
-                    i + 1,
-                    wgtrain::network::MAX_WIDTH,
-                    wgtrain::error::quote(part.trim())
-                ),
-            )),
-        })
-        .collect()
 }
 
 fn check_args(args: &TrainArgs) -> Result<()> {
@@ -166,22 +58,6 @@ fn check_args(args: &TrainArgs) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// The hidden layers' activation: `--activation`, relu by default. Naming one for a network without
-/// hidden layers, or softmax (an output activation), is an error rather than a flag that does nothing.
-pub fn hidden_activation(chosen: Option<Activation>, hidden: &[usize]) -> Result<Activation> {
-    match chosen {
-        Some(Activation::Softmax) => Err(invalid(
-            "--activation",
-            "softmax is only allowed on the output layer (see --output)".into(),
-        )),
-        Some(a) if hidden.is_empty() => Err(invalid(
-            "--activation",
-            format!("{a} applies to hidden layers, and --layers \"\" has none (the output layer's is --output)"),
-        )),
-        chosen => Ok(chosen.unwrap_or(Activation::Relu)),
-    }
 }
 
 /// A non-finite loss on held-out data means outputs that overflowed: an error, not metrics of NaN.
@@ -633,17 +509,6 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         say!("{}", serde_json::Value::Object(report))?;
     }
     Ok(())
-}
-
-/// `784 → dense:128, relu, dense:10, softmax (ce)`.
-pub fn network_shape(network: &Network) -> String {
-    let layers: Vec<String> = network.layers().iter().map(|l| l.to_string()).collect();
-    format!(
-        "{} → {} ({})",
-        network.input_shape(),
-        layers.join(", "),
-        network.loss()
-    )
 }
 
 /// Writes a checkpoint; under `--save-state` with the training state after `history`.
