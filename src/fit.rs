@@ -71,6 +71,12 @@ pub struct EpochRecord {
     pub val_accuracy: Option<f32>,
     /// The learning rate the epoch ran at.
     pub learning_rate: f32,
+    /// Classification: the macro-averaged F1 score on the validation data.
+    #[serde(default)]
+    pub val_f1: Option<f32>,
+    /// Regression: R² on the validation data.
+    #[serde(default)]
+    pub val_r2: Option<f32>,
 }
 
 /// Every epoch's record, and where early stopping left the model.
@@ -176,9 +182,12 @@ pub fn fit(
                 "the loss became NaN or infinite in epoch {epoch}, step {bad}"
             )));
         }
-        let val = match &validation {
-            Some((v, vy, rows)) => Some(model.evaluate_checked(*rows, &v.features, vy)?),
-            None => None,
+        let (val, val_score) = match &validation {
+            Some((v, vy, _)) => {
+                let (stats, outputs) = model.evaluate_with_outputs(&v.features, vy)?;
+                (Some(stats), Some(validation_score(model, v, &outputs)))
+            }
+            None => (None, None),
         };
         // Outputs that overflow on held-out rows are divergence too, not an epoch to keep or report.
         if let Some(v) = val.filter(|v| !v.loss.is_finite()) {
@@ -195,6 +204,8 @@ pub fn fit(
             val_loss: val.map(|v| v.loss),
             val_accuracy: val.filter(|_| classify).map(|v| v.accuracy),
             learning_rate: step.learning_rate,
+            val_f1: val_score.filter(|_| classify),
+            val_r2: val_score.filter(|_| !classify),
         };
         if let Some(v) = val {
             scheduler.observe(v.loss);
@@ -276,6 +287,34 @@ fn resume(config: &FitConfig, validation: bool, scheduler: &mut Scheduler) -> Re
     Ok(done)
 }
 
+/// The validation data's macro F1 (classification) or R² (regression) from the output layer's values as
+/// the loss reads them (see [`Model::evaluate_with_outputs`]).
+fn validation_score(model: &Model, data: &Dataset, outputs: &[f32]) -> f32 {
+    let network = model.network();
+    let width = network.outputs();
+    if data.task == Task::Regress {
+        return crate::metrics::regression(outputs, &data.targets).r2 as f32;
+    }
+    let activation = network.output_activation();
+    let fused = network.loss().is_fused();
+    let mut values = outputs.to_vec();
+    if fused && activation == crate::Activation::Softmax {
+        crate::activation::softmax_rows(&mut values, width);
+    } else if fused {
+        values.iter_mut().for_each(|v| *v = activation.apply(*v));
+    }
+    // One sigmoid output is P(second class).
+    let probabilities: Vec<f32> = if width == 1 {
+        values.iter().flat_map(|&p| [1.0 - p, p]).collect()
+    } else {
+        values
+    };
+    let labels: Vec<usize> = data.targets.iter().map(|&t| t as usize).collect();
+    crate::metrics::classification(&probabilities, &labels, &data.class_names)
+        .macro_avg
+        .f1 as f32
+}
+
 /// `loss=… acc=… val_loss=… val_acc=…` for the progress bar and logs.
 pub fn describe(record: &EpochRecord) -> String {
     let mut text = format!("loss={:.4}", record.loss);
@@ -287,6 +326,12 @@ pub fn describe(record: &EpochRecord) -> String {
     }
     if let Some(a) = record.val_accuracy {
         text += &format!(" val_accuracy={a:.4}");
+    }
+    if let Some(f1) = record.val_f1 {
+        text += &format!(" val_f1={f1:.4}");
+    }
+    if let Some(r2) = record.val_r2 {
+        text += &format!(" val_r2={r2:.4}");
     }
     text += &format!(" lr={:.3e}", record.learning_rate);
     text

@@ -120,8 +120,8 @@ fn draw(path: &Path, panels: &[(&str, &str, Vec<Series>)], rgb: &mut [u8]) -> Re
     root.present().map_err(|e| plot_error(path, e))
 }
 
-/// Loss per epoch (training and validation), accuracy beside it when the task has one, and the learning
-/// rate when a schedule moved it.
+/// Loss per epoch (training and validation), accuracy beside it when the task has one, the validation
+/// macro F1 or R² when there is validation data, and the learning rate when a schedule moved it.
 pub fn plot_history(path: &Path, history: &History) -> Result<()> {
     let curve = |name: &str, value: &dyn Fn(&crate::fit::EpochRecord) -> Option<f32>| {
         let points: Vec<(f32, f32)> = history
@@ -151,6 +151,13 @@ pub fn plot_history(path: &Path, history: &History) -> Result<()> {
     let mut panels = vec![("loss", "epoch", losses)];
     if !accuracies.is_empty() {
         panels.push(("accuracy", "epoch", accuracies));
+    }
+    // The validation score that needs more than counts of hits: macro F1, or R².
+    if let Some(f1) = curve("validation", &|r| r.val_f1) {
+        panels.push(("macro F1", "epoch", vec![f1]));
+    }
+    if let Some(r2) = curve("validation", &|r| r.val_r2) {
+        panels.push(("R²", "epoch", vec![r2]));
     }
     // The learning rate, when a schedule moved it.
     let rates = &history.epochs;

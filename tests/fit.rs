@@ -354,3 +354,75 @@ fn a_resumed_run_equals_an_unbroken_one() {
         );
     }
 }
+
+/// Each epoch's validation macro F1 (classification) and R² (regression) are scikit-learn's scores of the
+/// model's predictions on the validation rows after that epoch, on both backends.
+#[test]
+fn validation_scores_follow_the_predictions_of_each_epoch() {
+    let data = dataset(60);
+    let (train, validation) = data.split(0.25, 1).expect("split");
+    let mut regression = data.clone();
+    regression.task = Task::Regress;
+    regression.class_names.clear();
+    regression.targets = data.features.chunks(2).map(|r| r[0] - 2.0 * r[1]).collect();
+    let (reg_train, reg_validation) = regression.split(0.25, 1).expect("split");
+    let linear = Network::builder(2)
+        .dense(4, Activation::Tanh)
+        .dense(1, Activation::Linear)
+        .build(Loss::Mse)
+        .expect("valid");
+    let mut devices = vec![Device::Cpu];
+    if common::gpu_backend().is_some() {
+        devices.push(Device::Fallback);
+    }
+    for device in devices {
+        let config = FitConfig {
+            epochs: 4,
+            batch_size: 8,
+            learning_rate: 0.05,
+            ..FitConfig::default()
+        };
+        for (network, train, validation) in [
+            (network(), &train, &validation),
+            (linear.clone(), &reg_train, &reg_validation),
+        ] {
+            let mut model = Model::new(network, device, 2).expect("model");
+            let mut seen = 0;
+            fit(
+                &mut model,
+                train,
+                Some(validation),
+                &config,
+                |record, model| {
+                    let predictions = model.predict(&validation.features)?;
+                    if validation.task == Task::Classify {
+                        let probabilities: Vec<f32> =
+                            predictions.iter().flat_map(|&p| [1.0 - p, p]).collect();
+                        let labels: Vec<usize> =
+                            validation.targets.iter().map(|&t| t as usize).collect();
+                        let m = wgtrain::metrics::classification(
+                            &probabilities,
+                            &labels,
+                            &validation.class_names,
+                        );
+                        let f1 = record.val_f1.expect("a validation F1");
+                        assert!(
+                            (f64::from(f1) - m.macro_avg.f1).abs() < 1e-6,
+                            "{f1} against {m:?}"
+                        );
+                        assert_eq!(record.val_r2, None);
+                    } else {
+                        let m = wgtrain::metrics::regression(&predictions, &validation.targets);
+                        let r2 = record.val_r2.expect("a validation R²");
+                        assert!((f64::from(r2) - m.r2).abs() < 1e-5, "{r2} against {}", m.r2);
+                        assert_eq!(record.val_f1, None);
+                    }
+                    seen += 1;
+                    Ok(())
+                },
+            )
+            .expect("fit");
+            assert_eq!(seen, 4);
+        }
+    }
+}

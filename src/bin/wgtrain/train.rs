@@ -451,6 +451,12 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     if let Some(a) = kept.val_accuracy {
         report.insert("val_accuracy".into(), a.into());
     }
+    if let Some(f1) = kept.val_f1 {
+        report.insert("val_f1".into(), f1.into());
+    }
+    if let Some(r2) = kept.val_r2 {
+        report.insert("val_r2".into(), r2.into());
+    }
     if let Some(best) = history.best_epoch {
         report.insert("best_epoch".into(), best.into());
     }
