@@ -2,7 +2,7 @@
 
 use crate::data::{Dataset, Task};
 use crate::error::{Error, Result};
-use crate::loss::CrossEntropy;
+use crate::loss::{CrossEntropy, Loss};
 use crate::model::{Model, TrainConfig};
 use crate::optim::{Clipping, Optimizer};
 use crate::schedule::{LrSchedule, Scheduler};
@@ -183,9 +183,15 @@ pub fn fit(
             )));
         }
         let (val, val_score) = match &validation {
-            Some((v, vy, _)) => {
-                let (stats, outputs) = model.evaluate_with_outputs(&v.features, vy)?;
-                (Some(stats), Some(validation_score(model, v, &outputs)))
+            Some((v, vy, _)) if classify => {
+                let (stats, confusion) = model.evaluate_with_confusion(&v.features, vy)?;
+                let names = &v.class_names;
+                let f1 = crate::metrics::class_scores(&confusion, names).1.f1 as f32;
+                (Some(stats), Some(f1))
+            }
+            Some((v, vy, rows)) => {
+                let stats = model.evaluate_checked(*rows, &v.features, vy)?;
+                (Some(stats), r_squared(model, v, stats.loss))
             }
             None => (None, None),
         };
@@ -287,32 +293,28 @@ fn resume(config: &FitConfig, validation: bool, scheduler: &mut Scheduler) -> Re
     Ok(done)
 }
 
-/// The validation data's macro F1 (classification) or R² (regression) from the output layer's values as
-/// the loss reads them (see [`Model::evaluate_with_outputs`]).
-fn validation_score(model: &Model, data: &Dataset, outputs: &[f32]) -> f32 {
+/// R² of a regression model's predictions on `data` from its mean loss there: `1 − SSE / SST`, the sum of
+/// squared errors being the loss summed over the rows for `mse` and `sse` (any other loss: `None`).
+fn r_squared(model: &Model, data: &Dataset, loss: f32) -> Option<f32> {
     let network = model.network();
-    let width = network.outputs();
-    if data.task == Task::Regress {
-        return crate::metrics::regression(outputs, &data.targets).r2 as f32;
+    let (kind, outputs) = (network.loss(), network.outputs());
+    if !matches!(kind, Loss::Mse | Loss::Sse) || outputs != 1 {
+        return None;
     }
-    let activation = network.output_activation();
-    let fused = network.loss().is_fused();
-    let mut values = outputs.to_vec();
-    if fused && activation == crate::Activation::Softmax {
-        crate::activation::softmax_rows(&mut values, width);
-    } else if fused {
-        values.iter_mut().for_each(|v| *v = activation.apply(*v));
-    }
-    // One sigmoid output is P(second class).
-    let probabilities: Vec<f32> = if width == 1 {
-        values.iter().flat_map(|&p| [1.0 - p, p]).collect()
+    let sse = f64::from(loss) * f64::from(kind.mean_divisor(data.rows(), outputs));
+    let mean = data.targets.iter().map(|&y| f64::from(y)).sum::<f64>() / data.rows() as f64;
+    let sst: f64 = data
+        .targets
+        .iter()
+        .map(|&y| (f64::from(y) - mean).powi(2))
+        .sum();
+    Some(if sst > 0.0 {
+        (1.0 - sse / sst) as f32
+    } else if sse == 0.0 {
+        1.0
     } else {
-        values
-    };
-    let labels: Vec<usize> = data.targets.iter().map(|&t| t as usize).collect();
-    crate::metrics::classification(&probabilities, &labels, &data.class_names)
-        .macro_avg
-        .f1 as f32
+        0.0
+    })
 }
 
 /// `loss=… acc=… val_loss=… val_acc=…` for the progress bar and logs.

@@ -7,8 +7,9 @@ use crate::backend::{BufferId, Op, Region, STATS_LEN};
 use crate::layers::{Fusion, LayerStep, Mode};
 use crate::network::Network;
 use crate::ops::{
-    AdamUpdate, AdamWUpdate, AdvanceStep, ClassWeightSum, ConvAlgorithm, CrossEntropyGrad,
-    GradNormScale, LossGrad, LossSum, MomentumUpdate, NesterovUpdate, RmspropUpdate, SgdUpdate,
+    AdamUpdate, AdamWUpdate, AdvanceStep, ClassWeightSum, ConfusionCounts, ConvAlgorithm,
+    CrossEntropyGrad, GradNormScale, LossGrad, LossSum, MomentumUpdate, NesterovUpdate,
+    RmspropUpdate, SgdUpdate,
 };
 use crate::optim::{hyper::LEN as HYPER_LEN, Optimizer};
 
@@ -54,6 +55,8 @@ pub(crate) struct StepBuffers<'a> {
     pub conv_algorithm: ConvAlgorithm,
     /// Cross-entropy's class weights and label smoothing in training steps, when set.
     pub weighting: Option<Weighting>,
+    /// The confusion counts of [`Self::score_ops`], once allocated.
+    pub confusion: Option<BufferId>,
 }
 
 /// Training cross-entropy as `torch.nn.CrossEntropyLoss(weight, label_smoothing)`: the weights (ones
@@ -224,6 +227,29 @@ impl StepBuffers<'_> {
             rows,
             scale: loss.scale(rows, outputs),
             weighted: weighting.is_some(),
+        }));
+        ops
+    }
+
+    /// [`Self::loss_ops`] in evaluation mode, then the classifier's confusion counts added up (see
+    /// [`ConfusionCounts`]; the caller zeroes them before the first chunk).
+    pub(crate) fn score_ops(&self, rows: usize) -> Vec<Op> {
+        let mut ops = self.loss_ops(rows, Mode::Eval);
+        let ws = self.workspace;
+        let last = self.network.layers().len() - 1;
+        let loss = self.network.loss();
+        let outputs = self.network.outputs();
+        let classes = outputs.max(2);
+        let counts = self.confusion.expect("confusion counts allocated");
+        ops.push(Op::ConfusionCounts(ConfusionCounts {
+            prediction: ws.outputs[last].region(rows * outputs),
+            target: ws.target.region(rows * loss.target_width(outputs)),
+            counts: counts.region(classes * classes),
+            rows,
+            outputs,
+            target_width: loss.target_width(outputs),
+            // The output holds logits when the loss applies the activation itself.
+            threshold: if loss.is_fused() { 0.0 } else { 0.5 },
         }));
         ops
     }

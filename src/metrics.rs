@@ -52,25 +52,13 @@ pub struct Regression {
     pub r2: f64,
 }
 
-/// The metrics of `probabilities` (`[rows, classes]`, each row summing to 1) against the true class of each
-/// row; `names` labels the classes.
-pub fn classification(probabilities: &[f32], labels: &[usize], names: &[String]) -> Classification {
+/// Per-class precision, recall, F1 and support from `confusion[true][predicted]`, with their macro and
+/// support-weighted averages; `names` labels the classes.
+pub fn class_scores(
+    confusion: &[Vec<usize>],
+    names: &[String],
+) -> (Vec<ClassScores>, Averages, Averages) {
     let classes = names.len();
-    let rows = labels.len();
-    let row = |i: usize| &probabilities[i * classes..(i + 1) * classes];
-    let mut confusion = vec![vec![0usize; classes]; classes];
-    let mut log_loss = 0.0;
-    let mut top3 = 0usize;
-    for (i, &truth) in labels.iter().enumerate() {
-        let p = row(i);
-        // The first of equal maxima, as the predicted class everywhere else in wgtrain.
-        let predicted = (0..classes).fold(0, |b, j| if p[j] > p[b] { j } else { b });
-        confusion[truth][predicted] += 1;
-        log_loss -= f64::from(p[truth]).clamp(1e-15, 1.0 - 1e-15).ln();
-        let above = p.iter().filter(|&&q| q > p[truth]).count();
-        top3 += usize::from(above < 3);
-    }
-    let correct: usize = (0..classes).map(|c| confusion[c][c]).sum();
     let per_class: Vec<ClassScores> = (0..classes)
         .map(|c| {
             let tp = confusion[c][c] as f64;
@@ -107,6 +95,30 @@ pub fn classification(probabilities: &[f32], labels: &[usize], names: &[String])
             f1: mean(&|s| s.f1),
         }
     };
+    let (macro_avg, weighted) = (average(&|_| 1.0), average(&|s| s.support as f64));
+    (per_class, macro_avg, weighted)
+}
+
+/// The metrics of `probabilities` (`[rows, classes]`, each row summing to 1) against the true class of each
+/// row; `names` labels the classes.
+pub fn classification(probabilities: &[f32], labels: &[usize], names: &[String]) -> Classification {
+    let classes = names.len();
+    let rows = labels.len();
+    let row = |i: usize| &probabilities[i * classes..(i + 1) * classes];
+    let mut confusion = vec![vec![0usize; classes]; classes];
+    let mut log_loss = 0.0;
+    let mut top3 = 0usize;
+    for (i, &truth) in labels.iter().enumerate() {
+        let p = row(i);
+        // The first of equal maxima, as the predicted class everywhere else in wgtrain.
+        let predicted = (0..classes).fold(0, |b, j| if p[j] > p[b] { j } else { b });
+        confusion[truth][predicted] += 1;
+        log_loss -= f64::from(p[truth]).clamp(1e-15, 1.0 - 1e-15).ln();
+        let above = p.iter().filter(|&&q| q > p[truth]).count();
+        top3 += usize::from(above < 3);
+    }
+    let correct: usize = (0..classes).map(|c| confusion[c][c]).sum();
+    let (per_class, macro_avg, weighted) = class_scores(&confusion, names);
     let roc_auc = if classes == 2 {
         let scores: Vec<f32> = (0..rows).map(|i| row(i)[1]).collect();
         let positive: Vec<bool> = labels.iter().map(|&l| l == 1).collect();
@@ -124,8 +136,8 @@ pub fn classification(probabilities: &[f32], labels: &[usize], names: &[String])
     let n = rows.max(1) as f64;
     Classification {
         accuracy: correct as f64 / n,
-        macro_avg: average(&|_| 1.0),
-        weighted: average(&|s| s.support as f64),
+        macro_avg,
+        weighted,
         per_class,
         confusion,
         log_loss: log_loss / n,

@@ -33,6 +33,8 @@ enum Plan {
     Gradients(Option<u32>),
     /// Forward and loss: the running sums for [`Model::evaluate`].
     Evaluate,
+    /// [`Plan::Evaluate`] and the confusion counts ([`Model::evaluate_with_confusion`]).
+    Score,
     /// Forward with the output activated.
     Predict,
     /// A batch gathered from the held training set, then the cursor advanced past it.
@@ -86,6 +88,8 @@ pub struct Model {
     conv_algorithm: ConvAlgorithm,
     /// Training cross-entropy's class weights and smoothing, when [`Model::set_cross_entropy`] set any.
     weighting: Option<Weighting>,
+    /// `classes²` confusion counts, allocated by the first [`Model::evaluate_with_confusion`].
+    confusion: Option<BufferId>,
 }
 
 /// Refuses `request` on `backend` (see [`crate::memory::check`]).
@@ -161,6 +165,7 @@ impl Model {
             seed,
             conv_algorithm,
             weighting: None,
+            confusion: None,
         };
         let initial = model.network.init_parameters(seed);
         model.set_parameters(&initial)?;

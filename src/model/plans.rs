@@ -139,6 +139,7 @@ impl Model {
             seed: self.seed,
             conv_algorithm: self.conv_algorithm,
             weighting: self.weighting,
+            confusion: self.confusion,
         };
         if matches!(plan, Plan::Train(..) | Plan::Gradients(_)) {
             self.network.check_batch(rows)?;
@@ -151,6 +152,7 @@ impl Model {
             }
             Plan::Gradients(_) => step.gradient_ops(rows),
             Plan::Evaluate => step.loss_ops(rows, Mode::Eval),
+            Plan::Score => step.score_ops(rows),
             Plan::Predict => step.forward_ops(rows, Mode::Eval, false),
             Plan::Gather => {
                 let held = self.held.as_ref().expect("training set held");

@@ -322,34 +322,46 @@ impl Model {
         self.read_stats(rows)
     }
 
-    /// [`Model::evaluate`], also returning the output layer's values for every row as the loss reads them
-    /// (logits for `bce` and `ce`, activated outputs otherwise), read back after each chunk: what
-    /// per-epoch validation metrics are computed from, in the same pass.
-    pub fn evaluate_with_outputs(
+    /// [`Model::evaluate`] and the confusion matrix of a classifier (`confusion[true][predicted]`, the
+    /// classes being the outputs, or two for one output), counted on the device in the same pass and read
+    /// back once: what per-epoch validation scores are computed from.
+    pub fn evaluate_with_confusion(
         &mut self,
         inputs: &[f32],
         targets: &[f32],
-    ) -> Result<(EpochStats, Vec<f32>)> {
+    ) -> Result<(EpochStats, Vec<Vec<usize>>)> {
         let rows = self.check_data(inputs, Some(targets))?;
         let chunk = self.chunk_rows(rows);
         self.ensure_capacity(chunk)?;
+        let classes = self.network.outputs().max(2);
+        let counts = match self.confusion {
+            Some(buffer) => buffer,
+            None => {
+                let buffer = self.backend.alloc("confusion counts", classes * classes)?;
+                self.confusion = Some(buffer);
+                buffer
+            }
+        };
+        self.backend
+            .write(counts, 0, &vec![0.0; classes * classes])?;
         self.reset_stats()?;
         let (n_in, n_target) = (self.network.inputs(), self.target_width());
-        let outputs = self.network.outputs();
-        let last = self.network.layers().len() - 1;
-        let mut values = Vec::with_capacity(rows * outputs);
         for start in (0..rows).step_by(chunk) {
             let end = (start + chunk).min(rows);
             self.upload(
                 &inputs[start * n_in..end * n_in],
                 &targets[start * n_target..end * n_target],
             )?;
-            let plan = self.plan(Plan::Evaluate, end - start)?;
-            self.enqueue_only(&plan)?;
-            let output = self.workspace.as_ref().expect("capacity ensured").outputs[last];
-            values.extend(self.backend.read(output.region((end - start) * outputs))?);
+            let plan = self.plan(Plan::Score, end - start)?;
+            self.run(&plan)?;
         }
-        Ok((self.read_stats(rows)?, values))
+        let stats = self.read_stats(rows)?;
+        let bits = self.backend.read(counts.region(classes * classes))?;
+        let confusion = bits
+            .chunks(classes)
+            .map(|row| row.iter().map(|v| v.to_bits() as usize).collect())
+            .collect();
+        Ok((stats, confusion))
     }
 
     /// The loss on this batch and its gradient with respect to every parameter, without updating anything.

@@ -5,6 +5,7 @@
 //! reaches an op through [`Kernel`], so no other code matches over every op.
 
 pub mod activation;
+pub mod confusion;
 pub mod conv;
 pub mod conv2d;
 pub mod data;
@@ -19,6 +20,7 @@ pub mod pool;
 pub mod reduce;
 
 pub use activation::{ActBackward, ActForward, Softmax, SoftmaxBackward};
+pub use confusion::ConfusionCounts;
 pub use conv::{Col2im, Im2col};
 pub use conv2d::{Conv2dBackwardInput, Conv2dBackwardWeights, Conv2dForward, ConvAlgorithm};
 pub use data::{AdvanceCursor, GatherRows};
@@ -109,8 +111,9 @@ impl Shader {
 }
 
 /// Every shader file, one per file in this directory.
-pub const SHADERS: [&Shader; 12] = [
+pub const SHADERS: [&Shader; 13] = [
     &activation::SHADER,
+    &confusion::SHADER,
     &conv::SHADER,
     &conv2d::SHADER,
     &data::SHADER,
@@ -227,6 +230,7 @@ ops! {
     LossSum in loss,
     ClassWeightSum in loss,
     CrossEntropyGrad in loss,
+    ConfusionCounts in confusion,
     BiasGrad in reduce,
     ChannelSum in reduce,
     AdvanceStep in optim,

@@ -7,6 +7,7 @@
 mod common;
 
 mod activation;
+mod confusion;
 mod conv;
 mod conv2d;
 mod data;
