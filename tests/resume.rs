@@ -59,7 +59,20 @@ fn a_run_cut_in_two_equals_the_unbroken_run() {
         first.push("--save-state");
         let first = report(&first);
         assert_eq!(first["epochs"], 5);
-        // The resumed run repeats some of the first run's flags, and writes over its checkpoint.
+        // The resumed run repeats some of the first run's flags, and writes over its checkpoint; on the
+        // CPU it goes in two legs, the second taking its total from the first's saved flags.
+        if device == "cpu" {
+            report(&[
+                "train", "--resume", &half, "--epochs", "8", "--device", device, "--json",
+            ]);
+            let (_, _, meta) = wgtrain::checkpoint::load(Path::new(&half)).expect("load");
+            let line = meta.training.expect("a state").command_line;
+            assert_eq!(line[line.len() - 2..], ["--epochs", "8"]);
+            fails(
+                &["train", "--resume", &half, "--device", device],
+                &["--epochs", "has trained 8 epochs"],
+            );
+        }
         let resumed = report(&[
             "train",
             "--resume",

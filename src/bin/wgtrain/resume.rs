@@ -140,8 +140,9 @@ pub fn prepare(args: &TrainArgs, path: &Path) -> Result<Resumed> {
             .to_lowercase(),
         ));
     }
-    resumed.command_line = training.command_line.clone();
     resumed.epochs = epochs;
+    // The state saved from here on says how far this run goes, for a later --resume.
+    resumed.command_line = with_epochs(&training.command_line, epochs);
     if now.value_source("data") == Some(cli) {
         resumed.data = args.data.clone();
     }
@@ -166,6 +167,23 @@ pub fn prepare(args: &TrainArgs, path: &Path) -> Result<Resumed> {
         history: training.history,
         data_crc32: training.data_crc32,
     })
+}
+
+/// `tokens` with any `--epochs N` (or `--epochs=N`) replaced by `--epochs epochs` at the end.
+fn with_epochs(tokens: &[String], epochs: usize) -> Vec<String> {
+    let mut kept = Vec::with_capacity(tokens.len() + 2);
+    let mut skip_next = false;
+    for token in tokens {
+        if skip_next {
+            skip_next = false;
+        } else if token == "--epochs" {
+            skip_next = true;
+        } else if !token.starts_with("--epochs=") {
+            kept.push(token.clone());
+        }
+    }
+    kept.extend(["--epochs".to_string(), epochs.to_string()]);
+    kept
 }
 
 /// CRC-32 of the training rows as the network sees them.
