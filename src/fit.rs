@@ -33,6 +33,9 @@ pub struct FitConfig {
     /// restored): their shuffles and schedule are replayed, and training continues with the next epoch up
     /// to `epochs` in total. Empty for a fresh run.
     pub resume_from: Vec<EpochRecord>,
+    /// With `patience` and `resume_from`: the parameters of the saved run's best epoch so far, when that
+    /// is not its last (the model holds the last).
+    pub resume_best: Option<Vec<crate::LayerParams>>,
     /// Draw a progress bar on stderr (never drawn when stderr is not a terminal).
     pub progress: bool,
 }
@@ -53,6 +56,7 @@ impl Default for FitConfig {
             cross_entropy: CrossEntropy::default(),
             patience: None,
             resume_from: Vec::new(),
+            resume_best: None,
             progress: false,
         }
     }
@@ -156,6 +160,9 @@ pub fn fit(
     let mut history = History::default();
     let mut best: Option<(f32, usize, Vec<crate::LayerParams>)> = None;
     let done = resume(config, validation.is_some(), &mut scheduler)?;
+    if config.patience.is_some() && done > 0 {
+        best = Some(resumed_best(model, config)?);
+    }
     // The row orders drawn so far: each epoch shuffles the previous epoch's order.
     for _ in 0..done {
         if config.shuffle {
@@ -266,12 +273,6 @@ fn resume(config: &FitConfig, validation: bool, scheduler: &mut Scheduler) -> Re
             ),
         ));
     }
-    if config.patience.is_some() {
-        return Err(Error::value(
-            "patience",
-            "early stopping cannot continue a saved run (the best weights so far are not in its state)",
-        ));
-    }
     for (i, record) in config.resume_from.iter().enumerate() {
         if record.epoch != i + 1 {
             return Err(Error::value(
@@ -315,6 +316,54 @@ fn r_squared(model: &Model, data: &Dataset, loss: f32) -> Option<f32> {
     } else {
         0.0
     })
+}
+
+/// Early stopping's best epoch in `history` and its validation loss: the first of the lowest, as the epoch
+/// loop keeps it. `None` for an empty history.
+pub fn best_so_far(history: &[EpochRecord]) -> Option<(f32, usize)> {
+    let mut best: Option<(f32, usize)> = None;
+    for record in history {
+        let loss = record.val_loss.unwrap_or(f32::INFINITY);
+        if best.is_none_or(|(b, _)| loss < b) {
+            best = Some((loss, record.epoch));
+        }
+    }
+    best
+}
+
+/// Early stopping's best epoch of a resumed run (the first lowest validation loss, as the loop keeps
+/// it) with its parameters: the model's when it was the last epoch, else [`FitConfig::resume_best`].
+fn resumed_best(
+    model: &mut Model,
+    config: &FitConfig,
+) -> Result<(f32, usize, Vec<crate::LayerParams>)> {
+    let history = &config.resume_from;
+    let best = best_so_far(history).unwrap_or((f32::INFINITY, 0));
+    let done = history.len();
+    let patience = config.patience.unwrap_or(usize::MAX);
+    if done - best.1 >= patience {
+        return Err(Error::value(
+            "patience",
+            format!(
+                "the saved run stopped early after epoch {done} (no better validation loss since epoch {}); there is nothing to continue",
+                best.1
+            ),
+        ));
+    }
+    let params = if best.1 == done {
+        model.parameters()?
+    } else {
+        config.resume_best.clone().ok_or_else(|| {
+            Error::value(
+                "patience",
+                format!(
+                    "the saved run's best parameters (epoch {}) are not given",
+                    best.1
+                ),
+            )
+        })?
+    };
+    Ok((best.0, best.1, params))
 }
 
 /// `loss=… acc=… val_loss=… val_acc=…` for the progress bar and logs.

@@ -177,21 +177,6 @@ fn resuming_refuses_what_cannot_continue_the_run() {
         &strs(&train_cpu(IRIS, &["--save-state"])),
         &["--save-state", "no --out"],
     );
-    fails(
-        &strs(&train_cpu(
-            IRIS,
-            &[
-                "--save-state",
-                "--out",
-                &plain,
-                "--val-split",
-                "0.2",
-                "--patience",
-                "2",
-            ],
-        )),
-        &["--save-state", "--patience"],
-    );
     // A cosine schedule spans the run's epochs: it continues only to the total it was planned for.
     let cosine = text(&dir.join("cosine.safetensors"));
     ok(&strs(&train_cpu(
@@ -215,5 +200,66 @@ fn resuming_refuses_what_cannot_continue_the_run() {
     fails(
         &["train", "--resume", &half, "--init", &plain],
         &["--init", "--resume"],
+    );
+}
+
+/// Early stopping carries over too: the checkpoint holds the best parameters so far and the latest beside
+/// them. Cut after epoch 5, when the best was epoch 4, the resumed run stops where the unbroken one does
+/// (epoch 9, keeping epoch 6) with the same parameters, bit for bit; a run that stopped cannot go on.
+#[test]
+fn early_stopping_resumes_with_its_best_epoch() {
+    let dir = scratch("resume-patience");
+    let run = |epochs: &str, out: &str, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--data",
+            IRIS,
+            "--epochs",
+            epochs,
+            "--val-split",
+            "0.3",
+            "--patience",
+            "3",
+            "--lr",
+            "0.1",
+            "--seed",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            out,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        report(&args)
+    };
+    let (full, cut) = (
+        text(&dir.join("full.safetensors")),
+        text(&dir.join("cut.safetensors")),
+    );
+    let unbroken = run("30", &full, &[]);
+    assert_eq!(
+        unbroken["best_epoch"], 6,
+        "the figures below assume this run: {unbroken}"
+    );
+    assert_eq!(unbroken["epochs_run"], 9);
+    let first = run("5", &cut, &["--save-state"]);
+    assert_eq!(first["best_epoch"], 4);
+    let resumed = report(&[
+        "train", "--resume", &cut, "--epochs", "30", "--device", "cpu", "--json",
+    ]);
+    for key in ["best_epoch", "epochs_run", "val_loss", "loss"] {
+        assert_eq!(resumed[key], unbroken[key], "{key}");
+    }
+    assert_eq!(
+        params(&cut),
+        params(&full),
+        "the kept parameters, bit for bit"
+    );
+    fails(
+        &[
+            "train", "--resume", &cut, "--epochs", "40", "--device", "cpu",
+        ],
+        &["stopped early after epoch 9", "since epoch 6"],
     );
 }

@@ -16,6 +16,8 @@ use std::path::Path;
 /// The names of a training state's tensors start with this.
 pub const PREFIX: &str = "optimizer.";
 const COUNTERS: &str = "optimizer.counters";
+/// The latest parameters, flattened layer by layer, when the file's own are early stopping's best.
+const CURRENT: &str = "optimizer.current";
 
 /// What the metadata keeps of a training run (its tensors are stored apart).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -40,12 +42,22 @@ fn state_name(i: usize) -> String {
     format!("{PREFIX}state.{i}")
 }
 
-/// Writes a checkpoint with `state`; `meta.training` describes it.
+/// A saved run's state (see [`load_state`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SavedRun {
+    pub state: OptimizerState,
+    /// The parameters to continue from, when the file's own are early stopping's best so far.
+    pub current: Option<Vec<LayerParams>>,
+}
+
+/// Writes a checkpoint with `state`; `meta.training` describes it. `current`: the parameters to continue
+/// from, when `params` (what the file holds as the model) are early stopping's best so far.
 pub fn save_with_state(
     path: &Path,
     params: &[LayerParams],
     meta: &ModelMeta,
     state: &OptimizerState,
+    current: Option<&[LayerParams]>,
 ) -> Result<()> {
     let training = meta.training.as_ref().ok_or_else(|| {
         Error::value("training state", "the metadata does not describe the state")
@@ -63,13 +75,20 @@ pub fn save_with_state(
         .map(|(i, b)| (state_name(i), b.clone()))
         .collect();
     extra.push((COUNTERS.to_string(), state.counters.clone()));
+    if let Some(current) = current {
+        let mut flat = Vec::new();
+        for layer in current {
+            flat.extend_from_slice(&layer.weights);
+            flat.extend_from_slice(&layer.bias);
+            layer.state.iter().for_each(|s| flat.extend_from_slice(s));
+        }
+        extra.push((CURRENT.to_string(), flat));
+    }
     write(path, params, meta, extra)
 }
 
 /// A checkpoint and, when it holds one, its training state.
-pub fn load_state(
-    path: &Path,
-) -> Result<(Network, Vec<LayerParams>, ModelMeta, Option<OptimizerState>)> {
+pub fn load_state(path: &Path) -> Result<(Network, Vec<LayerParams>, ModelMeta, Option<SavedRun>)> {
     let bytes = read_file(path)?;
     let (network, params, meta) = parse(path, &bytes)?;
     let Some(training) = &meta.training else {
@@ -102,5 +121,35 @@ pub fn load_state(
         counters: tensor(COUNTERS)?,
         steps: training.steps,
     };
-    Ok((network, params, meta, Some(state)))
+    // The latest parameters, laid out as the file's own.
+    let current = match file.tensor(CURRENT) {
+        Err(_) => None,
+        Ok(_) => {
+            let flat = tensor(CURRENT)?;
+            let mut values = flat.iter().copied();
+            let mut take = |n: usize| values.by_ref().take(n).collect::<Vec<f32>>();
+            let layers: Vec<LayerParams> = params
+                .iter()
+                .map(|p| LayerParams {
+                    weights: take(p.weights.len()),
+                    bias: take(p.bias.len()),
+                    state: p.state.iter().map(|s| take(s.len())).collect(),
+                })
+                .collect();
+            let expected: usize = params
+                .iter()
+                .map(|p| {
+                    p.weights.len() + p.bias.len() + p.state.iter().map(Vec::len).sum::<usize>()
+                })
+                .sum();
+            if flat.len() != expected || flat.iter().any(|v| !v.is_finite()) {
+                return Err(Error::format(
+                    path,
+                    format!("tensor {CURRENT} does not hold {expected} finite parameters"),
+                ));
+            }
+            Some(layers)
+        }
+    };
+    Ok((network, params, meta, Some(SavedRun { state, current })))
 }

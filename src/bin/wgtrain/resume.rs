@@ -32,7 +32,10 @@ pub struct Resumed {
     /// The saved run's flags, with this run's free ones.
     pub args: TrainArgs,
     pub network: Network,
+    /// The parameters to continue from.
     pub params: Vec<LayerParams>,
+    /// Early stopping's best so far, when not those (the file's own parameters).
+    pub best: Option<Vec<LayerParams>>,
     pub state: OptimizerState,
     pub history: Vec<EpochRecord>,
     pub data_crc32: u32,
@@ -61,8 +64,8 @@ fn raw(matches: &ArgMatches, id: &str) -> Option<Vec<String>> {
 
 /// Reads `path`'s state and this run's flags on top of the saved run's (see [`FREE`]).
 pub fn prepare(args: &TrainArgs, path: &Path) -> Result<Resumed> {
-    let (network, params, meta, state) = load_state(path)?;
-    let (Some(training), Some(state)) = (meta.training, state) else {
+    let (network, saved_params, meta, run) = load_state(path)?;
+    let (Some(training), Some(run)) = (meta.training, run) else {
         return Err(invalid(
             "--resume",
             format!(
@@ -128,6 +131,19 @@ pub fn prepare(args: &TrainArgs, path: &Path) -> Result<Resumed> {
             ),
         ));
     }
+    if let (Some(patience), Some((_, best))) = (
+        resumed.patience,
+        wgtrain::fit::best_so_far(&training.history),
+    ) {
+        if done - best >= patience {
+            return Err(invalid(
+                "--resume",
+                format!(
+                    "the saved run stopped early after epoch {done} (no better validation loss since epoch {best}); there is nothing to continue"
+                ),
+            ));
+        }
+    }
     // Cosine and one-cycle schedules span the run's epochs: another total would be another schedule.
     use crate::ScheduleChoice::{Cosine, Onecycle};
     if matches!(resumed.schedule, Cosine | Onecycle) && resumed.epochs != epochs {
@@ -159,11 +175,16 @@ pub fn prepare(args: &TrainArgs, path: &Path) -> Result<Resumed> {
     resumed.device = args.device.clone();
     resumed.save_state = true;
     resumed.resume = None;
+    let (params, best) = match run.current {
+        Some(current) => (current, Some(saved_params)),
+        None => (saved_params, None),
+    };
     Ok(Resumed {
         args: resumed,
         network,
         params,
-        state,
+        best,
+        state: run.state,
         history: training.history,
         data_crc32: training.data_crc32,
     })
@@ -211,22 +232,12 @@ pub fn training_meta(
     }
 }
 
-/// Checks `--save-state` against the other flags: it needs somewhere to save, and early stopping's best
-/// weights are not part of the state.
+/// Checks `--save-state` against the other flags: it needs somewhere to save.
 pub fn check(args: &TrainArgs) -> Result<()> {
-    if !args.save_state {
-        return Ok(());
-    }
-    if args.out.is_none() {
+    if args.save_state && args.out.is_none() {
         return Err(invalid(
             "--save-state",
             "saves with each checkpoint, and there is no --out".into(),
-        ));
-    }
-    if args.patience.is_some() {
-        return Err(invalid(
-            "--save-state",
-            "cannot keep early stopping's best weights yet; leave out --patience".into(),
         ));
     }
     Ok(())

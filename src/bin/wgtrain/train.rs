@@ -320,6 +320,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         cross_entropy: objective::cross_entropy(args, &train, loss)?,
         patience: args.patience,
         resume_from: Vec::new(),
+        resume_best: None,
         progress: !args.quiet && !args.json,
     };
     let data_crc32 = resume::data_crc32(&train);
@@ -342,8 +343,27 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         };
         model.restore_optimizer_state(&r.state, &step)?;
         config.resume_from = r.history.clone();
+        config.resume_best = r.best.clone();
     }
+    let saver = Saver {
+        args,
+        data_crc32,
+        keep_best: args.save_state && args.patience.is_some(),
+    };
     let mut so_far = config.resume_from.clone();
+    // With --save-state and --patience, checkpoints hold early stopping's best parameters so far and the
+    // latest beside them (to continue from); the loop keeps the best by the same rule.
+    let mut best: Option<(f32, usize, Vec<wgtrain::LayerParams>)> = match &resumed {
+        Some(r) if saver.keep_best => fit::best_so_far(&r.history).map(|(loss, epoch)| {
+            (
+                loss,
+                epoch,
+                r.best.clone().unwrap_or_else(|| r.params.clone()),
+            )
+        }),
+        _ => None,
+    };
+    let mut latest: Option<Vec<wgtrain::LayerParams>> = None;
     let chatty = !args.quiet && !args.json;
     if chatty {
         say!(
@@ -379,11 +399,25 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                     )));
                 }
                 so_far.push(*record);
+                if saver.keep_best {
+                    let val_loss = record.val_loss.unwrap_or(f32::INFINITY);
+                    if best.as_ref().is_none_or(|(b, _, _)| val_loss < *b) {
+                        best = Some((val_loss, record.epoch, params.clone()));
+                    }
+                }
+                let (kept_epoch, kept) = match &best {
+                    Some((_, epoch, params)) if saver.keep_best => (*epoch, params.as_slice()),
+                    _ => (record.epoch, params.as_slice()),
+                };
                 let meta = ModelMeta {
-                    epochs: record.epoch,
+                    epochs: kept_epoch,
                     ..meta.clone()
                 };
-                save(model, args, out, &params, meta, &so_far, data_crc32)?;
+                let current = saver.keep_best.then_some(params.as_slice());
+                saver.save(model, out, kept, meta, &so_far, current)?;
+                if saver.keep_best {
+                    latest = Some(params);
+                }
             }
             Ok(())
         },
@@ -492,14 +526,13 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         // The final parameters: after early stopping, those of the best epoch.
         meta.epochs = trained_for;
         let params = model.parameters()?;
-        save(
+        saver.save(
             &mut model,
-            args,
             out,
             &params,
             meta.clone(),
             &history.epochs,
-            data_crc32,
+            latest.as_deref(),
         )?;
         if !args.json {
             say!("model written to {}", out.display())?;
@@ -517,22 +550,38 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// Writes a checkpoint; under `--save-state` with the training state after `history`.
-fn save(
-    model: &mut Model,
-    args: &TrainArgs,
-    out: &Path,
-    params: &[wgtrain::LayerParams],
-    mut meta: ModelMeta,
-    history: &[fit::EpochRecord],
+/// How this run writes checkpoints.
+struct Saver<'a> {
+    args: &'a TrainArgs,
     data_crc32: u32,
-) -> Result<()> {
-    if !args.save_state {
-        return checkpoint::save(out, params, &meta);
+    /// `--save-state` with `--patience`: the file holds the best parameters, the latest beside them.
+    keep_best: bool,
+}
+
+impl Saver<'_> {
+    /// Writes `params` as the model; under `--save-state` with the training state after `history`, and
+    /// `current`, the latest parameters, when `params` are early stopping's best.
+    fn save(
+        &self,
+        model: &mut Model,
+        out: &Path,
+        params: &[wgtrain::LayerParams],
+        mut meta: ModelMeta,
+        history: &[fit::EpochRecord],
+        current: Option<&[wgtrain::LayerParams]>,
+    ) -> Result<()> {
+        if !self.args.save_state {
+            return checkpoint::save(out, params, &meta);
+        }
+        let state = model
+            .optimizer_state()?
+            .ok_or_else(|| invalid("--save-state", "no training step was taken".into()))?;
+        meta.training = Some(resume::training_meta(
+            self.args,
+            &state,
+            history,
+            self.data_crc32,
+        ));
+        checkpoint::state::save_with_state(out, params, &meta, &state, current)
     }
-    let state = model
-        .optimizer_state()?
-        .ok_or_else(|| invalid("--save-state", "no training step was taken".into()))?;
-    meta.training = Some(resume::training_meta(args, &state, history, data_crc32));
-    checkpoint::state::save_with_state(out, params, &meta, &state)
 }
