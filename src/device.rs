@@ -38,7 +38,13 @@ pub enum Device {
     Fallback,
     /// The CPU backend.
     Cpu,
+    /// The adapter at this index of [`crate::gpu::adapter_summaries`] (`gpu:N`; software adapters
+    /// count). Parsing a part of an adapter name resolves it to its index.
+    Adapter(usize),
 }
+
+/// What a device value may be, for messages.
+const EXPECTED: &str = "auto, gpu, gpu:N, fallback, cpu or part of an adapter name";
 
 impl Device {
     /// Reads `WGTRAIN_DEVICE`; unset or empty means [`Device::Auto`].
@@ -47,20 +53,15 @@ impl Device {
             return Err(Error::value(
                 DEVICE_ENV,
                 format!(
-                    "{}, not text; expected one of auto, gpu, fallback, cpu",
+                    "{}, not text; expected {EXPECTED}",
                     crate::error::quote(&value.to_string_lossy())
                 ),
             ));
         }
         match std::env::var(DEVICE_ENV) {
-            Ok(value) if !value.trim().is_empty() => value.trim().parse().map_err(|_| {
-                Error::value(
-                    DEVICE_ENV,
-                    format!(
-                        "{}, expected one of auto, gpu, fallback, cpu",
-                        crate::error::quote(&value)
-                    ),
-                )
+            Ok(value) if !value.trim().is_empty() => value.trim().parse().map_err(|e| match e {
+                Error::InvalidValue { message, .. } => Error::value(DEVICE_ENV, message),
+                other => other,
             }),
             _ => Ok(Device::Auto),
         }
@@ -72,6 +73,7 @@ impl Device {
             Device::Cpu => Box::new(CpuBackend::new()),
             Device::Gpu => Box::new(WgpuBackend::new(gpu::hardware_adapter()?)?),
             Device::Fallback => Box::new(WgpuBackend::new(gpu::fallback_adapter()?)?),
+            Device::Adapter(index) => Box::new(WgpuBackend::new(gpu::adapter_at(index)?)?),
             Device::Auto => match gpu::hardware_adapter().and_then(WgpuBackend::new) {
                 Ok(backend) => Box::new(backend),
                 Err(Error::NoAdapter(_)) => Box::new(CpuBackend::new()),
@@ -87,38 +89,51 @@ impl Device {
         Ok(backend)
     }
 
-    pub fn name(self) -> &'static str {
+    /// `auto`, `gpu`, `fallback`, `cpu` or `gpu:N`.
+    pub fn name(self) -> String {
         match self {
-            Device::Auto => "auto",
-            Device::Gpu => "gpu",
-            Device::Fallback => "fallback",
-            Device::Cpu => "cpu",
+            Device::Auto => "auto".into(),
+            Device::Gpu => "gpu".into(),
+            Device::Fallback => "fallback".into(),
+            Device::Cpu => "cpu".into(),
+            Device::Adapter(index) => format!("gpu:{index}"),
         }
     }
 }
 
 impl fmt::Display for Device {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.write_str(&self.name())
     }
 }
 
 impl FromStr for Device {
     type Err = Error;
 
+    /// The keywords win over adapter names; `gpu:N` is checked against the adapters when opened; any
+    /// other text is looked up among the adapters' names now (see [`gpu::find_adapter`]).
     fn from_str(s: &str) -> Result<Self> {
         match s {
             "auto" => Ok(Device::Auto),
             "gpu" => Ok(Device::Gpu),
             "fallback" => Ok(Device::Fallback),
             "cpu" => Ok(Device::Cpu),
-            other => Err(Error::value(
+            "" => Err(Error::value(
                 "device",
-                format!(
-                    "{}, expected one of auto, gpu, fallback, cpu",
-                    crate::error::quote(other)
-                ),
+                format!("empty, expected {EXPECTED}"),
             )),
+            other => match other.strip_prefix("gpu:") {
+                Some(index) => index.parse().map(Device::Adapter).map_err(|_| {
+                    Error::value(
+                        "device",
+                        format!(
+                            "{}: gpu:N needs the index N of an adapter in `wgtrain devices`",
+                            crate::error::quote(other)
+                        ),
+                    )
+                }),
+                None => gpu::find_adapter(other).map(Device::Adapter),
+            },
         }
     }
 }

@@ -971,3 +971,76 @@ fn arch_attack_regressions() {
         &["--init", "(see --layers or --arch)"],
     );
 }
+
+/// `devices` lists every adapter with its index (`--json`: one object); `--device gpu:N` and
+/// `--device NAME` select one; an index or a name that matches none is one error line.
+#[test]
+fn adapters_are_listed_and_chosen_by_index_or_name() {
+    let listing = ok(&["devices", "--json"]);
+    let value: serde_json::Value = serde_json::from_str(listing.trim()).expect("one JSON object");
+    let adapters = value["adapters"].as_array().expect("an array").clone();
+    for (i, a) in adapters.iter().enumerate() {
+        assert_eq!(a["index"], i);
+        for key in ["name", "api", "device_type", "driver", "max_buffer_size"] {
+            assert!(!a[key].is_null(), "{key} in {a}");
+        }
+    }
+    let text = ok(&["devices"]);
+    assert!(
+        text.lines().last().expect("a line").contains("picks:"),
+        "{text}"
+    );
+    let count = adapters.len();
+    fails(
+        &[
+            "train",
+            "--data",
+            &iris(),
+            "--device",
+            &format!("gpu:{count}"),
+            "--epochs",
+            "1",
+        ],
+        &[&format!("gpu:{count}"), "`wgtrain devices` lists them"],
+    );
+    fails(
+        &[
+            "train",
+            "--data",
+            &iris(),
+            "--device",
+            "no-such-adapter",
+            "--epochs",
+            "1",
+        ],
+        &["no adapter name contains `no-such-adapter`", "gpu:N"],
+    );
+    if !have_fallback_adapter() {
+        return;
+    }
+    // The software adapter, by its index and by part of its name.
+    let (index, name) = adapters
+        .iter()
+        .find(|a| a["device_type"] == "cpu")
+        .map(|a| {
+            (
+                a["index"].as_u64().expect("index"),
+                a["name"].as_str().expect("name").to_string(),
+            )
+        })
+        .expect("the fallback adapter is listed");
+    let part: String = name.chars().take(5).collect();
+    for choice in [format!("gpu:{index}"), part.to_uppercase()] {
+        let r = report(&[
+            "train",
+            "--data",
+            &iris(),
+            "--device",
+            &choice,
+            "--epochs",
+            "1",
+            "--json",
+        ]);
+        assert_eq!(r["adapter"], name.as_str(), "--device {choice}");
+    }
+}

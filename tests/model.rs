@@ -92,11 +92,21 @@ fn names_parse_and_unknown_names_are_errors() {
         .unwrap_err()
         .to_string()
         .contains("hinge"));
-    assert!("tpu"
+    let err = "tpu".parse::<Device>().unwrap_err().to_string();
+    assert!(
+        err.contains("no adapter name contains `tpu`") && err.contains("gpu:N"),
+        "{err}"
+    );
+    assert_eq!(
+        "gpu:3".parse::<Device>().expect("an index"),
+        Device::Adapter(3)
+    );
+    assert_eq!(Device::Adapter(3).to_string(), "gpu:3");
+    assert!("gpu:x"
         .parse::<Device>()
         .unwrap_err()
         .to_string()
-        .contains("expected one of auto, gpu, fallback, cpu"));
+        .contains("gpu:N"));
 }
 
 #[test]

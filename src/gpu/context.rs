@@ -42,6 +42,93 @@ fn api_rank(backend: wgpu::Backend) -> u8 {
     }
 }
 
+/// One adapter as `wgtrain devices` lists it: its place in the list (`--device gpu:N`), what it is, and
+/// the limits that decide what fits on it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct AdapterSummary {
+    pub index: usize,
+    pub name: String,
+    /// The graphics API: vulkan, metal, dx12 or gl.
+    pub api: String,
+    /// discrete, integrated, virtual, cpu (a software adapter) or other.
+    pub device_type: String,
+    pub driver: String,
+    /// Largest buffer, and largest storage binding, in bytes.
+    pub max_buffer_size: u64,
+    pub max_storage_buffer_binding_size: u64,
+    pub max_compute_invocations_per_workgroup: u32,
+    pub max_compute_workgroup_storage_size: u32,
+    pub timestamp_queries: bool,
+}
+
+/// Every adapter in `wgtrain devices` order: the order `--device gpu:N` counts in.
+pub fn adapter_summaries() -> Vec<AdapterSummary> {
+    adapters()
+        .iter()
+        .enumerate()
+        .map(|(index, adapter)| {
+            let info = describe(&adapter.get_info());
+            let limits = adapter.limits();
+            AdapterSummary {
+                index,
+                name: info.adapter,
+                api: info.api,
+                device_type: info.device_type,
+                driver: info.driver,
+                max_buffer_size: limits.max_buffer_size,
+                max_storage_buffer_binding_size: u64::from(limits.max_storage_buffer_binding_size),
+                max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+                max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
+                timestamp_queries: adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY),
+            }
+        })
+        .collect()
+}
+
+/// The adapter at `index` of [`adapter_summaries`].
+pub fn adapter_at(index: usize) -> Result<wgpu::Adapter> {
+    let mut all = adapters();
+    let count = all.len();
+    if index >= count {
+        return Err(Error::value(
+            "device",
+            format!(
+                "gpu:{index}, and wgpu sees {count} adapter{} (`wgtrain devices` lists them)",
+                if count == 1 { "" } else { "s" }
+            ),
+        ));
+    }
+    Ok(all.swap_remove(index))
+}
+
+/// The index of the adapter whose name contains `text` (ignoring case); among several, the one `auto`
+/// would rank first (hardware before software, native APIs before GL), else the first listed.
+pub fn find_adapter(text: &str) -> Result<usize> {
+    let wanted = text.to_lowercase();
+    let all = adapters();
+    let infos: Vec<wgpu::AdapterInfo> = all.iter().map(wgpu::Adapter::get_info).collect();
+    infos
+        .iter()
+        .enumerate()
+        .filter(|(_, info)| info.name.to_lowercase().contains(&wanted))
+        .min_by_key(|(i, info)| (hardware_rank(info).unwrap_or(3), api_rank(info.backend), *i))
+        .map(|(i, _)| i)
+        .ok_or_else(|| {
+            let names: Vec<String> = infos
+                .iter()
+                .map(|i| crate::error::quote(&i.name))
+                .collect();
+            Error::value(
+                "device",
+                format!(
+                    "no adapter name contains {} (adapters: {}); expected auto, gpu, gpu:N, fallback, cpu or part of an adapter name",
+                    crate::error::quote(text),
+                    if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                ),
+            )
+        })
+}
+
 /// Every adapter wgpu can see, for listings.
 pub fn list_adapters() -> Vec<wgpu::AdapterInfo> {
     adapters().iter().map(wgpu::Adapter::get_info).collect()

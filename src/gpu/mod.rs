@@ -5,7 +5,10 @@ mod context;
 mod profile;
 mod tune;
 
-pub use context::{fallback_adapter, hardware_adapter, list_adapters};
+pub use context::{
+    adapter_at, adapter_summaries, fallback_adapter, find_adapter, hardware_adapter, list_adapters,
+    AdapterSummary,
+};
 
 /// The wgpu feature that lets [`Backend::profile`] time each kernel on this backend.
 pub const TIMESTAMP_QUERY: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY;

@@ -3,7 +3,7 @@
 use crate::arch;
 use crate::arch::{hidden_activation, network_shape, parse_layers};
 use crate::checks::{record_limit, warn_ignored};
-use crate::{EvalArgs, PredictArgs, SummaryArgs};
+use crate::{DevicesArgs, EvalArgs, PredictArgs, SummaryArgs};
 use wgtrain::checkpoint::{self, ModelMeta};
 use wgtrain::data::{self, CsvOptions, Dataset, Task, TaskChoice};
 use wgtrain::{metrics, Device, Error, Loss, Model, Network, Result};
@@ -367,24 +367,53 @@ pub fn summary(args: &SummaryArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn devices() -> Result<()> {
+pub fn devices(args: &DevicesArgs) -> Result<()> {
     // What a run would use: WGTRAIN_DEVICE when set (checked like any run), else auto.
     let device = Device::from_env()?;
-    let adapters = wgtrain::gpu::list_adapters();
+    let adapters = wgtrain::gpu::adapter_summaries();
+    let chosen = device.open()?;
+    if args.json {
+        let picked = serde_json::json!({
+            "device": device.to_string(),
+            "backend": chosen.info().backend,
+            "adapter": chosen.info().adapter,
+        });
+        say!(
+            "{}",
+            serde_json::json!({ "adapters": json(&adapters)?, "picked": picked })
+        )?;
+        return Ok(());
+    }
     if adapters.is_empty() {
         say!("wgpu sees no adapter")?;
-    }
-    for info in &adapters {
+    } else {
         say!(
-            "{:<12} {:<8} {} ({} {})",
-            format!("{:?}", info.device_type),
-            info.backend.to_str(),
-            info.name,
-            info.driver,
-            info.driver_info
+            "{:<7} {:<34} {:<7} {:<11} {:>10} {:>10} {:>6} {:<5} driver",
+            "device",
+            "adapter",
+            "api",
+            "type",
+            "buffer",
+            "binding",
+            "group",
+            "timer"
         )?;
     }
-    let chosen = device.open()?;
+    let mib = |bytes: u64| format!("{} MiB", bytes >> 20);
+    for a in &adapters {
+        say!(
+            "{:<7} {:<34} {:<7} {:<11} {:>10} {:>10} {:>6} {:<5} {}",
+            format!("gpu:{}", a.index),
+            a.name,
+            a.api,
+            a.device_type,
+            mib(a.max_buffer_size),
+            mib(a.max_storage_buffer_binding_size),
+            a.max_compute_invocations_per_workgroup,
+            if a.timestamp_queries { "yes" } else { "no" },
+            a.driver
+        )?;
+    }
     say!(
         "{device} picks: {} ({})",
         chosen.info().adapter,

@@ -45,8 +45,8 @@ enum Command {
     Predict(PredictArgs),
     /// Print a network's layers and parameter counts
     Summary(SummaryArgs),
-    /// List the adapters wgpu sees and the one `auto` picks
-    Devices,
+    /// List the adapters wgpu sees (`--device gpu:N` picks one) and the one a run would use
+    Devices(DevicesArgs),
 }
 
 /// `auto` or a fixed output activation.
@@ -265,8 +265,16 @@ pub struct TrainArgs {
 }
 
 #[derive(Args, Clone, Debug)]
+pub struct DevicesArgs {
+    /// One JSON object: every adapter (index, name, api, type, driver, limits) and the one picked
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Clone, Debug)]
 pub struct DeviceArg {
-    /// auto, gpu, fallback or cpu [default: $WGTRAIN_DEVICE, else auto]
+    /// auto, gpu (the best hardware GPU), gpu:N (the N-th adapter of `wgtrain devices`), fallback,
+    /// cpu, or part of an adapter name [default: $WGTRAIN_DEVICE, else auto]
     #[arg(long, value_parser = parse::<Device>)]
     pub device: Option<Device>,
 }
@@ -467,7 +475,7 @@ fn main() {
         Some(Command::Eval(args)) => commands::eval(&args),
         Some(Command::Predict(args)) => commands::predict(&args),
         Some(Command::Summary(args)) => commands::summary(&args),
-        Some(Command::Devices) => commands::devices(),
+        Some(Command::Devices(args)) => commands::devices(&args),
     };
     if let Err(e) = result {
         complain(&format!("error: {e}"));
