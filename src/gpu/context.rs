@@ -76,7 +76,7 @@ pub fn adapter_summaries() -> Vec<AdapterSummary> {
                 device_type: info.device_type,
                 driver: info.driver,
                 max_buffer_size: limits.max_buffer_size,
-                max_storage_buffer_binding_size: u64::from(limits.max_storage_buffer_binding_size),
+                max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
                 max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
                 max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
                 timestamp_queries: adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY),
