@@ -53,6 +53,7 @@ step() {
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv >"$OUT/nvidia-smi.txt" 2>&1
 cat "$OUT/nvidia-smi.txt"
 step devices 60 "$BIN/wgtrain" devices
+step devices-json 60 "$BIN/wgtrain" devices --json
 step bench-mlp 240 "$BIN/bench" --device "$DEVICE" --workload mlp
 step bench-cnn 240 "$BIN/bench" --device "$DEVICE" --workload cnn --conv both
 ls -l "$OUT/tuning" 2>/dev/null && cat "$OUT"/tuning/*.tuning 2>/dev/null
