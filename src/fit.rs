@@ -62,6 +62,9 @@ impl Default for FitConfig {
     }
 }
 
+/// The most classes whose validation F1 is computed each epoch (its counts take `classes²` floats).
+pub const MAX_SCORED_CLASSES: usize = 1024;
+
 /// What one epoch measured. Accuracies are `None` for regression.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -190,7 +193,8 @@ pub fn fit(
             )));
         }
         let (val, val_score) = match &validation {
-            Some((v, vy, _)) if classify => {
+            // The confusion counts take classes² floats on the device: past a thousand classes, no F1.
+            Some((v, vy, _)) if classify && model.network().outputs() <= MAX_SCORED_CLASSES => {
                 let (stats, confusion) = model.evaluate_with_confusion(&v.features, vy)?;
                 let names = &v.class_names;
                 let f1 = crate::metrics::class_scores(&confusion, names).1.f1 as f32;
@@ -198,7 +202,10 @@ pub fn fit(
             }
             Some((v, vy, rows)) => {
                 let stats = model.evaluate_checked(*rows, &v.features, vy)?;
-                (Some(stats), r_squared(model, v, stats.loss))
+                let r2 = (!classify)
+                    .then(|| r_squared(model, v, stats.loss))
+                    .flatten();
+                (Some(stats), r2)
             }
             None => (None, None),
         };

@@ -125,8 +125,11 @@ impl Encoder {
             let coding = match vocabulary {
                 Some(vocabulary) => {
                     let mut counts = vec![0usize; vocabulary.len()];
+                    // Indices past the vocabulary (a hand-built dataset) count for nothing.
                     for v in cells.filter(|v| !v.is_nan()) {
-                        counts[*v as usize] += 1;
+                        if let Some(count) = counts.get_mut(*v as usize) {
+                            *count += 1;
+                        }
                     }
                     let mut categories: Vec<String> = (0..vocabulary.len())
                         .filter(|&i| counts[i] > 0)

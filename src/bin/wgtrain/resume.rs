@@ -135,7 +135,7 @@ pub fn prepare(args: &TrainArgs, path: &Path) -> Result<Resumed> {
         resumed.patience,
         wgtrain::fit::best_so_far(&training.history),
     ) {
-        if done - best >= patience {
+        if done.saturating_sub(best) >= patience {
             return Err(invalid(
                 "--resume",
                 format!(
