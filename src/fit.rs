@@ -194,8 +194,9 @@ pub fn fit(
         }
         let (val, val_score) = match &validation {
             // The confusion counts take classes² floats on the device: past a thousand classes, no F1.
-            Some((v, vy, _)) if classify && model.network().outputs() <= MAX_SCORED_CLASSES => {
-                let (stats, confusion) = model.evaluate_with_confusion(&v.features, vy)?;
+            Some((v, vy, rows)) if classify && model.network().outputs() <= MAX_SCORED_CLASSES => {
+                let (stats, confusion) =
+                    model.evaluate_with_confusion_checked(*rows, &v.features, vy)?;
                 let names = &v.class_names;
                 let f1 = crate::metrics::class_scores(&confusion, names).1.f1 as f32;
                 (Some(stats), Some(f1))

@@ -14,17 +14,8 @@ mod mnist;
 #[path = "../examples/mnist_cnn.rs"]
 mod mnist_cnn;
 
-use common::gpu_backend;
+use common::devices;
 use wgtrain::Device;
-
-/// The devices to check: the CPU, and the fallback adapter when the GPU tests have one.
-fn devices() -> Vec<Device> {
-    let mut devices = vec![Device::Cpu];
-    if gpu_backend().is_some() {
-        devices.push(Device::Fallback);
-    }
-    devices
-}
 
 fn at_least(what: &str, device: Device, accuracy: f32, target: f32) {
     println!("{what} on {device}: {accuracy:.4}");

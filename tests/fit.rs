@@ -253,11 +253,7 @@ fn fit_follows_the_schedule() {
 fn a_resumed_run_equals_an_unbroken_one() {
     let data = dataset(50);
     let (train, validation) = data.split(0.2, 3).expect("split");
-    let mut devices = vec![Device::Cpu];
-    if common::gpu_backend().is_some() {
-        devices.push(Device::Fallback);
-    }
-    for device in devices {
+    for device in common::devices() {
         let config = FitConfig {
             epochs: 10,
             batch_size: 8,
@@ -371,11 +367,7 @@ fn validation_scores_follow_the_predictions_of_each_epoch() {
         .dense(1, Activation::Linear)
         .build(Loss::Mse)
         .expect("valid");
-    let mut devices = vec![Device::Cpu];
-    if common::gpu_backend().is_some() {
-        devices.push(Device::Fallback);
-    }
-    for device in devices {
+    for device in common::devices() {
         let config = FitConfig {
             epochs: 4,
             batch_size: 8,

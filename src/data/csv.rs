@@ -497,15 +497,7 @@ fn encode_target_column(
             classes.push(v.clone());
         }
     }
-    if numbers.is_some() {
-        classes.sort_by(|a, b| {
-            a.parse::<f64>()
-                .unwrap_or(0.0)
-                .total_cmp(&b.parse::<f64>().unwrap_or(0.0))
-        });
-    } else {
-        classes.sort();
-    }
+    super::sort_names(&mut classes);
     if classes.len() < 2 {
         return Err(Error::format(
             path,

@@ -66,18 +66,6 @@ pub struct Unseen {
     pub first: Option<(String, String, String)>,
 }
 
-/// Categories in a stable order: by number when every one is a number, else by text.
-fn sort_categories(categories: &mut [String]) {
-    let numbers: Option<Vec<f64>> = categories.iter().map(|c| c.parse().ok()).collect();
-    match numbers {
-        Some(_) => categories.sort_by(|a, b| {
-            let (x, y): (f64, f64) = (a.parse().unwrap_or(0.0), b.parse().unwrap_or(0.0));
-            x.total_cmp(&y).then_with(|| a.cmp(b))
-        }),
-        None => categories.sort(),
-    }
-}
-
 /// The median of `values` (not empty): the mean of the two middle values for an even count.
 fn median(values: &mut [f32]) -> f32 {
     values.sort_by(f32::total_cmp);
@@ -135,7 +123,7 @@ impl Encoder {
                         .filter(|&i| counts[i] > 0)
                         .map(|i| vocabulary[i].clone())
                         .collect();
-                    sort_categories(&mut categories);
+                    super::sort_names(&mut categories);
                     if categories.len() > max_categories {
                         return Err(Error::value(
                             "max-categories",

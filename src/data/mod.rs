@@ -180,6 +180,20 @@ impl Dataset {
     }
 }
 
+/// Class or category names in a stable order: by value when every one is a finite number (`2` before
+/// `10`), else by text.
+pub(crate) fn sort_names(names: &mut [String]) {
+    let number = |n: &String| n.trim().parse::<f64>().ok().filter(|v| v.is_finite());
+    if names.iter().all(|n| number(n).is_some()) {
+        names.sort_by(|a, b| {
+            let (x, y) = (number(a).unwrap_or(0.0), number(b).unwrap_or(0.0));
+            x.total_cmp(&y).then_with(|| a.cmp(b))
+        });
+    } else {
+        names.sort();
+    }
+}
+
 /// `line N` (the physical line in the file) where the row's line is known, else `row N` (from 1).
 pub fn row_name(lines: &[u64], row: usize) -> String {
     match lines.get(row) {

@@ -90,6 +90,8 @@ pub struct Model {
     weighting: Option<Weighting>,
     /// `classes²` confusion counts, allocated by the first [`Model::evaluate_with_confusion`].
     confusion: Option<BufferId>,
+    /// One weight per class, allocated by the first weighted [`Model::set_cross_entropy`] and kept.
+    class_weights: Option<BufferId>,
 }
 
 /// Refuses `request` on `backend` (see [`crate::memory::check`]).
@@ -166,6 +168,7 @@ impl Model {
             conv_algorithm,
             weighting: None,
             confusion: None,
+            class_weights: None,
         };
         let initial = model.network.init_parameters(seed);
         model.set_parameters(&initial)?;

@@ -94,9 +94,13 @@ impl Model {
             ));
         }
         options.check(classes)?;
-        let class_weights = match self.weighting {
-            Some(w) => w.class_weights,
-            None => self.backend.alloc("class weights", classes)?,
+        let class_weights = match self.class_weights {
+            Some(buffer) => buffer,
+            None => {
+                let buffer = self.backend.alloc("class weights", classes)?;
+                self.class_weights = Some(buffer);
+                buffer
+            }
         };
         let ones = vec![1.0; classes];
         let weights = options.class_weights.as_deref().unwrap_or(&ones);
@@ -306,6 +310,19 @@ impl Model {
         inputs: &[f32],
         targets: &[f32],
     ) -> Result<EpochStats> {
+        self.run_evaluation(Plan::Evaluate, rows, inputs, targets)?;
+        self.read_stats(rows)
+    }
+
+    /// Runs `plan` (an evaluation) over `rows` checked rows in chunks of the batch capacity, the running
+    /// sums zeroed first; nothing is read back.
+    fn run_evaluation(
+        &mut self,
+        plan: Plan,
+        rows: usize,
+        inputs: &[f32],
+        targets: &[f32],
+    ) -> Result<()> {
         let chunk = self.chunk_rows(rows);
         self.ensure_capacity(chunk)?;
         self.reset_stats()?;
@@ -316,10 +333,10 @@ impl Model {
                 &inputs[start * n_in..end * n_in],
                 &targets[start * n_target..end * n_target],
             )?;
-            let plan = self.plan(Plan::Evaluate, end - start)?;
-            self.run(&plan)?;
+            let kernels = self.plan(plan, end - start)?;
+            self.run(&kernels)?;
         }
-        self.read_stats(rows)
+        Ok(())
     }
 
     /// [`Model::evaluate`] and the confusion matrix of a classifier (`confusion[true][predicted]`, the
@@ -331,8 +348,16 @@ impl Model {
         targets: &[f32],
     ) -> Result<(EpochStats, Vec<Vec<usize>>)> {
         let rows = self.check_data(inputs, Some(targets))?;
-        let chunk = self.chunk_rows(rows);
-        self.ensure_capacity(chunk)?;
+        self.evaluate_with_confusion_checked(rows, inputs, targets)
+    }
+
+    /// [`Model::evaluate_with_confusion`] on data already checked (`rows` rows).
+    pub(crate) fn evaluate_with_confusion_checked(
+        &mut self,
+        rows: usize,
+        inputs: &[f32],
+        targets: &[f32],
+    ) -> Result<(EpochStats, Vec<Vec<usize>>)> {
         let classes = self.network.outputs().max(2);
         let counts = match self.confusion {
             Some(buffer) => buffer,
@@ -344,17 +369,7 @@ impl Model {
         };
         self.backend
             .write(counts, 0, &vec![0.0; classes * classes])?;
-        self.reset_stats()?;
-        let (n_in, n_target) = (self.network.inputs(), self.target_width());
-        for start in (0..rows).step_by(chunk) {
-            let end = (start + chunk).min(rows);
-            self.upload(
-                &inputs[start * n_in..end * n_in],
-                &targets[start * n_target..end * n_target],
-            )?;
-            let plan = self.plan(Plan::Score, end - start)?;
-            self.run(&plan)?;
-        }
+        self.run_evaluation(Plan::Score, rows, inputs, targets)?;
         let stats = self.read_stats(rows)?;
         let bits = self.backend.read(counts.region(classes * classes))?;
         let confusion = bits

@@ -142,3 +142,13 @@ pub fn parity(
     cpu_out
 }
 pub mod cli;
+
+/// The devices a whole-run test checks: the CPU backend, and the fallback adapter when the GPU tests have
+/// one (under `CI=true`, [`gpu_backend`] fails without it).
+pub fn devices() -> Vec<wgtrain::Device> {
+    let mut devices = vec![wgtrain::Device::Cpu];
+    if gpu_backend().is_some() {
+        devices.push(wgtrain::Device::Fallback);
+    }
+    devices
+}

@@ -277,6 +277,23 @@ fn class_weight_sum() {
     }
 }
 
+/// The `cross_entropy_grad` op over buffers laid out as prediction, target, class weights, stats, grad,
+/// row_loss, row_hits.
+fn cross_entropy_op(b: &[BufferId], rows: usize, cols: usize, label_smoothing: f32) -> Op {
+    Op::CrossEntropyGrad(CrossEntropyGrad {
+        prediction: b[0].region(rows * cols),
+        target: b[1].region(rows),
+        class_weights: b[2].region(cols),
+        stats: b[3].region(STATS_LEN),
+        grad: b[4].region(rows * cols),
+        row_loss: b[5].region(rows),
+        row_hits: b[6].region(rows),
+        rows,
+        cols,
+        label_smoothing,
+    })
+}
+
 /// torch's documented CrossEntropyLoss with `weight` and `label_smoothing`, in f64: the target
 /// distribution `q_c = (1 − ε) [c = y] + ε / C`, `ℓ_i = −Σ_c w_c q_c log p_c`, mean `Σ_i ℓ_i / Σ_i w_{y_i}`.
 fn torch_cross_entropy(z: &[f64], target: &[f32], weights: &[f32], smoothing: f64) -> f64 {
@@ -322,20 +339,7 @@ fn cross_entropy_grad() {
             vec![0.0; rows],
             vec![0.0; rows],
         ];
-        let make = |b: &[BufferId]| {
-            Op::CrossEntropyGrad(CrossEntropyGrad {
-                prediction: b[0].region(rows * cols),
-                target: b[1].region(rows),
-                class_weights: b[2].region(cols),
-                stats: b[3].region(STATS_LEN),
-                grad: b[4].region(rows * cols),
-                row_loss: b[5].region(rows),
-                row_hits: b[6].region(rows),
-                rows,
-                cols,
-                label_smoothing: smoothing as f32,
-            })
-        };
+        let make = |b: &[BufferId]| cross_entropy_op(b, rows, cols, smoothing as f32);
         let what = format!("cross_entropy_grad {rows}x{cols} ε {smoothing}");
         let out = match gpu.as_mut() {
             Some(gpu) => parity(gpu, &what, &buffers, ELEMENTWISE, &make),
@@ -385,20 +389,7 @@ fn cross_entropy_grad_without_weights_is_loss_grad() {
             vec![0.0; rows],
             vec![0.0; rows],
         ],
-        &|b| {
-            Op::CrossEntropyGrad(CrossEntropyGrad {
-                prediction: b[0].region(rows * cols),
-                target: b[1].region(rows),
-                class_weights: b[2].region(cols),
-                stats: b[3].region(STATS_LEN),
-                grad: b[4].region(rows * cols),
-                row_loss: b[5].region(rows),
-                row_hits: b[6].region(rows),
-                rows,
-                cols,
-                label_smoothing: 0.0,
-            })
-        },
+        &|b| cross_entropy_op(b, rows, cols, 0.0),
     );
     let plain = crate::common::run_op(
         &mut cpu,

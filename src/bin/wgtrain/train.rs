@@ -323,7 +323,12 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         resume_best: None,
         progress: !args.quiet && !args.json,
     };
-    let data_crc32 = resume::data_crc32(&train);
+    // Only a saved or resumed state needs the rows' checksum.
+    let data_crc32 = if args.save_state || resumed.is_some() {
+        resume::data_crc32(&train)
+    } else {
+        0
+    };
     if let Some(r) = &resumed {
         if r.data_crc32 != data_crc32 {
             return Err(invalid(
