@@ -244,6 +244,18 @@ fn too_many_categories_is_an_error_naming_the_way_out() {
         assert!(err.to_string().contains(word), "`{err}` lacks {word}");
     }
     assert!(Encoder::fit(&d, Missing::Error, 4).is_ok());
+    // A column named like another column's category would give two inputs one name.
+    let clash = parse(
+        "city,city=Paris,y\nParis,1,0\nLyon,2,1\n",
+        &CsvOptions::default(),
+    )
+    .expect("load");
+    let err = Encoder::fit(&clash, Missing::Error, 100).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("two inputs would be named `city=Paris`"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -180,7 +180,24 @@ impl Encoder {
             };
             columns.push(coding);
         }
-        Ok(Encoder { missing, columns })
+        let encoder = Encoder { missing, columns };
+        // A column named like another column's category (`city=Paris` beside `city`) would give two
+        // inputs one name.
+        let mut seen = std::collections::HashSet::new();
+        if let Some(name) = encoder
+            .output_names()
+            .into_iter()
+            .find(|n| !seen.insert(n.clone()))
+        {
+            return Err(Error::value(
+                "columns",
+                format!(
+                    "two inputs would be named {}: a column has the name of another column's category; rename or --ignore one of them",
+                    quote(&name)
+                ),
+            ));
+        }
+        Ok(encoder)
     }
 
     /// The file's columns the encoder reads, in order.

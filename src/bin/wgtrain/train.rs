@@ -276,6 +276,13 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     meta.target_standardizer = target_scale;
     meta.encoder = encoder;
     meta.class_names = train.class_names.clone();
+    // What will be saved must load again: checked now, before any training.
+    meta.check().map_err(|message| {
+        invalid(
+            "--data",
+            format!("the model would be saved with metadata that does not load back: {message}"),
+        )
+    })?;
     let initial = match &args.init {
         Some(init) => {
             if let Some(saved) = &init_meta {
