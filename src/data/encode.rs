@@ -325,8 +325,25 @@ impl Encoder {
             }
         }
         let width = self.width();
-        let too_big = || Error::Memory(format!("{} rows × {width} encoded inputs", rows));
+        let too_big = || {
+            Error::Memory(format!(
+                "{}: {rows} rows × {width} encoded inputs do not fit in memory (a column with many categories? --ignore it or lower --max-categories)",
+                path.display()
+            ))
+        };
         let total = rows.checked_mul(width).ok_or_else(too_big)?;
+        // The encoded rows, and the copies training makes of them, must fit beside each other.
+        let bytes = total as u128 * 4;
+        if let Some(available) = crate::memory::host_available_bytes() {
+            if bytes * 2 > u128::from(available) {
+                return Err(Error::Memory(format!(
+                    "{}: {rows} rows × {width} encoded inputs take {}, which with the copy training makes is more than the {} the host has available (a column with many categories? --ignore it or lower --max-categories)",
+                    path.display(),
+                    crate::memory::human_bytes(bytes),
+                    crate::memory::human_bytes(available.into())
+                )));
+            }
+        }
         let mut out: Vec<f32> = Vec::new();
         out.try_reserve_exact(total).map_err(|_| too_big())?;
         let mut unseen = Unseen::default();
