@@ -22,6 +22,30 @@ if ! have_vulkan; then
     fi
 fi
 
+# onnx and ONNX Runtime for the export tests (tests/onnx.rs), from PyPI into a venv under target/; the
+# tests find its Python through WGTRAIN_ONNX_PYTHON (without one they say SKIPPED, and fail under CI=true).
+onnx_venv=target/onnx-venv
+onnx_ready() { "$1" -c "import onnx, onnxruntime, numpy" >/dev/null 2>&1; }
+if [ -z "${WGTRAIN_ONNX_PYTHON:-}" ]; then
+    if ! python3 -c "import venv, ensurepip" >/dev/null 2>&1 &&
+        [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing Python's venv module (python3-venv) for the ONNX Runtime tests"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null
+    fi
+    if ! onnx_ready "$onnx_venv/bin/python"; then
+        echo "installing onnx and onnxruntime into $onnx_venv"
+        mkdir -p target
+        python3 -m venv "$onnx_venv" &&
+            "$onnx_venv/bin/pip" install -q --disable-pip-version-check "onnx>=1.14" "onnxruntime>=1.16" numpy ||
+            echo "warning: could not install onnx and onnxruntime; the ONNX Runtime checks will skip (and fail under CI=true)" >&2
+    fi
+    if onnx_ready "$onnx_venv/bin/python"; then
+        export WGTRAIN_ONNX_PYTHON="$PWD/$onnx_venv/bin/python"
+    fi
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
     echo "error: cargo not found; install a Rust toolchain (https://rustup.rs)" >&2
     exit 1

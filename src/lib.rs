@@ -45,6 +45,7 @@ pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod network;
+pub mod onnx;
 pub mod ops;
 pub mod optim;
 pub mod plot;

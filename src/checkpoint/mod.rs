@@ -16,7 +16,8 @@ use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
-use tensors::{read_file, read_tensors, tensors_of, transpose};
+use tensors::{read_file, read_tensors};
+pub use tensors::{torch_tensors, TorchTensor};
 
 pub mod state;
 mod tensors;
@@ -323,56 +324,22 @@ fn write(
 ) -> Result<()> {
     let network = meta.network()?;
     let meta = &meta.upgraded(&network);
-    let indices = network.parametrised_layers();
-    if params.len() != indices.len() {
-        return Err(Error::shape(
-            "parameters",
-            format!("{} layers with parameters", indices.len()),
-            params.len(),
-        ));
-    }
     let mut tensors: Vec<(String, Vec<usize>, Dtype, Vec<u8>)> = Vec::new();
-    for (layer, &i) in params.iter().zip(&indices) {
-        let state_specs = network.state(i);
-        if layer.state.len() != state_specs.len() {
-            return Err(Error::shape(
-                format!("layer {i} state"),
-                format!("{} tensors", state_specs.len()),
-                layer.state.len(),
-            ));
-        }
-        let values = [&layer.weights, &layer.bias]
-            .into_iter()
-            .chain(&layer.state);
-        for (spec, values) in tensors_of(&network, i).iter().zip(values) {
-            if values.len() as u128 != spec.len() {
-                return Err(Error::shape(
-                    format!("layer {i} {}", spec.name),
-                    spec.len(),
-                    values.len(),
-                ));
-            }
-            let values = if spec.transposed {
-                // stored [in…, out], PyTorch's [out, in…]
-                let rest: usize = spec.torch_shape[1..].iter().product();
-                transpose(values, rest, spec.torch_shape[0])
-            } else {
-                values.clone()
-            };
-            // A scalar buffer (batch norm's num_batches_tracked) is an int64 count in PyTorch.
-            let (dtype, bytes) = if spec.torch_shape.is_empty() {
-                let counts: Vec<i64> = values.iter().map(|&v| v as i64).collect();
-                (Dtype::I64, bytemuck::cast_slice(&counts).to_vec())
-            } else {
-                (Dtype::F32, bytemuck::cast_slice(&values).to_vec())
-            };
-            tensors.push((
-                format!("layers.{i}.{}", spec.name),
-                spec.torch_shape.clone(),
-                dtype,
-                bytes,
-            ));
-        }
+    for tensor in torch_tensors(&network, params)? {
+        let spec = &tensor.spec;
+        // A scalar buffer (batch norm's num_batches_tracked) is an int64 count in PyTorch.
+        let (dtype, bytes) = if spec.torch_shape.is_empty() {
+            let counts: Vec<i64> = tensor.values.iter().map(|&v| v as i64).collect();
+            (Dtype::I64, bytemuck::cast_slice(&counts).to_vec())
+        } else {
+            (Dtype::F32, bytemuck::cast_slice(&tensor.values).to_vec())
+        };
+        tensors.push((
+            format!("layers.{}.{}", tensor.layer, spec.name),
+            spec.torch_shape.clone(),
+            dtype,
+            bytes,
+        ));
     }
     for (name, values) in extra {
         let shape = vec![values.len()];

@@ -96,10 +96,68 @@ fn tensor_extent(header: &[u8]) -> Option<u64> {
 }
 
 /// `values` as `[rows, cols]` row-major, transposed to `[cols, rows]`.
-pub(super) fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0.0; values.len()];
     crate::ops::layout::transpose_batched(values, &mut out, rows, cols);
     out
+}
+
+/// One tensor of a network in PyTorch's layout, as a checkpoint stores it (and an exporter needs it).
+pub struct TorchTensor {
+    /// The layer's index in the network.
+    pub layer: usize,
+    pub spec: ParamSpec,
+    /// Row-major in `spec.torch_shape`.
+    pub values: Vec<f32>,
+}
+
+/// Every parameter and state tensor of `network` from `params` (one entry per layer with parameters), in
+/// PyTorch's layout; an error names a tensor whose size does not match.
+pub fn torch_tensors(network: &Network, params: &[LayerParams]) -> Result<Vec<TorchTensor>> {
+    let indices = network.parametrised_layers();
+    if params.len() != indices.len() {
+        return Err(Error::shape(
+            "parameters",
+            format!("{} layers with parameters", indices.len()),
+            params.len(),
+        ));
+    }
+    let mut tensors = Vec::new();
+    for (layer, &i) in params.iter().zip(&indices) {
+        let state_specs = network.state(i);
+        if layer.state.len() != state_specs.len() {
+            return Err(Error::shape(
+                format!("layer {i} state"),
+                format!("{} tensors", state_specs.len()),
+                layer.state.len(),
+            ));
+        }
+        let values = [&layer.weights, &layer.bias]
+            .into_iter()
+            .chain(&layer.state);
+        for (spec, values) in tensors_of(network, i).into_iter().zip(values) {
+            if values.len() as u128 != spec.len() {
+                return Err(Error::shape(
+                    format!("layer {i} {}", spec.name),
+                    spec.len(),
+                    values.len(),
+                ));
+            }
+            let values = if spec.transposed {
+                // stored [in…, out], PyTorch's [out, in…]
+                let rest: usize = spec.torch_shape[1..].iter().product();
+                transpose(values, rest, spec.torch_shape[0])
+            } else {
+                values.clone()
+            };
+            tensors.push(TorchTensor {
+                layer: i,
+                spec,
+                values,
+            });
+        }
+    }
+    Ok(tensors)
 }
 
 /// How tensors are numbered: by layer (format 2, as `nn.Sequential` numbers its modules) or by layer with
@@ -111,7 +169,7 @@ enum Numbering {
 }
 
 /// A layer's parameters, then its state tensors.
-pub(super) fn tensors_of(network: &Network, i: usize) -> Vec<ParamSpec> {
+fn tensors_of(network: &Network, i: usize) -> Vec<ParamSpec> {
     let mut specs = network.params(i);
     specs.extend(network.state(i));
     specs

@@ -11,7 +11,7 @@ mod dropout;
 mod flatten;
 mod pool;
 
-pub use batch_norm::BatchNorm;
+pub use batch_norm::{BatchNorm, EPS as BATCH_NORM_EPS};
 pub use conv2d::Conv2d;
 pub use dense::Dense;
 pub use dropout::Dropout;

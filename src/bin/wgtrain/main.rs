@@ -1,5 +1,5 @@
-//! The `wgtrain` command line: train, eval, predict, summary, devices. With no command it trains the bundled
-//! MNIST subset. Bad input prints one `error: …` line on stderr and exits with code 2.
+//! The `wgtrain` command line: train, eval, predict, summary, devices, export. With no command it trains
+//! the bundled MNIST subset. Bad input prints one `error: …` line on stderr and exits with code 2.
 
 /// `println!` that returns an error instead of panicking when standard output cannot be written (a full
 /// disk, a pipe whose reader has gone).
@@ -12,6 +12,7 @@ macro_rules! say {
 mod arch;
 mod checks;
 mod commands;
+mod export;
 mod job;
 mod objective;
 mod optimizer;
@@ -47,6 +48,8 @@ enum Command {
     Summary(SummaryArgs),
     /// List the adapters wgpu sees (`--device gpu:N` picks one) and the one a run would use
     Devices(DevicesArgs),
+    /// Write a saved model as ONNX, its input preprocessing included
+    Export(export::ExportArgs),
 }
 
 /// `auto` or a fixed output activation.
@@ -476,6 +479,7 @@ fn main() {
         Some(Command::Predict(args)) => commands::predict(&args),
         Some(Command::Summary(args)) => commands::summary(&args),
         Some(Command::Devices(args)) => commands::devices(&args),
+        Some(Command::Export(args)) => export::run(&args),
     };
     if let Err(e) = result {
         complain(&format!("error: {e}"));
