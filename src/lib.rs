@@ -50,6 +50,7 @@ pub mod ops;
 pub mod optim;
 pub mod plot;
 pub mod schedule;
+pub mod verify;
 
 pub use activation::Activation;
 pub use backend::{Backend, Counters, DeviceInfo};

@@ -1,5 +1,5 @@
-//! The `wgtrain` command line: train, eval, predict, summary, devices, export. With no command it trains
-//! the bundled MNIST subset. Bad input prints one `error: …` line on stderr and exits with code 2.
+//! The `wgtrain` command line: train, eval, predict, summary, devices, export, verify. With no command it
+//! trains the bundled MNIST subset. Bad input prints one `error: …` line on stderr and exits with code 2.
 
 /// `println!` that returns an error instead of panicking when standard output cannot be written (a full
 /// disk, a pipe whose reader has gone).
@@ -19,6 +19,7 @@ mod optimizer;
 mod resume;
 mod tables;
 mod train;
+mod verify;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -50,6 +51,8 @@ enum Command {
     Devices(DevicesArgs),
     /// Write a saved model as ONNX, its input preprocessing included
     Export(export::ExportArgs),
+    /// Check on the chosen adapter that every op, the gradients and short training runs match the CPU
+    Verify(verify::VerifyArgs),
 }
 
 /// `auto` or a fixed output activation.
@@ -480,6 +483,7 @@ fn main() {
         Some(Command::Summary(args)) => commands::summary(&args),
         Some(Command::Devices(args)) => commands::devices(&args),
         Some(Command::Export(args)) => export::run(&args),
+        Some(Command::Verify(args)) => verify::run(&args),
     };
     if let Err(e) = result {
         complain(&format!("error: {e}"));
