@@ -204,8 +204,16 @@ pub fn export(network: &Network, params: &[LayerParams], meta: &ModelMeta) -> Re
             domain: String::new(),
             version: OPSET,
         }],
-        metadata_props: metadata(meta)?,
+        metadata_props: metadata(meta, sample)?,
     };
+    // Protobuf messages are at most 2 GiB; larger models need ONNX's external data, not written here.
+    let len = model.encoded_len();
+    if len > i32::MAX as usize {
+        return Err(Error::Memory(format!(
+            "an ONNX file is one protobuf message of at most 2 GiB, and this model takes {len} bytes ({} parameters)",
+            network.parameter_count()
+        )));
+    }
     Ok(model.encode_to_vec())
 }
 
@@ -351,7 +359,7 @@ fn task_name(task: Task) -> &'static str {
 }
 
 /// `wgtrain.*` entries: task, target, classes, and how each input column is given.
-fn metadata(meta: &ModelMeta) -> Result<Vec<StringStringEntryProto>> {
+fn metadata(meta: &ModelMeta, sample: Shape) -> Result<Vec<StringStringEntryProto>> {
     let json = |v: &serde_json::Value| {
         serde_json::to_string(v).map_err(|e| Error::InvalidValue {
             what: "metadata".into(),
@@ -391,9 +399,15 @@ fn metadata(meta: &ModelMeta) -> Result<Vec<StringStringEntryProto>> {
             json(&serde_json::json!(meta.class_names))?,
         ),
         ("wgtrain.inputs", json(&serde_json::Value::Array(inputs))?),
+        // The image shape the input takes after the batch, or null for rows.
         (
             "wgtrain.input_shape",
-            json(&serde_json::json!(meta.input_shape))?,
+            json(&match sample {
+                Shape::Image { .. } if meta.encoder.is_none() => {
+                    serde_json::json!(image_dims(sample))
+                }
+                _ => serde_json::Value::Null,
+            })?,
         ),
     ];
     Ok(entries
