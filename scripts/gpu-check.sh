@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # The checks to run on a lent GPU machine, in one call (see the device tool's README): the adapters wgpu
-# sees, then the bench on the hardware GPU — matmuls (4096³ included), the MLP epochs, the CNN both ways
-# (im2col and direct), the workgroup shape the tuner chose for each product — and the cache of choices.
-# Everything lands in $OUT. Build here first and carry the binaries; never build on the device machine:
+# sees, `wgtrain verify` on the GPU, then the bench on the hardware GPU — matmuls (4096³ included), the MLP
+# epochs, the CNN both ways (im2col and direct), the workgroup shape the tuner chose for each product — and
+# the cache of choices.
+# Everything lands in $OUT. Build here first and carry the binary (`wgtrain bench` is the bench); never
+# build on the device machine:
 #
-#   cargo build --release --bin wgtrain --example bench
-#   mkdir -p .gpu-check && cp target/release/wgtrain target/release/examples/bench .gpu-check/
+#   cargo build --release --bin wgtrain
+#   mkdir -p .gpu-check && cp target/release/wgtrain .gpu-check/
 #   echo /.gpu-check/ >>.git/info/exclude
 #   run: carry [".gpu-check", ".gl"], command "bash scripts/gpu-check.sh", timeout_s ~540
 #
 # `.gl` holds the Vulkan loader's .deb files, as the device README describes; they are unpacked first.
 # DEVICE=fallback or cpu runs the same checks on another device (to try the script out here).
-# The PyTorch peers do not run there: the machine reaches no package index, and torch's wheels are larger
-# than what may travel.
+# The PyTorch peers run where Python has torch (not on the lent machine: it reaches no package index, and
+# torch's wheels are larger than what may travel).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,12 +34,10 @@ export NODEVICE_SELECT=1 RUST_LOG=${RUST_LOG:-wgtrain=info}
 # The tuner keeps its choices here, to be read back with the rest.
 export WGTRAIN_CACHE_DIR="$OUT/tuning"
 
-for tool in "$BIN/wgtrain" "$BIN/bench"; do
-    if [ ! -x "$tool" ]; then
-        echo "error: $tool is missing; build here and carry it (see the top of this script)" >&2
-        exit 2
-    fi
-done
+if [ ! -x "$BIN/wgtrain" ]; then
+    echo "error: $BIN/wgtrain is missing; build here and carry it (see the top of this script)" >&2
+    exit 2
+fi
 
 step() {
     local name=$1 limit=$2
@@ -54,6 +54,17 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 cat "$OUT/nvidia-smi.txt"
 step devices 60 "$BIN/wgtrain" devices
 step devices-json 60 "$BIN/wgtrain" devices --json
-step bench-mlp 240 "$BIN/bench" --device "$DEVICE" --workload mlp
-step bench-cnn 240 "$BIN/bench" --device "$DEVICE" --workload cnn --conv both
+step verify 120 "$BIN/wgtrain" verify --device "$DEVICE"
+step bench-mlp 240 "$BIN/wgtrain" bench --device "$DEVICE" --workload mlp
+step bench-cnn 240 "$BIN/wgtrain" bench --device "$DEVICE" --workload cnn --conv both
 ls -l "$OUT/tuning" 2>/dev/null && cat "$OUT"/tuning/*.tuning 2>/dev/null
+
+# The PyTorch peers, measured in the same sitting, where a Python with torch and the peer scripts exist.
+PYTHON=${PYTHON:-python3}
+PEERS=${PEERS:-../shared/peers}
+if [ -d "$PEERS" ] && "$PYTHON" -c "import torch" >/dev/null 2>&1; then
+    step torch-mlp 240 "$PYTHON" "$PEERS/torch_mlp.py"
+    step torch-cnn 240 "$PYTHON" "$PEERS/torch_cnn.py"
+else
+    echo "== PyTorch peers not run: no $PEERS or no torch in $PYTHON"
+fi

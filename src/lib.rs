@@ -28,6 +28,8 @@
 
 pub mod activation;
 pub mod backend;
+/// The benchmark's JSON lines, shared by `wgtrain bench` and `examples/bench.rs`.
+pub mod bench;
 pub mod checkpoint;
 pub mod cpu;
 pub mod data;

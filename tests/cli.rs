@@ -1044,3 +1044,57 @@ fn adapters_are_listed_and_chosen_by_index_or_name() {
         assert_eq!(r["adapter"], name.as_str(), "--device {choice}");
     }
 }
+
+/// `bench --quick` on the CPU: JSON lines of every kind the MLP workload has, then a `# ` summary whose
+/// rows repeat each epoch line's median. Seconds in a release build.
+#[test]
+fn bench_quick_prints_json_lines_then_a_summary() {
+    let args = ["bench", "--device", "cpu", "--quick", "--workload", "mlp"];
+    let out = succeeded(&args, &run_with(bounded(&args), None));
+    let (summary, json): (Vec<&str>, Vec<&str>) = out.lines().partition(|l| l.starts_with('#'));
+    let lines: Vec<serde_json::Value> = json
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let of_kind = |kind: &str| -> Vec<&serde_json::Value> {
+        lines.iter().filter(|l| l["kind"] == kind).collect()
+    };
+    for line in &lines {
+        assert!(line["kind"].is_string(), "{line}");
+    }
+    assert_eq!(of_kind("device").len(), 1, "{out}");
+    assert!(!of_kind("matmul").is_empty(), "{out}");
+    let epochs = of_kind("epoch");
+    assert_eq!(epochs.len(), 2, "the two MLPs: {out}");
+    assert_eq!(of_kind("cold_start").len(), 1, "{out}");
+    assert!(summary.len() > epochs.len(), "{out}");
+    // The summary follows the JSON lines.
+    let first_summary = out.lines().position(|l| l.starts_with('#')).unwrap_or(0);
+    assert!(first_summary >= lines.len(), "{out}");
+    for epoch in epochs {
+        assert_eq!(epoch["device"], "cpu");
+        let (ms, gflops) = (number(epoch, "median_ms"), number(epoch, "gflops"));
+        assert!(ms.is_finite() && ms > 0.0, "{epoch}");
+        assert!(gflops.is_finite() && gflops > 0.0, "{epoch}");
+        let layers = epoch["layers"].as_str().expect("layers");
+        let ms = format!("{:.2}", epoch["median_ms"].as_f64().expect("median_ms"));
+        assert!(
+            summary.iter().any(|l| {
+                let cells: Vec<&str> = l.split_whitespace().collect();
+                cells.contains(&layers) && cells.contains(&ms.as_str())
+            }),
+            "no summary row for {layers} at {ms} ms: {summary:?}"
+        );
+    }
+}
+
+#[test]
+fn bench_rejects_an_unknown_workload_conv_or_data_file() {
+    fails(&["bench", "--workload", "bogus"], &["--workload", "mlp"]);
+    fails(
+        &["bench", "--device", "cpu", "--conv", "sideways"],
+        &["--conv", "im2col"],
+    );
+    let missing = "/nonexistent/mnist-images-idx3-ubyte.gz";
+    fails(&["bench", "--device", "cpu", "--data", missing], &[missing]);
+}

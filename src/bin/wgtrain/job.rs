@@ -10,7 +10,7 @@ const DEFAULT_OUT_DIR: &str = "wgtrain-out";
 
 /// A file shipped in the repository: as given when it exists, else under the crate's directory (so the
 /// default job also works when run from elsewhere in a checkout).
-fn bundled(relative: &str) -> PathBuf {
+pub fn bundled(relative: &str) -> PathBuf {
     let here = PathBuf::from(relative);
     let in_crate = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
     if !here.exists() && in_crate.exists() {

@@ -1,5 +1,5 @@
-//! The `wgtrain` command line: train, eval, predict, summary, devices, export, verify. With no command it
-//! trains the bundled MNIST subset. Bad input prints one `error: …` line on stderr and exits with code 2.
+//! The `wgtrain` command line: train, eval, predict, summary, devices, export, verify, bench. With no
+//! command it trains the bundled MNIST subset. Bad input prints one `error: …` line on stderr and exits with code 2.
 
 /// `println!` that returns an error instead of panicking when standard output cannot be written (a full
 /// disk, a pipe whose reader has gone).
@@ -10,6 +10,7 @@ macro_rules! say {
 }
 
 mod arch;
+mod bench;
 mod checks;
 mod commands;
 mod export;
@@ -53,6 +54,8 @@ enum Command {
     Export(export::ExportArgs),
     /// Check on the chosen adapter that every op, the gradients and short training runs match the CPU
     Verify(verify::VerifyArgs),
+    /// Time matmuls and training epochs (JSON lines, then a summary)
+    Bench(bench::BenchArgs),
 }
 
 /// `auto` or a fixed output activation.
@@ -484,6 +487,7 @@ fn main() {
         Some(Command::Devices(args)) => commands::devices(&args),
         Some(Command::Export(args)) => export::run(&args),
         Some(Command::Verify(args)) => verify::run(&args),
+        Some(Command::Bench(args)) => bench::run(&args),
     };
     if let Err(e) = result {
         complain(&format!("error: {e}"));
