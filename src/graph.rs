@@ -267,9 +267,7 @@ impl StepBuffers<'_> {
         ops
     }
 
-    /// [`Self::gradient_ops`], then the optimizer's update of every parameter, reading clipped gradients
-    /// when `clipped` (after the gradients' global norm when `clip_norm`: the update reads the scale it
-    /// leaves in `hyper`).
+    /// [`Self::gradient_ops`], then [`Self::update_ops`].
     pub(crate) fn train_ops(
         &self,
         rows: usize,
@@ -278,6 +276,15 @@ impl StepBuffers<'_> {
         clipped: bool,
     ) -> Vec<Op> {
         let mut ops = self.gradient_ops(rows);
+        ops.extend(self.update_ops(optimizer, clip_norm, clipped));
+        ops
+    }
+
+    /// The optimizer's update of every parameter from the gradients in `param_grads`, reading clipped
+    /// gradients when `clipped` (after the gradients' global norm when `clip_norm`: the update reads the
+    /// scale it leaves in `hyper`). Data-parallel training runs it alone, on gradients averaged over ranks.
+    pub(crate) fn update_ops(&self, optimizer: Optimizer, clip_norm: bool, clipped: bool) -> Vec<Op> {
+        let mut ops = Vec::new();
         let params = self.params.region(self.param_len);
         let grads = self.param_grads.region(self.param_len);
         let hyper = self.hyper.region(HYPER_LEN);

@@ -34,6 +34,7 @@ pub mod checkpoint;
 pub mod cpu;
 pub mod data;
 pub mod device;
+pub mod distributed;
 pub mod error;
 pub mod files;
 pub mod fit;

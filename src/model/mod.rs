@@ -2,6 +2,7 @@
 //! allocated once per (network, batch capacity); a training step is a prepared list of ops enqueued and
 //! submitted once. `train.rs` beside this file holds the training and inference entry points.
 
+mod distributed;
 mod held;
 mod plans;
 mod resume;
@@ -31,6 +32,9 @@ enum Plan {
     Train(&'static str, bool, bool, Option<u32>),
     /// Forward, loss and backward: leaves the gradients for [`Model::gradients`]; weighted as `Train`.
     Gradients(Option<u32>),
+    /// The update alone, from gradients written into `param_grads` (data-parallel training); flags as
+    /// `Train`'s.
+    Update(&'static str, bool, bool),
     /// Forward and loss: the running sums for [`Model::evaluate`].
     Evaluate,
     /// [`Plan::Evaluate`] and the confusion counts ([`Model::evaluate_with_confusion`]).
@@ -92,6 +96,8 @@ pub struct Model {
     confusion: Option<BufferId>,
     /// One weight per class, allocated by the first weighted [`Model::set_cross_entropy`] and kept.
     class_weights: Option<BufferId>,
+    /// The class weights of a weighted cross-entropy on the host, for data-parallel training's normaliser.
+    host_class_weights: Option<Vec<f32>>,
 }
 
 /// Refuses `request` on `backend` (see [`crate::memory::check`]).
@@ -169,6 +175,7 @@ impl Model {
             weighting: None,
             confusion: None,
             class_weights: None,
+            host_class_weights: None,
         };
         let initial = model.network.init_parameters(seed);
         model.set_parameters(&initial)?;
@@ -512,16 +519,21 @@ impl Model {
     /// Reads the running sums over `rows` samples as a mean loss and an accuracy.
     fn read_stats(&mut self, rows: usize) -> Result<EpochStats> {
         let stats = self.backend.read(self.stats.region(STATS_LEN))?;
+        Ok(self.stats_of(&stats, rows))
+    }
+
+    /// The running sums `stats` (as read from the device, or added up over ranks) over `rows` samples.
+    fn stats_of(&self, stats: &[f32], rows: usize) -> EpochStats {
         let (loss, outputs) = (self.network.loss(), self.network.outputs());
         // A weighted cross-entropy's mean is over the summed class weights, as each step's is.
         let divisor = match stats[crate::ops::loss::EPOCH_WEIGHT_SUM] {
             sum if sum > 0.0 => sum,
             _ => loss.mean_divisor(rows, outputs),
         };
-        Ok(EpochStats {
+        EpochStats {
             loss: stats[1] / divisor,
             accuracy: stats[2] / loss.hits_divisor(rows, outputs),
             first_bad_step: (stats[4] > 0.0).then_some(stats[4] as usize),
-        })
+        }
     }
 }

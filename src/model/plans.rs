@@ -151,6 +151,10 @@ impl Model {
                 step.train_ops(rows, optimizer, clip_norm, clipped)
             }
             Plan::Gradients(_) => step.gradient_ops(rows),
+            Plan::Update(_, clip_norm, clipped) => {
+                let (optimizer, _) = self.hyper_host.expect("optimizer set before training");
+                step.update_ops(optimizer, clip_norm, clipped)
+            }
             Plan::Evaluate => step.loss_ops(rows, Mode::Eval),
             Plan::Score => step.score_ops(rows),
             Plan::Predict => step.forward_ops(rows, Mode::Eval, false),

@@ -28,7 +28,7 @@ pub struct TrainConfig {
 
 impl TrainConfig {
     /// The training plan these settings run, with the model's cross-entropy `weighting` key.
-    fn plan(&self, weighting: Option<u32>) -> Plan {
+    pub(super) fn plan(&self, weighting: Option<u32>) -> Plan {
         let clipping = self.clipping;
         let any = clipping.norm.is_some() || clipping.value.is_some();
         Plan::Train(
@@ -82,6 +82,7 @@ impl Model {
         let classes = self.network.outputs();
         if options.is_plain() {
             self.weighting = None;
+            self.host_class_weights = None;
             return Ok(());
         }
         if self.network.loss() != Loss::Ce {
@@ -105,6 +106,7 @@ impl Model {
         let ones = vec![1.0; classes];
         let weights = options.class_weights.as_deref().unwrap_or(&ones);
         self.backend.write(class_weights, 0, weights)?;
+        self.host_class_weights = options.class_weights.clone();
         self.weighting = Some(Weighting {
             class_weights,
             label_smoothing: options.label_smoothing,
@@ -114,12 +116,12 @@ impl Model {
 
     /// What the plans of training steps are keyed by besides the optimizer: the smoothing's bits when
     /// cross-entropy is weighted or smoothed.
-    fn weighting_key(&self) -> Option<u32> {
+    pub(super) fn weighting_key(&self) -> Option<u32> {
         self.weighting.map(|w| w.label_smoothing.to_bits())
     }
 
     /// Makes `config`'s optimizer, rates and clipping current on the device.
-    fn set_config(&mut self, config: &TrainConfig) -> Result<()> {
+    pub(super) fn set_config(&mut self, config: &TrainConfig) -> Result<()> {
         self.set_optimizer(
             config.optimizer,
             config.learning_rate,
@@ -316,7 +318,7 @@ impl Model {
 
     /// Runs `plan` (an evaluation) over `rows` checked rows in chunks of the batch capacity, the running
     /// sums zeroed first; nothing is read back.
-    fn run_evaluation(
+    pub(super) fn run_evaluation(
         &mut self,
         plan: Plan,
         rows: usize,
