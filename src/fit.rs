@@ -1,6 +1,7 @@
 //! The epoch loop: shuffled mini-batches, per-epoch metrics, validation, early stopping and a progress bar.
 
 use crate::data::{Dataset, Task};
+use crate::distributed::Collective;
 use crate::error::{Error, Result};
 use crate::loss::{CrossEntropy, Loss};
 use crate::model::{Model, TrainConfig};
@@ -110,6 +111,33 @@ pub fn fit(
     train: &Dataset,
     validation: Option<&Dataset>,
     config: &FitConfig,
+    on_epoch: impl FnMut(&EpochRecord, &mut Model) -> Result<()>,
+) -> Result<History> {
+    fit_with(model, train, validation, config, None, on_epoch)
+}
+
+/// [`fit`] as one rank of a data-parallel job (see [`crate::distributed`]): every rank calls it with the
+/// same data and configuration, `config.batch_size` being each rank's share of a global batch of
+/// `batch_size × ranks` rows. Rank 0's parameters are broadcast first; every rank ends with the same
+/// parameters and the same history, its metrics summed over the ranks. Only the caller decides who prints
+/// and saves (`on_epoch` runs on every rank).
+pub fn fit_distributed(
+    model: &mut Model,
+    train: &Dataset,
+    validation: Option<&Dataset>,
+    config: &FitConfig,
+    comm: &dyn Collective,
+    on_epoch: impl FnMut(&EpochRecord, &mut Model) -> Result<()>,
+) -> Result<History> {
+    fit_with(model, train, validation, config, Some(comm), on_epoch)
+}
+
+fn fit_with(
+    model: &mut Model,
+    train: &Dataset,
+    validation: Option<&Dataset>,
+    config: &FitConfig,
+    comm: Option<&dyn Collective>,
     mut on_epoch: impl FnMut(&EpochRecord, &mut Model) -> Result<()>,
 ) -> Result<History> {
     if config.epochs == 0 {
@@ -156,8 +184,13 @@ pub fn fit(
     };
     // Where the device has memory of its own (a GPU), the training set goes there once and each epoch
     // uploads only its row order; on the host it would only be a second copy.
-    let held =
-        !model.memory_limits().host_memory && model.hold_training_set(&train.features, &y)?;
+    // Ranks slice their batches on the host.
+    let held = comm.is_none()
+        && !model.memory_limits().host_memory
+        && model.hold_training_set(&train.features, &y)?;
+    if let Some(comm) = comm {
+        model.broadcast_parameters(comm)?;
+    }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(config.seed);
     let mut order: Vec<usize> = (0..train.rows()).collect();
     let mut history = History::default();
@@ -181,7 +214,9 @@ pub fn fit(
         }
         let order = config.shuffle.then_some(order.as_slice());
         step.learning_rate = scheduler.rate(epoch - 1);
-        let stats = if held {
+        let stats = if let Some(comm) = comm {
+            model.train_epoch_distributed(&train.features, &y, order, &step, comm)?
+        } else if held {
             model.train_epoch_held(order, &step)?
         } else {
             model.train_epoch_checked(rows, &train.features, &y, order, &step)?
@@ -192,23 +227,35 @@ pub fn fit(
                 "the loss became NaN or infinite in epoch {epoch}, step {bad}"
             )));
         }
-        let (val, val_score) = match &validation {
-            // The confusion counts take classes² floats on the device: past a thousand classes, no F1.
-            Some((v, vy, rows)) if classify && model.network().outputs() <= MAX_SCORED_CLASSES => {
+        // The confusion counts take classes² floats on the device: past a thousand classes, no F1.
+        let scored = classify && model.network().outputs() <= MAX_SCORED_CLASSES;
+        let (val, val_score) = match (&validation, comm) {
+            (Some((v, vy, _)), Some(comm)) => {
+                let (stats, confusion) =
+                    model.evaluate_distributed(&v.features, vy, scored, comm)?;
+                let score = match confusion {
+                    Some(c) => Some(crate::metrics::class_scores(&c, &v.class_names).1.f1 as f32),
+                    None => (!classify)
+                        .then(|| r_squared(model, v, stats.loss))
+                        .flatten(),
+                };
+                (Some(stats), score)
+            }
+            (Some((v, vy, rows)), None) if scored => {
                 let (stats, confusion) =
                     model.evaluate_with_confusion_checked(*rows, &v.features, vy)?;
                 let names = &v.class_names;
                 let f1 = crate::metrics::class_scores(&confusion, names).1.f1 as f32;
                 (Some(stats), Some(f1))
             }
-            Some((v, vy, rows)) => {
+            (Some((v, vy, rows)), None) => {
                 let stats = model.evaluate_checked(*rows, &v.features, vy)?;
                 let r2 = (!classify)
                     .then(|| r_squared(model, v, stats.loss))
                     .flatten();
                 (Some(stats), r2)
             }
-            None => (None, None),
+            (None, _) => (None, None),
         };
         // Outputs that overflow on held-out rows are divergence too, not an epoch to keep or report.
         if let Some(v) = val.filter(|v| !v.loss.is_finite()) {

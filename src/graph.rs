@@ -283,7 +283,12 @@ impl StepBuffers<'_> {
     /// The optimizer's update of every parameter from the gradients in `param_grads`, reading clipped
     /// gradients when `clipped` (after the gradients' global norm when `clip_norm`: the update reads the
     /// scale it leaves in `hyper`). Data-parallel training runs it alone, on gradients averaged over ranks.
-    pub(crate) fn update_ops(&self, optimizer: Optimizer, clip_norm: bool, clipped: bool) -> Vec<Op> {
+    pub(crate) fn update_ops(
+        &self,
+        optimizer: Optimizer,
+        clip_norm: bool,
+        clipped: bool,
+    ) -> Vec<Op> {
         let mut ops = Vec::new();
         let params = self.params.region(self.param_len);
         let grads = self.param_grads.region(self.param_len);

@@ -47,6 +47,8 @@ pub mod loss;
 pub mod memory;
 pub mod metrics;
 pub mod model;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 pub mod network;
 pub mod onnx;
 pub mod ops;

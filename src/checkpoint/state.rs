@@ -36,6 +36,17 @@ pub struct TrainingMeta {
     /// CRC-32 of the training split's features and targets as the network saw them, so that a resumed
     /// run can tell it has the same rows.
     pub data_crc32: u32,
+    /// Data-parallel ranks the run trained on (1 alone): its global batch is this many of `--batch-size`.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub ranks: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 fn state_name(i: usize) -> String {

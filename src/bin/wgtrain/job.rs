@@ -77,5 +77,6 @@ pub fn default_job() -> TrainArgs {
         plot: Some(Path::new(DEFAULT_OUT_DIR).join("loss.png")),
         quiet: false,
         json: false,
+        distributed: false,
     }
 }

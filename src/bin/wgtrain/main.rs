@@ -17,6 +17,7 @@ mod export;
 mod job;
 mod objective;
 mod optimizer;
+mod ranks;
 mod resume;
 mod tables;
 mod train;
@@ -271,6 +272,10 @@ pub struct TrainArgs {
     /// Print one JSON object with the final metrics as the last line
     #[arg(long)]
     pub json: bool,
+    /// Train data-parallel as one rank of an MPI job (`mpirun -np N wgtrain train … --distributed`;
+    /// built with the `mpi` feature): --batch-size is each rank's share of a global batch of N of them
+    #[arg(long)]
+    pub distributed: bool,
 }
 
 #[derive(Args, Clone, Debug)]

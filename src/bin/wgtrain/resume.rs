@@ -6,10 +6,12 @@ use crate::TrainArgs;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use std::path::Path;
 use wgtrain::checkpoint::state::{load_state, TrainingMeta};
+use wgtrain::checkpoint::{self, ModelMeta};
 use wgtrain::data::Dataset;
 use wgtrain::error::quote;
+use wgtrain::fit;
 use wgtrain::fit::EpochRecord;
-use wgtrain::{LayerParams, Network, OptimizerState, Result};
+use wgtrain::{LayerParams, Model, Network, OptimizerState, Result};
 
 /// Flags a resumed run may set as it likes: how long, where the (checked) data lives, where to write,
 /// what to show and where to run. Every other flag is the saved run's.
@@ -39,6 +41,8 @@ pub struct Resumed {
     pub state: OptimizerState,
     pub history: Vec<EpochRecord>,
     pub data_crc32: u32,
+    /// Data-parallel ranks the saved run trained on.
+    pub ranks: usize,
 }
 
 /// The `train` matches of `wgtrain train TOKENS…`.
@@ -187,6 +191,7 @@ pub fn prepare(args: &TrainArgs, path: &Path) -> Result<Resumed> {
         state: run.state,
         history: training.history,
         data_crc32: training.data_crc32,
+        ranks: training.ranks,
     })
 }
 
@@ -221,6 +226,7 @@ pub fn training_meta(
     state: &OptimizerState,
     history: &[EpochRecord],
     data_crc32: u32,
+    ranks: usize,
 ) -> TrainingMeta {
     TrainingMeta {
         optimizer: state.optimizer.clone(),
@@ -229,6 +235,7 @@ pub fn training_meta(
         history: history.to_vec(),
         command_line: args.command_line.clone(),
         data_crc32,
+        ranks,
     }
 }
 
@@ -241,4 +248,43 @@ pub fn check(args: &TrainArgs) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// How this run writes checkpoints.
+pub struct Saver<'a> {
+    pub args: &'a TrainArgs,
+    pub data_crc32: u32,
+    /// Data-parallel ranks of this run (1 alone).
+    pub ranks: usize,
+    /// `--save-state` with `--patience`: the file holds the best parameters, the latest beside them.
+    pub keep_best: bool,
+}
+
+impl Saver<'_> {
+    /// Writes `params` as the model; under `--save-state` with the training state after `history`, and
+    /// `current`, the latest parameters, when `params` are early stopping's best.
+    pub fn save(
+        &self,
+        model: &mut Model,
+        out: &Path,
+        params: &[wgtrain::LayerParams],
+        mut meta: ModelMeta,
+        history: &[fit::EpochRecord],
+        current: Option<&[wgtrain::LayerParams]>,
+    ) -> Result<()> {
+        if !self.args.save_state {
+            return checkpoint::save(out, params, &meta);
+        }
+        let state = model
+            .optimizer_state()?
+            .ok_or_else(|| invalid("--save-state", "no training step was taken".into()))?;
+        meta.training = Some(training_meta(
+            self.args,
+            &state,
+            history,
+            self.data_crc32,
+            self.ranks,
+        ));
+        checkpoint::state::save_with_state(out, params, &meta, &state, current)
+    }
 }

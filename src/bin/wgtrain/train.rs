@@ -92,7 +92,41 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         Some(path) => Some(resume::prepare(args, path)?),
         None => None,
     };
+    // A resumed run is distributed when the saved one was.
+    let ranks = crate::ranks::start(resumed.as_ref().map_or(args, |r| &r.args))?;
+    let result = train(args, resumed, ranks.as_ref());
+    if let (Err(e), Some(ranks)) = (&result, &ranks) {
+        let (rank, size) = (ranks.comm().rank(), ranks.comm().size());
+        crate::complain(&format!(
+            "error: {e} (rank {rank} of {size}: ending the job)"
+        ));
+        ranks.abort(2);
+    }
+    result
+}
+
+fn train(
+    args: &TrainArgs,
+    resumed: Option<resume::Resumed>,
+    ranks: Option<&crate::ranks::Ranks>,
+) -> Result<()> {
     let args = resumed.as_ref().map_or(args, |r| &r.args);
+    // Only rank 0 prints and writes.
+    let other_rank;
+    let args = match ranks {
+        Some(r) if !r.is_root() => {
+            other_rank = TrainArgs {
+                quiet: true,
+                json: false,
+                out: None,
+                plot: None,
+                save_state: false,
+                ..args.clone()
+            };
+            &other_rank
+        }
+        _ => args,
+    };
     check_args(args)?;
     resume::check(args)?;
     check_files(args)?;
@@ -126,7 +160,10 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             ));
         }
     }
-    let device = args.device.resolve()?;
+    let device = match ranks {
+        Some(r) => r.device(args.device.resolve()?)?,
+        None => args.device.resolve()?,
+    };
     // A wgtrain model given to --init decides what the data means: its target, task, classes, feature
     // columns (by name) and standardisation, so its weights see inputs scaled as they were trained on.
     let (init_bytes, init_meta) = match &args.init {
@@ -357,9 +394,20 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         config.resume_from = r.history.clone();
         config.resume_best = r.best.clone();
     }
-    let saver = Saver {
+    let ranks_count = ranks.map_or(1, |r| r.comm().size());
+    if let Some(r) = resumed.as_ref().filter(|r| r.ranks != ranks_count) {
+        return Err(invalid(
+            "--resume",
+            format!(
+                "the saved run trained on {} data-parallel ranks, a global batch of {} x --batch-size; continue it under mpirun -np {} with --distributed (this run has {ranks_count})",
+                r.ranks, r.ranks, r.ranks
+            ),
+        ));
+    }
+    let saver = resume::Saver {
         args,
         data_crc32,
+        ranks: ranks_count,
         keep_best: args.save_state && args.patience.is_some(),
     };
     let mut so_far = config.resume_from.clone();
@@ -390,50 +438,51 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let epochs = args.epochs;
     // With --out, every good epoch is saved (atomically), so a later divergence or crash leaves the last
     // good model on disk.
-    let history = fit::fit(
-        &mut model,
-        &train,
-        validation.as_ref(),
-        &config,
-        |record, model| {
-            if chatty {
-                say!("epoch {}/{epochs} {}", record.epoch, fit::describe(record))?;
+    let on_epoch = |record: &fit::EpochRecord, model: &mut Model| {
+        if chatty {
+            say!("epoch {}/{epochs} {}", record.epoch, fit::describe(record))?;
+        }
+        if let Some(out) = &args.out {
+            let params = model.parameters()?;
+            if params
+                .iter()
+                .any(|l| l.weights.iter().chain(&l.bias).any(|v| !v.is_finite()))
+            {
+                let epoch = record.epoch;
+                return Err(Error::Diverged(format!(
+                    "the parameters are NaN or infinite after epoch {epoch}"
+                )));
             }
-            if let Some(out) = &args.out {
-                let params = model.parameters()?;
-                if params
-                    .iter()
-                    .any(|l| l.weights.iter().chain(&l.bias).any(|v| !v.is_finite()))
-                {
-                    let epoch = record.epoch;
-                    return Err(Error::Diverged(format!(
-                        "the parameters are NaN or infinite after epoch {epoch}"
-                    )));
-                }
-                so_far.push(*record);
-                if saver.keep_best {
-                    let val_loss = record.val_loss.unwrap_or(f32::INFINITY);
-                    if best.as_ref().is_none_or(|(b, _, _)| val_loss < *b) {
-                        best = Some((val_loss, record.epoch, params.clone()));
-                    }
-                }
-                let (kept_epoch, kept) = match &best {
-                    Some((_, epoch, params)) if saver.keep_best => (*epoch, params.as_slice()),
-                    _ => (record.epoch, params.as_slice()),
-                };
-                let meta = ModelMeta {
-                    epochs: kept_epoch,
-                    ..meta.clone()
-                };
-                let current = saver.keep_best.then_some(params.as_slice());
-                saver.save(model, out, kept, meta, &so_far, current)?;
-                if saver.keep_best {
-                    latest = Some(params);
+            so_far.push(*record);
+            if saver.keep_best {
+                let val_loss = record.val_loss.unwrap_or(f32::INFINITY);
+                if best.as_ref().is_none_or(|(b, _, _)| val_loss < *b) {
+                    best = Some((val_loss, record.epoch, params.clone()));
                 }
             }
-            Ok(())
-        },
-    )?;
+            let (kept_epoch, kept) = match &best {
+                Some((_, epoch, params)) if saver.keep_best => (*epoch, params.as_slice()),
+                _ => (record.epoch, params.as_slice()),
+            };
+            let meta = ModelMeta {
+                epochs: kept_epoch,
+                ..meta.clone()
+            };
+            let current = saver.keep_best.then_some(params.as_slice());
+            saver.save(model, out, kept, meta, &so_far, current)?;
+            if saver.keep_best {
+                latest = Some(params);
+            }
+        }
+        Ok(())
+    };
+    let validation = validation.as_ref();
+    let history = match ranks {
+        Some(r) => {
+            fit::fit_distributed(&mut model, &train, validation, &config, r.comm(), on_epoch)?
+        }
+        None => fit::fit(&mut model, &train, validation, &config, on_epoch)?,
+    };
 
     // After early stopping the model holds the best epoch's weights: report that epoch everywhere.
     let last = history.last().copied().expect("at least one epoch");
@@ -560,40 +609,4 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         say!("{}", serde_json::Value::Object(report))?;
     }
     Ok(())
-}
-
-/// How this run writes checkpoints.
-struct Saver<'a> {
-    args: &'a TrainArgs,
-    data_crc32: u32,
-    /// `--save-state` with `--patience`: the file holds the best parameters, the latest beside them.
-    keep_best: bool,
-}
-
-impl Saver<'_> {
-    /// Writes `params` as the model; under `--save-state` with the training state after `history`, and
-    /// `current`, the latest parameters, when `params` are early stopping's best.
-    fn save(
-        &self,
-        model: &mut Model,
-        out: &Path,
-        params: &[wgtrain::LayerParams],
-        mut meta: ModelMeta,
-        history: &[fit::EpochRecord],
-        current: Option<&[wgtrain::LayerParams]>,
-    ) -> Result<()> {
-        if !self.args.save_state {
-            return checkpoint::save(out, params, &meta);
-        }
-        let state = model
-            .optimizer_state()?
-            .ok_or_else(|| invalid("--save-state", "no training step was taken".into()))?;
-        meta.training = Some(resume::training_meta(
-            self.args,
-            &state,
-            history,
-            self.data_crc32,
-        ));
-        checkpoint::state::save_with_state(out, params, &meta, &state, current)
-    }
 }
