@@ -56,3 +56,24 @@ fi
 export NODEVICE_SELECT=1
 # Release mode: lavapipe and wgpu's validation are slow in debug builds.
 cargo test --release "$@"
+
+# The `mpi` feature's tests run under mpirun with Open MPI; its bindings are generated with libclang.
+# Skipped when extra arguments narrow the run (scripts/test.sh --test NAME), unless they name tests/mpi.rs.
+have_mpi() { command -v mpirun >/dev/null 2>&1 && command -v mpicc >/dev/null 2>&1 &&
+    ldconfig -p 2>/dev/null | grep -q 'libclang'; }
+if [ "$#" -eq 0 ] || [ "$*" = "--test mpi" ]; then
+    if ! have_mpi && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing Open MPI and libclang for the mpi feature's tests (openmpi-bin libopenmpi-dev libclang-dev)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends openmpi-bin libopenmpi-dev libclang-dev >/dev/null
+    fi
+    if have_mpi; then
+        cargo test --release --features mpi --test mpi
+    elif [ "${CI:-}" = true ]; then
+        echo "error: CI=true but Open MPI or libclang is missing, so the mpi feature's tests cannot run" >&2
+        exit 1
+    else
+        echo "SKIPPED: the mpi feature's tests (no Open MPI or libclang; apt-get install openmpi-bin libopenmpi-dev libclang-dev)" >&2
+    fi
+fi

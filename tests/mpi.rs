@@ -189,3 +189,48 @@ wait "$pid""#;
     assert_ne!(code, Some(0));
     assert!(text.contains("mpirun -np 2"), "{text}");
 }
+
+#[test]
+fn the_bench_times_the_allreduce_and_the_epochs_at_two_ranks() {
+    let mut job = mpirun(2);
+    job.arg(env!("CARGO_BIN_EXE_wgtrain")).args([
+        "bench",
+        "--distributed",
+        "--device",
+        "cpu",
+        "--quick",
+    ]);
+    let (code, text) = finish(job);
+    assert_eq!(code, Some(0), "{text}");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let allreduce: Vec<_> = lines.iter().filter(|l| l["kind"] == "allreduce").collect();
+    assert_eq!(allreduce.len(), 3, "{text}");
+    // The step's buffer of 784-128-10: its 101770 parameters as the device stores them (each tensor
+    // padded to 64 floats) and the normaliser, 4 bytes each.
+    let network = wgtrain::Network::builder(784)
+        .dense(128, wgtrain::Activation::Relu)
+        .dense(10, wgtrain::Activation::Softmax)
+        .build(wgtrain::Loss::Ce)
+        .unwrap();
+    assert_eq!(network.parameter_count(), 101_770);
+    assert_eq!(allreduce[0]["bytes"], 4 * (network.param_len() as u64 + 1));
+    for line in &allreduce {
+        assert_eq!(line["ranks"], 2);
+        assert!(line["ms"]
+            .as_f64()
+            .is_some_and(|ms| ms > 0.0 && ms.is_finite()));
+    }
+    let epochs: Vec<_> = lines
+        .iter()
+        .filter(|l| l["kind"] == "epoch_distributed")
+        .collect();
+    assert_eq!(epochs.len(), 2, "{text}");
+    assert_eq!(epochs[0]["global_batch"], 128);
+    assert_eq!(epochs[0]["steps"], 2000_usize.div_ceil(128));
+    // Only rank 0 prints.
+    assert_eq!(lines.len(), 5, "{text}");
+}

@@ -4,6 +4,7 @@
 
 mod epoch;
 mod matmul;
+pub mod ranks;
 
 use crate::data::{self, Dataset};
 use crate::error::quote;

@@ -37,6 +37,11 @@ pub struct BenchArgs {
     /// data/mnist10k-train-images-idx3-ubyte.gz here, else in the source checkout]
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// As one rank of an MPI job (`mpirun -np N wgtrain bench --distributed`; built with the `mpi`
+    /// feature): the allreduce of a step's gradients at each network's size and of 16 MiB, and the MLP
+    /// epochs trained data-parallel at this many ranks (rank 0 prints)
+    #[arg(long, conflicts_with_all = ["workload", "conv", "cold_start"])]
+    pub distributed: bool,
     /// Print only the cold-start line: process start to the first training step done (the bench runs
     /// itself again with this for each device)
     #[arg(long, hide = true)]
@@ -50,6 +55,19 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| crate::job::bundled(MNIST));
     let mut emit = |line: &str| say!("{line}");
+    if args.distributed {
+        let ranks = crate::ranks::join()?;
+        let device = ranks.device(args.device.unwrap_or(Device::Auto))?;
+        let result = bench::ranks::lines(ranks.comm(), device, &data, args.quick, &mut emit);
+        if let Err(e) = &result {
+            crate::complain(&format!(
+                "error: {e} (rank {}: ending the job)",
+                ranks.comm().rank()
+            ));
+            ranks.abort(2);
+        }
+        return result;
+    }
     if args.cold_start {
         let device = args.device.unwrap_or(Device::Cpu);
         let ms = bench::cold_start(device, &data, started)?;

@@ -20,11 +20,16 @@ pub fn start(args: &TrainArgs) -> Result<Option<Ranks>> {
     if !args.distributed {
         return Ok(None);
     }
+    join().map(Some)
+}
+
+/// This process as a rank of the MPI job that started it (a job of one without mpirun).
+pub fn join() -> Result<Ranks> {
     #[cfg(feature = "mpi")]
     {
-        Ok(Some(Ranks {
+        Ok(Ranks {
             world: wgtrain::mpi::World::init()?,
-        }))
+        })
     }
     #[cfg(not(feature = "mpi"))]
     Err(invalid(
