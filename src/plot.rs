@@ -1,4 +1,5 @@
-//! PNG charts with plotters: training curves per epoch, and sampled functions (the activations example).
+//! PNG charts with plotters: training curves per epoch, sampled functions (the activations example), the
+//! confusion heatmap, and a layer's weights as pictures ([`tiles`]).
 //! Text uses the DejaVu Sans font embedded from `assets/`, so no system font library is needed.
 
 use crate::error::{Error, Result};
@@ -7,6 +8,8 @@ use image::ImageEncoder;
 use plotters::prelude::*;
 use std::path::Path;
 use std::sync::Once;
+
+pub mod tiles;
 
 const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 const SIZE: (u32, u32) = (900, 450);
@@ -53,11 +56,26 @@ fn render_png(path: &Path, panels: &[(&str, &str, Vec<Series>)]) -> Result<Vec<u
     register_font()?;
     let mut rgb = vec![0u8; SIZE.0 as usize * SIZE.1 as usize * 3];
     draw(path, panels, &mut rgb)?;
+    encode_png(path, &rgb, SIZE)
+}
+
+/// An RGB buffer of `size` as PNG bytes; `path` names it in messages.
+fn encode_png(path: &Path, rgb: &[u8], size: (u32, u32)) -> Result<Vec<u8>> {
     let mut png = Vec::new();
-    image::codecs::png::PngEncoder::new(&mut png)
-        .write_image(&rgb, SIZE.0, SIZE.1, image::ColorType::Rgb8)
-        .map_err(|e| plot_error(path, e))?;
+    // The best compression: weight pictures are noisy, and the README keeps some.
+    image::codecs::png::PngEncoder::new_with_quality(
+        &mut png,
+        image::codecs::png::CompressionType::Best,
+        image::codecs::png::FilterType::Adaptive,
+    )
+    .write_image(rgb, size.0, size.1, image::ColorType::Rgb8)
+    .map_err(|e| plot_error(path, e))?;
     Ok(png)
+}
+
+/// Writes an RGB buffer of `size` as a PNG at `path`, atomically.
+fn save_png(path: &Path, rgb: &[u8], size: (u32, u32)) -> Result<()> {
+    crate::files::write_atomically(path, &encode_png(path, rgb, size)?)
 }
 
 fn draw(path: &Path, panels: &[(&str, &str, Vec<Series>)], rgb: &mut [u8]) -> Result<()> {
@@ -245,9 +263,5 @@ pub fn confusion_heatmap(path: &Path, confusion: &[Vec<usize>], names: &[String]
         }
         root.present().map_err(|e| plot_error(path, e))?;
     }
-    let mut png = Vec::new();
-    image::codecs::png::PngEncoder::new(&mut png)
-        .write_image(&rgb, size.0, size.1, image::ColorType::Rgb8)
-        .map_err(|e| plot_error(path, e))?;
-    crate::files::write_atomically(path, &png)
+    save_png(path, &rgb, size)
 }

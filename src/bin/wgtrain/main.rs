@@ -1,5 +1,5 @@
-//! The `wgtrain` command line: train, eval, predict, summary, devices, export, verify, bench. With no
-//! command it trains the bundled MNIST subset. Bad input prints one `error: …` line on stderr and exits with code 2.
+//! The `wgtrain` command line: train, eval, predict, summary, devices, export, verify, bench, inspect. With
+//! no command it trains the bundled MNIST subset. Bad input prints one `error: …` line on stderr and exits with code 2.
 
 /// `println!` that returns an error instead of panicking when standard output cannot be written (a full
 /// disk, a pipe whose reader has gone).
@@ -14,6 +14,7 @@ mod bench;
 mod checks;
 mod commands;
 mod export;
+mod inspect;
 mod job;
 mod objective;
 mod optimizer;
@@ -57,6 +58,8 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Time matmuls and training epochs (JSON lines, then a summary)
     Bench(bench::BenchArgs),
+    /// Show which inputs each hidden neuron weighs most, and draw the first layer's weights
+    Inspect(inspect::InspectArgs),
 }
 
 /// `auto` or a fixed output activation.
@@ -493,6 +496,7 @@ fn main() {
         Some(Command::Export(args)) => export::run(&args),
         Some(Command::Verify(args)) => verify::run(&args),
         Some(Command::Bench(args)) => bench::run(&args),
+        Some(Command::Inspect(args)) => inspect::run(&args),
     };
     if let Err(e) = result {
         complain(&format!("error: {e}"));
