@@ -152,6 +152,43 @@ pub struct LayerParams {
     pub state: Vec<Vec<f32>>,
 }
 
+impl LayerParams {
+    /// Every tensor of `layers` in one vector, layer by layer: weights, bias, and with `state` the running
+    /// statistics (what a broadcast or a finite-difference check walks over).
+    pub fn flatten(layers: &[LayerParams], state: bool) -> Vec<f32> {
+        let mut flat = Vec::new();
+        for layer in layers {
+            flat.extend_from_slice(&layer.weights);
+            flat.extend_from_slice(&layer.bias);
+            if state {
+                layer.state.iter().for_each(|s| flat.extend_from_slice(s));
+            }
+        }
+        flat
+    }
+
+    /// [`LayerParams::flatten`]'s inverse in the shapes of `like`; without `state`, `like`'s state is kept.
+    pub fn unflatten(flat: &[f32], like: &[LayerParams], state: bool) -> Vec<LayerParams> {
+        let mut at = 0;
+        let mut take = |n: usize| {
+            let part = flat[at..at + n].to_vec();
+            at += n;
+            part
+        };
+        like.iter()
+            .map(|layer| LayerParams {
+                weights: take(layer.weights.len()),
+                bias: take(layer.bias.len()),
+                state: if state {
+                    layer.state.iter().map(|s| take(s.len())).collect()
+                } else {
+                    layer.state.clone()
+                },
+            })
+            .collect()
+    }
+}
+
 impl Network {
     /// Starts a network that takes `inputs` features per sample.
     pub fn builder(inputs: usize) -> NetworkBuilder {

@@ -29,27 +29,11 @@ fn targets(loss: Loss, outputs: usize) -> Vec<f32> {
 }
 
 fn flatten(layers: &[LayerParams]) -> Vec<f32> {
-    layers
-        .iter()
-        .flat_map(|l| l.weights.iter().chain(&l.bias).copied())
-        .collect()
+    LayerParams::flatten(layers, false)
 }
 
 fn unflatten(flat: &[f32], like: &[LayerParams]) -> Vec<LayerParams> {
-    let mut at = 0;
-    like.iter()
-        .map(|l| {
-            let weights = flat[at..at + l.weights.len()].to_vec();
-            at += l.weights.len();
-            let bias = flat[at..at + l.bias.len()].to_vec();
-            at += l.bias.len();
-            LayerParams {
-                weights,
-                bias,
-                state: l.state.clone(),
-            }
-        })
-        .collect()
+    LayerParams::unflatten(flat, like, false)
 }
 
 /// Compares `Model::gradients` with central differences of `Model::gradients`'s loss for every parameter.

@@ -9,43 +9,13 @@ use crate::error::Result;
 use crate::loss::Loss;
 use crate::network::LayerParams;
 
-/// Every tensor of `layers` in one vector: weights, bias, then state, layer by layer.
-fn flatten(layers: &[LayerParams]) -> Vec<f32> {
-    let mut flat = Vec::new();
-    for layer in layers {
-        flat.extend_from_slice(&layer.weights);
-        flat.extend_from_slice(&layer.bias);
-        for state in &layer.state {
-            flat.extend_from_slice(state);
-        }
-    }
-    flat
-}
-
-/// [`flatten`]'s inverse, in the shapes of `like`.
-fn unflatten(flat: &[f32], like: &[LayerParams]) -> Vec<LayerParams> {
-    let mut at = 0;
-    let mut take = |n: usize| {
-        let part = flat[at..at + n].to_vec();
-        at += n;
-        part
-    };
-    like.iter()
-        .map(|layer| LayerParams {
-            weights: take(layer.weights.len()),
-            bias: take(layer.bias.len()),
-            state: layer.state.iter().map(|s| take(s.len())).collect(),
-        })
-        .collect()
-}
-
 impl Model {
     /// Makes every rank's parameters and running statistics rank 0's (one broadcast).
     pub fn broadcast_parameters(&mut self, comm: &dyn Collective) -> Result<()> {
         let layers = self.parameters()?;
-        let mut flat = flatten(&layers);
+        let mut flat = LayerParams::flatten(&layers, true);
         comm.broadcast(&mut flat)?;
-        self.set_parameters(&unflatten(&flat, &layers))
+        self.set_parameters(&LayerParams::unflatten(&flat, &layers, true))
     }
 
     /// One epoch of data-parallel training over the whole training set, which every rank holds in full and

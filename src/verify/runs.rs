@@ -27,27 +27,11 @@ fn uniform(seed: u64, len: usize, lo: f32, hi: f32) -> Vec<f32> {
 }
 
 fn flatten(layers: &[LayerParams]) -> Vec<f32> {
-    layers
-        .iter()
-        .flat_map(|l| l.weights.iter().chain(&l.bias).copied())
-        .collect()
+    LayerParams::flatten(layers, false)
 }
 
 fn unflatten(flat: &[f32], like: &[LayerParams]) -> Vec<LayerParams> {
-    let mut at = 0;
-    like.iter()
-        .map(|l| {
-            let weights = flat[at..at + l.weights.len()].to_vec();
-            at += l.weights.len();
-            let bias = flat[at..at + l.bias.len()].to_vec();
-            at += l.bias.len();
-            LayerParams {
-                weights,
-                bias,
-                state: l.state.clone(),
-            }
-        })
-        .collect()
+    LayerParams::unflatten(flat, like, false)
 }
 
 /// The small networks both checks use: an MLP and a CNN, smooth (tanh, average pooling) so that finite

@@ -333,3 +333,25 @@ pub fn check_targets(train: &Dataset, loss: Loss, path: &Path) -> Result<()> {
         }),
     }
 }
+
+/// Refuses the output `path` of `flag` (a file written with `extension`) before any work when it is one of
+/// `inputs` (`(flag, path)`), or something other than a regular file.
+pub fn check_output(
+    flag: &str,
+    path: &Path,
+    extension: &str,
+    inputs: &[(&str, &Path)],
+) -> Result<()> {
+    let inputs: Vec<wgtrain::files::Input> = inputs
+        .iter()
+        .map(|&(flag, path)| wgtrain::files::Input { flag, path })
+        .collect();
+    wgtrain::files::check_outputs(
+        &[wgtrain::files::Output {
+            flag,
+            path,
+            extension: Some(extension),
+        }],
+        &inputs,
+    )
+}

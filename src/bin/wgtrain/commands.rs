@@ -91,22 +91,11 @@ fn check_columns(path: &std::path::Path, cols: usize, meta: &ModelMeta) -> Resul
 pub fn eval(args: &EvalArgs) -> Result<()> {
     if let Some(path) = &args.plot {
         // Checked before any work: never one of the inputs, never a path that is not a regular file.
-        wgtrain::files::check_outputs(
-            &[wgtrain::files::Output {
-                flag: "--plot",
-                path,
-                extension: Some("png"),
-            }],
-            &[
-                wgtrain::files::Input {
-                    flag: "--model",
-                    path: &args.model,
-                },
-                wgtrain::files::Input {
-                    flag: "--data",
-                    path: &args.data,
-                },
-            ],
+        crate::checks::check_output(
+            "--plot",
+            path,
+            "png",
+            &[("--model", &args.model), ("--data", &args.data)],
         )?;
     }
     let (mut model, meta) = open_model(&args.model, args.device.resolve()?)?;

@@ -2,7 +2,6 @@
 
 use clap::Args;
 use std::path::PathBuf;
-use wgtrain::files::{check_outputs, Input, Output};
 use wgtrain::Result;
 
 #[derive(Args, Clone, Debug)]
@@ -17,17 +16,7 @@ pub struct ExportArgs {
 }
 
 pub fn run(args: &ExportArgs) -> Result<()> {
-    check_outputs(
-        &[Output {
-            flag: "--onnx",
-            path: &args.onnx,
-            extension: Some("onnx"),
-        }],
-        &[Input {
-            flag: "--model",
-            path: &args.model,
-        }],
-    )?;
+    crate::checks::check_output("--onnx", &args.onnx, "onnx", &[("--model", &args.model)])?;
     wgtrain::onnx::export_file(&args.model, &args.onnx)?;
     say!("wrote {}", args.onnx.display())
 }

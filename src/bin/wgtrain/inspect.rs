@@ -180,18 +180,7 @@ fn top_k(weights: &[f32], k: usize) -> Vec<(usize, f32)> {
 
 pub fn run(args: &InspectArgs) -> Result<()> {
     if let Some(path) = &args.plot {
-        // Checked before any work: never the model itself, never a path that is not a regular file.
-        wgtrain::files::check_outputs(
-            &[wgtrain::files::Output {
-                flag: "--plot",
-                path,
-                extension: Some("png"),
-            }],
-            &[wgtrain::files::Input {
-                flag: "--model",
-                path: &args.model,
-            }],
-        )?;
+        crate::checks::check_output("--plot", path, "png", &[("--model", &args.model)])?;
     }
     let (network, params, meta) = checkpoint::load(&args.model)?;
     let image = input_image(&network, &meta, args.input_shape.as_deref())?;
