@@ -107,7 +107,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     }
     let (loss, outputs) = (model.network().loss(), model.network().outputs());
     let stats = model.evaluate(&data.features, &data.encode_targets(loss, outputs))?;
-    crate::train::finite_loss(stats.loss, &args.data)?;
+    crate::objective::finite_loss(stats.loss, &args.data)?;
     let mut report = serde_json::Map::new();
     report.insert("loss".into(), stats.loss.into());
     let mut predictions = model.predict(&data.features)?;

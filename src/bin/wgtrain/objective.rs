@@ -1,11 +1,12 @@
 //! The output layer and the loss a run trains: chosen from the target and the flags, with cross-entropy's
-//! class weights and label smoothing.
+//! class weights and label smoothing; and the loss measured in the target's own units afterwards.
 
 use crate::train::invalid;
 use crate::{OutputChoice, TrainArgs};
-use wgtrain::data::{Dataset, Task};
+use std::path::Path;
+use wgtrain::data::{Dataset, Standardizer, Task};
 use wgtrain::error::quote;
-use wgtrain::{Activation, CrossEntropy, Loss, Result};
+use wgtrain::{Activation, CrossEntropy, Error, Loss, Model, Result};
 
 /// Output activation, width and loss from the data and the flags (see the README's CLI section).
 /// With `--class-weight` or `--label-smoothing`, a two-class target gets a two-unit softmax output (they
@@ -139,4 +140,30 @@ fn parse_weights(text: &str, classes: &[String]) -> Result<Vec<f32>> {
         weights[class] = number(weight)?;
     }
     Ok(weights)
+}
+
+/// A non-finite loss on held-out data means outputs that overflowed: an error, not metrics of NaN.
+pub fn finite_loss(loss: f32, path: &Path) -> Result<()> {
+    if loss.is_finite() {
+        return Ok(());
+    }
+    Err(Error::Format {
+        path: path.display().to_string(),
+        message: format!(
+            "the model's loss on this data is {loss}: its outputs overflow (inputs far outside the training data?)"
+        ),
+    })
+}
+
+/// The mean squared error of `model` on `data`, in the target's own units: with `target_scale` the
+/// targets and predictions are standardised, and the error is scaled back by the variance.
+pub fn mse(model: &mut Model, data: &Dataset, target_scale: Option<&Standardizer>) -> Result<f32> {
+    let predictions = model.predict(&data.features)?;
+    let sum: f64 = predictions
+        .iter()
+        .zip(&data.targets)
+        .map(|(p, y)| f64::from(p - y).powi(2))
+        .sum();
+    let variance = target_scale.map_or(1.0, |s| f64::from(s.std[0]).powi(2));
+    Ok((sum / data.rows() as f64 * variance) as f32)
 }

@@ -4,11 +4,12 @@ use crate::arch::{hidden_activation, network_shape, parse_layers};
 use crate::checks::{
     check_files, check_init, check_targets, column_list, init_options, record_limit, warn_ignored,
 };
+use crate::objective::{finite_loss, mse};
 use crate::TrainArgs;
 use crate::{arch, objective, resume, tables};
 use std::path::Path;
 use wgtrain::checkpoint::{self, ModelMeta};
-use wgtrain::data::{self, CsvOptions, Dataset, Standardizer, Task, TaskChoice};
+use wgtrain::data::{self, CsvOptions, Standardizer, Task, TaskChoice};
 use wgtrain::fit::{self, FitConfig};
 use wgtrain::{Activation, Error, Model, Network, Result};
 
@@ -58,33 +59,6 @@ fn check_args(args: &TrainArgs) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// A non-finite loss on held-out data means outputs that overflowed: an error, not metrics of NaN.
-pub fn finite_loss(loss: f32, path: &Path) -> Result<()> {
-    if loss.is_finite() {
-        return Ok(());
-    }
-    Err(Error::Format {
-        path: path.display().to_string(),
-        message: format!(
-            "the model's loss on this data is {loss}: its outputs overflow (inputs far outside the training data?)"
-        ),
-    })
-}
-
-/// Mean squared error of `model` on a regression dataset (any loss).
-/// The mean squared error of `model` on `data`, in the target's own units: with `target_scale` the
-/// targets and predictions are standardised, and the error is scaled back by the variance.
-pub fn mse(model: &mut Model, data: &Dataset, target_scale: Option<&Standardizer>) -> Result<f32> {
-    let predictions = model.predict(&data.features)?;
-    let sum: f64 = predictions
-        .iter()
-        .zip(&data.targets)
-        .map(|(p, y)| f64::from(p - y).powi(2))
-        .sum();
-    let variance = target_scale.map_or(1.0, |s| f64::from(s.std[0]).powi(2));
-    Ok((sum / data.rows() as f64 * variance) as f32)
 }
 
 pub fn run(args: &TrainArgs) -> Result<()> {
