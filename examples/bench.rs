@@ -28,9 +28,16 @@ fn run(started: Instant) -> wgtrain::Result<()> {
     };
     let data =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist10k-train-images-idx3-ubyte.gz");
+    // A reader that has gone (`| head -1`) ends the run with an error line, not a panic in `println!`.
     let mut emit = |line: &str| {
-        println!("{line}");
-        Ok(())
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}")
+            .and_then(|()| out.flush())
+            .map_err(|e| wgtrain::Error::File {
+                path: "standard output".into(),
+                message: e.to_string(),
+            })
     };
     if args.iter().any(|a| a == "--cold-start") {
         let device: Device = value("--device").unwrap_or("cpu").parse()?;

@@ -22,6 +22,24 @@ if ! have_vulkan; then
     fi
 fi
 
+# wgpu's GL backend on Mesa's llvmpipe through EGL, without a display (`wgtrain verify --device gl` in
+# .ci/run): the EGL loader, Mesa's EGL vendor and its DRI drivers.
+have_gl() {
+    ldconfig -p 2>/dev/null | grep -q 'libEGL\.so\.1' &&
+        ls /usr/share/glvnd/egl_vendor.d/*mesa*.json >/dev/null 2>&1
+}
+if ! have_gl; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing EGL and Mesa's GL drivers for the GL backend (libegl1 libegl-mesa0 libgl1-mesa-dri)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends libegl1 libegl-mesa0 libgl1-mesa-dri >/dev/null
+    else
+        echo "warning: no EGL or Mesa GL driver: \`wgtrain verify --device gl\` will find no adapter." \
+            "Install them with: apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri" >&2
+    fi
+fi
+
 # onnx and ONNX Runtime for the export tests (tests/onnx.rs), from PyPI into a venv under target/; the
 # tests find its Python through WGTRAIN_ONNX_PYTHON (without one they say SKIPPED, and fail under CI=true).
 onnx_venv=target/onnx-venv

@@ -3,7 +3,7 @@
 use crate::backend::Backend;
 use crate::cpu::CpuBackend;
 use crate::error::{Error, Result};
-use crate::gpu::{self, WgpuBackend};
+use crate::gpu::{self, GpuApi, WgpuBackend};
 use std::fmt;
 use std::str::FromStr;
 
@@ -41,10 +41,14 @@ pub enum Device {
     /// The adapter at this index of [`crate::gpu::adapter_summaries`] (`gpu:N`; software adapters
     /// count). Parsing a part of an adapter name resolves it to its index.
     Adapter(usize),
+    /// The best adapter of one graphics API (`vulkan`, `metal`, `dx12`, `gl`): hardware before software.
+    /// `gl` is how the GL backend is reached where Vulkan also has an adapter.
+    Api(GpuApi),
 }
 
 /// What a device value may be, for messages.
-const EXPECTED: &str = "auto, gpu, gpu:N, fallback, cpu or part of an adapter name";
+pub(crate) const EXPECTED: &str =
+    "auto, gpu, gpu:N, fallback, cpu, vulkan, metal, dx12, gl or part of an adapter name";
 
 impl Device {
     /// Reads `WGTRAIN_DEVICE`; unset or empty means [`Device::Auto`].
@@ -74,6 +78,7 @@ impl Device {
             Device::Gpu => Box::new(WgpuBackend::new(gpu::hardware_adapter()?)?),
             Device::Fallback => Box::new(WgpuBackend::new(gpu::fallback_adapter()?)?),
             Device::Adapter(index) => Box::new(WgpuBackend::new(gpu::adapter_at(index)?)?),
+            Device::Api(api) => Box::new(WgpuBackend::new(gpu::api_adapter(api)?)?),
             Device::Auto => match gpu::hardware_adapter().and_then(WgpuBackend::new) {
                 Ok(backend) => Box::new(backend),
                 Err(Error::NoAdapter(_)) => Box::new(CpuBackend::new()),
@@ -89,7 +94,7 @@ impl Device {
         Ok(backend)
     }
 
-    /// `auto`, `gpu`, `fallback`, `cpu` or `gpu:N`.
+    /// `auto`, `gpu`, `fallback`, `cpu`, `gpu:N` or an API's keyword.
     pub fn name(self) -> String {
         match self {
             Device::Auto => "auto".into(),
@@ -97,6 +102,7 @@ impl Device {
             Device::Fallback => "fallback".into(),
             Device::Cpu => "cpu".into(),
             Device::Adapter(index) => format!("gpu:{index}"),
+            Device::Api(api) => api.name().into(),
         }
     }
 }
@@ -113,6 +119,9 @@ impl FromStr for Device {
     /// The keywords win over adapter names; `gpu:N` is checked against the adapters when opened; any
     /// other text is looked up among the adapters' names now (see [`gpu::find_adapter`]).
     fn from_str(s: &str) -> Result<Self> {
+        if let Some(api) = GpuApi::ALL.into_iter().find(|api| api.name() == s) {
+            return Ok(Device::Api(api));
+        }
         match s {
             "auto" => Ok(Device::Auto),
             "gpu" => Ok(Device::Gpu),

@@ -32,7 +32,7 @@ pub enum Error {
     Diverged(String),
 
     /// No wgpu adapter of the requested kind exists on this machine.
-    #[error("no {0} adapter found (see README: install mesa-vulkan-drivers for lavapipe)")]
+    #[error("no {0} adapter found (docs/devices.md says how to get one; lavapipe: apt-get install mesa-vulkan-drivers)")]
     NoAdapter(String),
 
     /// What a model would allocate does not fit the device (one buffer, or its free memory).

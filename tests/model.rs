@@ -102,6 +102,15 @@ fn names_parse_and_unknown_names_are_errors() {
         Device::Adapter(3)
     );
     assert_eq!(Device::Adapter(3).to_string(), "gpu:3");
+    for api in wgtrain::gpu::GpuApi::ALL {
+        let device: Device = api.name().parse().expect("an API keyword");
+        assert_eq!(device, Device::Api(api));
+        assert_eq!(device.to_string(), api.name());
+    }
+    assert_eq!(
+        "gl".parse::<Device>().expect("gl"),
+        Device::Api(wgtrain::gpu::GpuApi::Gl)
+    );
     assert!("gpu:x"
         .parse::<Device>()
         .unwrap_err()

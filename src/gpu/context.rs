@@ -10,18 +10,27 @@ fn instance(backends: wgpu::Backends) -> wgpu::Instance {
     wgpu::Instance::new(descriptor.with_env())
 }
 
-/// Vulkan, Metal and DX12 first; GL only where none of them has an adapter. Probing GL on a headless Linux
-/// box wakes EGL's Wayland platform, which prints noise to stderr, so it is not touched when not needed.
+/// Vulkan, Metal and DX12 first; GL only where none of them has an adapter. A plain run (`auto`, `gpu`,
+/// `fallback`) looks no further: GL lists the same GPUs again, through a slower path, and probing EGL is
+/// work a run does not need.
 fn adapters() -> Vec<wgpu::Adapter> {
-    let primary = pollster::block_on(
-        instance(wgpu::Backends::PRIMARY).enumerate_adapters(wgpu::Backends::all()),
-    );
+    let primary = enumerate(wgpu::Backends::PRIMARY);
     if !primary.is_empty() {
         return primary;
     }
-    pollster::block_on(
-        instance(wgpu::Backends::SECONDARY).enumerate_adapters(wgpu::Backends::all()),
-    )
+    enumerate(wgpu::Backends::SECONDARY)
+}
+
+/// Every adapter of every API: Vulkan, Metal and DX12 first, then GL. What `wgtrain devices` lists and
+/// `gpu:N` counts in, so a GL adapter can be named too; the indices of the native adapters do not change.
+fn all_adapters() -> Vec<wgpu::Adapter> {
+    let mut all = enumerate(wgpu::Backends::PRIMARY);
+    all.extend(enumerate(wgpu::Backends::SECONDARY));
+    all
+}
+
+fn enumerate(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
+    pollster::block_on(instance(backends).enumerate_adapters(backends))
 }
 
 /// Lower is better: discrete before integrated before virtual GPUs.
@@ -63,7 +72,7 @@ pub struct AdapterSummary {
 
 /// Every adapter in `wgtrain devices` order: the order `--device gpu:N` counts in.
 pub fn adapter_summaries() -> Vec<AdapterSummary> {
-    adapters()
+    all_adapters()
         .iter()
         .enumerate()
         .map(|(index, adapter)| {
@@ -87,7 +96,7 @@ pub fn adapter_summaries() -> Vec<AdapterSummary> {
 
 /// The adapter at `index` of [`adapter_summaries`].
 pub fn adapter_at(index: usize) -> Result<wgpu::Adapter> {
-    let mut all = adapters();
+    let mut all = all_adapters();
     let count = all.len();
     if index >= count {
         return Err(Error::value(
@@ -105,7 +114,7 @@ pub fn adapter_at(index: usize) -> Result<wgpu::Adapter> {
 /// would rank first (hardware before software, native APIs before GL), else the first listed.
 pub fn find_adapter(text: &str) -> Result<usize> {
     let wanted = text.to_lowercase();
-    let all = adapters();
+    let all = all_adapters();
     let infos: Vec<wgpu::AdapterInfo> = all.iter().map(wgpu::Adapter::get_info).collect();
     infos
         .iter()
@@ -114,16 +123,18 @@ pub fn find_adapter(text: &str) -> Result<usize> {
         .min_by_key(|(i, info)| (hardware_rank(info).unwrap_or(3), api_rank(info.backend), *i))
         .map(|(i, _)| i)
         .ok_or_else(|| {
-            let names: Vec<String> = infos
-                .iter()
-                .map(|i| crate::error::quote(&i.name))
-                .collect();
+            let names: Vec<String> = infos.iter().map(|i| crate::error::quote(&i.name)).collect();
             Error::value(
                 "device",
                 format!(
-                    "no adapter name contains {} (adapters: {}); expected auto, gpu, gpu:N, fallback, cpu or part of an adapter name",
+                    "no adapter name contains {} (adapters: {}); expected {}",
                     crate::error::quote(text),
-                    if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    },
+                    crate::device::EXPECTED
                 ),
             )
         })
@@ -131,7 +142,7 @@ pub fn find_adapter(text: &str) -> Result<usize> {
 
 /// Every adapter wgpu can see, for listings.
 pub fn list_adapters() -> Vec<wgpu::AdapterInfo> {
-    adapters().iter().map(wgpu::Adapter::get_info).collect()
+    all_adapters().iter().map(wgpu::Adapter::get_info).collect()
 }
 
 /// The best hardware (non-software) adapter.
@@ -145,6 +156,67 @@ pub fn hardware_adapter() -> Result<wgpu::Adapter> {
         .min_by_key(|(rank, _)| *rank)
         .map(|(_, adapter)| adapter)
         .ok_or_else(|| Error::NoAdapter("hardware GPU".into()))
+}
+
+/// The best adapter of one graphics API (`--device gl`, `vulkan`, `metal`, `dx12`): hardware before
+/// software, discrete before integrated. Only that API is probed.
+pub fn api_adapter(api: GpuApi) -> Result<wgpu::Adapter> {
+    if let Some(allowed) = wgpu::Backends::from_env() {
+        if !allowed.contains(api.backends()) {
+            return Err(Error::value(
+                "device",
+                format!(
+                    "{}, but WGPU_BACKEND={} leaves that API out",
+                    api.name(),
+                    std::env::var("WGPU_BACKEND").unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    enumerate(api.backends())
+        .into_iter()
+        .enumerate()
+        .min_by_key(|(i, adapter)| (hardware_rank(&adapter.get_info()).unwrap_or(3), *i))
+        .map(|(_, adapter)| adapter)
+        .ok_or_else(|| Error::NoAdapter(api.name().into()))
+}
+
+/// A graphics API wgpu runs compute on, for picking an adapter by API rather than by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GpuApi {
+    /// Vulkan (Linux, Windows, Android; lavapipe is a Vulkan driver).
+    Vulkan,
+    /// Metal (macOS, iOS).
+    Metal,
+    /// Direct3D 12 (Windows).
+    Dx12,
+    /// OpenGL or OpenGL ES (EGL, WGL), WGSL translated to GLSL: where no other API is, and Mesa's llvmpipe
+    /// without a display.
+    Gl,
+}
+
+impl GpuApi {
+    /// Every API, in the order the keywords are listed.
+    pub const ALL: [GpuApi; 4] = [GpuApi::Vulkan, GpuApi::Metal, GpuApi::Dx12, GpuApi::Gl];
+
+    /// The `--device` keyword, as `wgtrain devices` prints the API.
+    pub fn name(self) -> &'static str {
+        match self {
+            GpuApi::Vulkan => "vulkan",
+            GpuApi::Metal => "metal",
+            GpuApi::Dx12 => "dx12",
+            GpuApi::Gl => "gl",
+        }
+    }
+
+    fn backends(self) -> wgpu::Backends {
+        match self {
+            GpuApi::Vulkan => wgpu::Backends::VULKAN,
+            GpuApi::Metal => wgpu::Backends::METAL,
+            GpuApi::Dx12 => wgpu::Backends::DX12,
+            GpuApi::Gl => wgpu::Backends::GL,
+        }
+    }
 }
 
 /// wgpu's fallback adapter (a software rasteriser such as lavapipe or WARP).

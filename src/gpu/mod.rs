@@ -6,8 +6,8 @@ mod profile;
 mod tune;
 
 pub use context::{
-    adapter_at, adapter_summaries, fallback_adapter, find_adapter, hardware_adapter, list_adapters,
-    AdapterSummary,
+    adapter_at, adapter_summaries, api_adapter, fallback_adapter, find_adapter, hardware_adapter,
+    list_adapters, AdapterSummary, GpuApi,
 };
 
 /// The wgpu feature that lets [`Backend::profile`] time each kernel on this backend.

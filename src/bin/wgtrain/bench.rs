@@ -17,8 +17,8 @@ Each line on stdout is one JSON object (kinds: device, matmul, epoch, kernels, o
 cold_start), the same lines as `cargo run --release --example bench`; a summary follows, its lines \
 starting with `# `.")]
 pub struct BenchArgs {
-    /// auto, gpu, gpu:N, fallback, cpu, or part of an adapter name [default: cpu, fallback and gpu in
-    /// turn, skipping any this machine lacks; $WGTRAIN_DEVICE is not read]
+    /// auto, gpu, gpu:N, fallback, cpu, vulkan, metal, dx12, gl, or part of an adapter name [default:
+    /// cpu, fallback and gpu in turn, skipping any this machine lacks; $WGTRAIN_DEVICE is not read]
     #[arg(long, value_parser = crate::parse::<Device>)]
     pub device: Option<Device>,
     /// mlp (matmuls and the two MLP epochs), cnn (the CNN epoch) or all

@@ -33,7 +33,7 @@ use wgtrain::{Activation, Device, Loss, Optimizer};
 #[command(
     name = "wgtrain",
     version,
-    about = "Train dense neural networks on any GPU through wgpu, or on the CPU"
+    about = "Train dense and convolutional neural networks on any GPU through wgpu, or on the CPU"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -50,7 +50,8 @@ enum Command {
     Predict(PredictArgs),
     /// Print a network's layers and parameter counts
     Summary(SummaryArgs),
-    /// List the adapters wgpu sees (`--device gpu:N` picks one) and the one a run would use
+    /// List the adapters wgpu sees on every API, GL included (`--device gpu:N` picks one), and the one a
+    /// run would use
     Devices(DevicesArgs),
     /// Write a saved model as ONNX, its input preprocessing included
     Export(export::ExportArgs),
@@ -110,7 +111,7 @@ pub struct TrainArgs {
     /// Longest CSV record accepted, in bytes (at most 1 GiB) [default: 1048576]
     #[arg(long)]
     pub max_record_bytes: Option<usize>,
-
+    /// classify, regress, or auto: classify a non-numeric target or one of at most 20 distinct integers
     #[arg(long, default_value = "auto", value_parser = parse::<TaskChoice>)]
     pub task: TaskChoice,
     /// Held-out data to report test loss and accuracy on after training
@@ -124,16 +125,18 @@ pub struct TrainArgs {
     pub activation: Option<Activation>,
     /// The network as layer tokens, comma separated, or @FILE holding them, ending with the output layer
     /// dense:N: conv:OUT:K[:stride=S][:pad=P], maxpool:K[:stride=S], avgpool:K[:stride=S], gap, flatten,
-    /// dropout:P, dense:N, relu, leaky_relu[:SLOPE], sigmoid, tanh, linear (instead of --layers and
-    /// --activation)
+    /// dropout:P, batchnorm, dense:N, relu, leaky_relu[:SLOPE], sigmoid, tanh, linear (instead of
+    /// --layers and --activation)
     #[arg(long, conflicts_with_all = ["layers", "activation"])]
     pub arch: Option<String>,
     /// The shape of one sample for --arch, C,H,W (e.g. 1,8,8 for digits.csv) [default: IDX images keep
     /// theirs, 1,H,W; CSV rows are flat]
     #[arg(long, requires = "arch")]
     pub input_shape: Option<String>,
+    /// The output layer's activation; auto: softmax for 3+ classes, sigmoid for 2, linear for regression
     #[arg(long, value_enum, default_value = "auto")]
     pub output: OutputChoice,
+    /// The loss; auto follows the output: ce for softmax, bce for sigmoid, mse for linear
     #[arg(long, value_enum, default_value = "auto")]
     pub loss: LossChoice,
     /// sgd, momentum, nesterov, adam, adamw or rmsprop, with torch.optim's rules and defaults
@@ -200,13 +203,16 @@ pub struct TrainArgs {
     /// (torch.nn.CrossEntropyLoss(label_smoothing)); evaluation reports the plain loss
     #[arg(long, value_parser = finite_f32)]
     pub label_smoothing: Option<f32>,
+    /// Passes over the training rows (with --resume: the total to reach)
     #[arg(long, default_value_t = 20)]
     pub epochs: usize,
+    /// Rows per optimizer step; the last batch of an epoch may be shorter
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
     /// Visit rows in file order instead of a fresh seeded shuffle each epoch
     #[arg(long)]
     pub no_shuffle: bool,
+    /// Seeds the initial weights, the shuffles, the validation split and dropout's masks
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Fraction of the training rows held out for validation (stratified for classification)
@@ -291,7 +297,8 @@ pub struct DevicesArgs {
 #[derive(Args, Clone, Debug)]
 pub struct DeviceArg {
     /// auto, gpu (the best hardware GPU), gpu:N (the N-th adapter of `wgtrain devices`), fallback,
-    /// cpu, or part of an adapter name [default: $WGTRAIN_DEVICE, else auto]
+    /// cpu, vulkan, metal, dx12, gl (the best adapter of that API), or part of an adapter name
+    /// [default: $WGTRAIN_DEVICE, else auto]
     #[arg(long, value_parser = parse::<Device>)]
     pub device: Option<Device>,
 }
@@ -304,8 +311,10 @@ impl DeviceArg {
 
 #[derive(Args, Clone, Debug)]
 pub struct EvalArgs {
+    /// A model saved by `wgtrain train --out`
     #[arg(long)]
     pub model: PathBuf,
+    /// Labelled data: CSV (`-` for standard input) with the model's columns by name, or IDX images
     #[arg(long)]
     pub data: PathBuf,
     /// Target column [default: the one the model was trained on]
@@ -323,12 +332,14 @@ pub struct EvalArgs {
 
     #[command(flatten)]
     pub device: DeviceArg,
+    /// One JSON object: the loss, accuracy or MSE, and every metric under `metrics`
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Args, Clone, Debug)]
 pub struct PredictArgs {
+    /// A model saved by `wgtrain train --out`
     #[arg(long)]
     pub model: PathBuf,
     /// Data to predict: CSV (`-` for standard input) or IDX images
