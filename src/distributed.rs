@@ -4,7 +4,7 @@
 //! process with batch N·B (see [`crate::Model::train_epoch_distributed`]).
 //!
 //! [`Collective`] is what that needs from the ranks' communicator; the `mpi` feature provides one over
-//! MPI ([`crate::mpi`]), and [`Single`] is the one-rank case.
+//! MPI (`wgtrain::mpi`, feature `mpi`), and [`Single`] is the one-rank case.
 
 use crate::error::Result;
 use std::ops::Range;

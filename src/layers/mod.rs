@@ -1,6 +1,6 @@
 //! Layers as units. Each kind is one file here that says its output shape, its parameters (with PyTorch's
 //! names and layouts and their initialisers) and its forward and backward passes as [`Op`]s. [`Layer`] is
-//! the closed list of kinds, written once in the [`layers!`] invocation below; the network, the graph and
+//! the closed list of kinds, written once in the `layers!` invocation below; the network, the graph and
 //! the checkpoint reach a kind only through [`LayerKind`].
 
 mod activation;

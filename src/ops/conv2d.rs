@@ -505,7 +505,7 @@ pub fn conv2d_backward_input(
 /// the result does not depend on how many threads ran them.
 const SAMPLES_PER_PARTIAL: usize = 16;
 
-/// See [`Conv2dBackwardWeights`]: partial sums over [`SAMPLES_PER_PARTIAL`] samples each, split over
+/// See [`Conv2dBackwardWeights`]: partial sums over `SAMPLES_PER_PARTIAL` samples each, split over
 /// threads, then added in order.
 pub fn conv2d_backward_weights(
     input: &[f32],

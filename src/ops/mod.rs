@@ -1,7 +1,7 @@
 //! Ops as units. Each op is a struct in the file named after its shader: `src/ops/<stem>.rs` holds the
 //! struct, its CPU reference and its launch description; `shaders/<stem>.wgsl` holds its WGSL entry point
 //! of the same name; `tests/ops/<stem>.rs` holds its GPU-vs-CPU parity test, again of the same name.
-//! [`Op`] is the closed list of them, written once in the [`ops!`] invocation below; everything else
+//! [`Op`] is the closed list of them, written once in the `ops!` invocation below; everything else
 //! reaches an op through [`Kernel`], so no other code matches over every op.
 
 pub mod activation;
@@ -133,7 +133,7 @@ pub trait Kernel {
     fn name(&self) -> &'static str;
     /// The shader file holding the entry point.
     fn shader(&self) -> &'static Shader;
-    /// Every operand, for bounds and aliasing checks ([`check_op`]).
+    /// Every operand, for bounds and aliasing checks (`check_op`).
     fn operands(&self) -> Vec<Operand>;
     /// The CPU reference, on host memory.
     fn run_cpu(&self, host: &mut HostBuffers);
@@ -281,7 +281,7 @@ impl HostBuffers {
     }
 
     /// Calls `f` with the written regions as slices (their buffers moved out meanwhile, no copy) while it
-    /// reads the rest through `&self`. [`check_op`] has made sure no written buffer is read.
+    /// reads the rest through `&self`. `check_op` has made sure no written buffer is read.
     pub fn write<const W: usize>(
         &mut self,
         written: [(Region, usize); W],

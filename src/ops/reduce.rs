@@ -143,7 +143,7 @@ impl Kernel for ChannelSum {
 /// Lanes of the CPU channel sum.
 const LANES: usize = 16;
 
-/// Channel sums of an NCHW gradient: each plane summed in [`LANES`] interleaved running sums, then the
+/// Channel sums of an NCHW gradient: each plane summed in `LANES` interleaved running sums, then the
 /// planes of a channel added sample by sample; channels split over threads.
 pub fn channel_sum(grad_output: &[f32], grad_bias: &mut [f32], positions: usize) {
     let (channels, positions) = (grad_bias.len(), positions.max(1));

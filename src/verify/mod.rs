@@ -2,7 +2,7 @@
 //!
 //! 1. Op parity: small networks covering every layer kind, activation, loss, optimizer and clipping, plus
 //!    edge shapes (odd sizes, a last short batch, sums long enough to run in windows), train on the CPU
-//!    reference while every op is replayed on the adapter from the same inputs ([`lockstep`]); every op the
+//!    reference while every op is replayed on the adapter from the same inputs (`lockstep`); every op the
 //!    engine has must be met.
 //! 2. Gradients: `Model::gradients` on the adapter against central differences of its own loss.
 //! 3. Training: a small MLP and a small CNN trained on the adapter and on the CPU from the same start,
