@@ -466,12 +466,31 @@ fn regression_reports_mse() {
         "--lr",
         "0.05",
         "--json",
+        "--out",
+        dir.join("line.safetensors").to_str().unwrap(),
     ]);
     assert!(
         r.get("accuracy").is_none(),
         "regression has no accuracy: {r}"
     );
     assert!(number(&r, "mse") < 1e-3, "{r}");
+    // A confusion-matrix plot of a regression model is refused before anything is evaluated or written.
+    let png = dir.join("confusion.png");
+    fails(
+        &[
+            "eval",
+            "--model",
+            dir.join("line.safetensors").to_str().unwrap(),
+            "--data",
+            path.to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--plot",
+            png.to_str().unwrap(),
+        ],
+        &["--plot", "confusion matrix", "regression model"],
+    );
+    assert!(!png.exists(), "nothing is written");
 }
 
 #[test]

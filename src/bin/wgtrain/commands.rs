@@ -99,6 +99,15 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         )?;
     }
     let (mut model, meta) = open_model(&args.model, args.device.resolve()?)?;
+    if args.plot.is_some() && meta.task != Task::Classify {
+        return Err(Error::InvalidValue {
+            what: "--plot".into(),
+            message: format!(
+                "draws a classifier's confusion matrix, and {} is a regression model",
+                args.model.display()
+            ),
+        });
+    }
     let mut data = labelled_data(args, &meta)?;
     let targets = data.targets.clone();
     // The loss in the units the network was trained in; the mse in the target's own.
