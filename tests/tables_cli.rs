@@ -188,6 +188,44 @@ fn drop_and_init_keep_to_the_saved_encoder() {
     assert!(report(&strs(&again))["loss"].as_f64().is_some());
 }
 
+/// A table of numbers only keeps its `--missing drop` too: `eval` leaves the same rows out. A model
+/// trained without missing cells has no fill values, so `--init` from it with `--missing mean` is an error
+/// naming that, not a NaN met later in standardisation.
+#[test]
+fn a_numeric_table_keeps_drop_and_init_without_fills_refuses_mean() {
+    let dir = scratch("tables-numeric-drop");
+    let mut csv = String::from("a,b,y\n");
+    for i in 0..60 {
+        csv += &format!("{},{},{}\n", i % 7, i % 5, i % 2);
+    }
+    let complete = dir.join("complete.csv");
+    std::fs::write(&complete, &csv).expect("write");
+    csv += ",3,1\n2,,0\n";
+    let holes = dir.join("holes.csv");
+    std::fs::write(&holes, &csv).expect("write");
+    let (complete, holes) = (text(&complete), text(&holes));
+
+    let dropped = text(&dir.join("drop.safetensors"));
+    ok(&strs(&train_cpu(
+        &holes,
+        &["--missing", "drop", "--out", &dropped],
+    )));
+    let eval = report(&[
+        "eval", "--model", &dropped, "--data", &holes, "--device", "cpu", "--json",
+    ]);
+    assert_eq!(
+        eval["rows"], 60,
+        "the 2 rows with a missing cell are left out"
+    );
+
+    let plain = text(&dir.join("plain.safetensors"));
+    ok(&strs(&train_cpu(&complete, &["--out", &plain])));
+    fails(
+        &strs(&train_cpu(&holes, &["--init", &plain, "--missing", "mean"])),
+        &["--missing", "--init", "no fill values"],
+    );
+}
+
 const PENGUINS_TRAIN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/penguins-train.csv");
 const PENGUINS_TEST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/penguins-test.csv");
 

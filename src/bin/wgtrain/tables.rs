@@ -43,6 +43,15 @@ pub fn cell_options(
             options.features = Some(encoder.input_names());
             options.categorical = encoder.categorical_names();
         }
+        None if args.missing.fills() => {
+            return Err(invalid(
+                "--missing",
+                format!(
+                    "{} conflicts with --init's model, which has no fill values (it was trained on a table without missing cells); use --missing drop, or fill the cells",
+                    args.missing.name()
+                ),
+            ))
+        }
         None if !options.categorical.is_empty() => {
             return Err(invalid(
                 "--categorical",
@@ -74,7 +83,8 @@ pub fn test_options(train: &Dataset, options: &CsvOptions) -> CsvOptions {
 }
 
 /// The encoder for this run: `--init`'s, else one fitted on the training split when the table needs
-/// one (text columns, missing cells) or `--missing` asks for fill values; `None` for a numeric table.
+/// one (text columns, missing cells) or `--missing` is not `error` (fill values, or `drop`, which `eval`
+/// must know to leave such rows out too); `None` for a numeric table read with `--missing error`.
 pub fn encoder(
     train: &Dataset,
     args: &TrainArgs,
@@ -83,7 +93,7 @@ pub fn encoder(
     if let Some(saved) = saved {
         return Ok(saved.encoder.clone());
     }
-    if !train.is_raw() && !args.missing.fills() {
+    if !train.is_raw() && args.missing == Missing::Error {
         return Ok(None);
     }
     Encoder::fit(train, args.missing, args.max_categories).map(Some)
