@@ -5,7 +5,9 @@
 //   conv2d_backward_input:   output[n, c, y, x] = Σ grad_output[n, o, oy, ox] · weights over the windows
 //                            that read (y, x)
 //   conv2d_backward_weights: output[kk, o] = Σ_(n, oy, ox) grad_output[n, o, oy, ox] · input at (kk, oy, ox)
-// Every loop runs over one dimension, so each stays below llvmpipe's limit of 65535 iterations.
+// llvmpipe ends an invocation after 65535 loop iterations in total: the weight gradient's sum over
+// batch × positions therefore runs in windows of its (n, oy, ox) terms, each dispatch continuing the last
+// one's sums (FLAG_ACCUMULATE); the other two sum over channels × kernel, far below the limit.
 
 @group(0) @binding(1) var<storage, read> input: array<f32>;
 @group(0) @binding(2) var<storage, read> weights: array<f32>;
@@ -97,22 +99,26 @@ fn conv2d_backward_weights(@builtin(global_invocation_id) gid: vec3<u32>, @built
     let c = kk / kernel;
     let ky = (kk % kernel) / dims.kernel_w;
     let kx = kk % dims.kernel_w;
-    var sum = 0.0;
-    for (var n = 0u; n < dims.batch; n++) {
-        let plane = (n * dims.channels + c) * dims.height;
-        let channel = (n * dims.n + o) * dims.out_height;
-        for (var oy = 0u; oy < dims.out_height; oy++) {
-            let y = image_index(oy, ky, dims.height);
-            if (y < 0) {
-                continue;
-            }
-            for (var ox = 0u; ox < dims.out_width; ox++) {
-                let x = image_index(ox, kx, dims.width);
-                if (x < 0) {
-                    continue;
-                }
-                sum += grad_output[(channel + oy) * dims.out_width + ox]
-                    * input[(plane + u32(y)) * dims.width + u32(x)];
+    // This window's terms [begin, begin + m) of the (n, oy, ox) positions, in that order, one loop.
+    let positions = dims.out_height * dims.out_width;
+    var n = dims.begin / positions;
+    var oy = (dims.begin % positions) / dims.out_width;
+    var ox = dims.begin % dims.out_width;
+    var sum = select(0.0, output[i], (dims.flags & FLAG_ACCUMULATE) != 0u);
+    for (var t = 0u; t < dims.m; t++) {
+        let y = image_index(oy, ky, dims.height);
+        let x = image_index(ox, kx, dims.width);
+        if (y >= 0 && x >= 0) {
+            sum += grad_output[((n * dims.n + o) * dims.out_height + oy) * dims.out_width + ox]
+                * input[((n * dims.channels + c) * dims.height + u32(y)) * dims.width + u32(x)];
+        }
+        ox++;
+        if (ox == dims.out_width) {
+            ox = 0u;
+            oy++;
+            if (oy == dims.out_height) {
+                oy = 0u;
+                n++;
             }
         }
     }

@@ -21,20 +21,24 @@ fn bias_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
 }
 
 // channel_sum: grad_bias[c] = Σ grad_output[n, c, y, x] over an NCHW gradient, one invocation a channel,
-// samples then rows then columns in order (each loop shorter than llvmpipe's limit).
+// samples then positions in order. Like bias_grad, long sums run as windows [begin, begin + m) of the
+// (n, position) terms, each continuing the last one's sums, to stay inside llvmpipe's loop limit.
 @compute @workgroup_size(64)
 fn channel_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let c = gid.x + gid.y * groups.x * WORKGROUP;
     if c >= dims.channels {
         return;
     }
-    var sum = 0.0;
-    for (var n = 0u; n < dims.batch; n++) {
-        let plane = (n * dims.channels + c) * dims.height * dims.width;
-        for (var y = 0u; y < dims.height; y++) {
-            for (var x = 0u; x < dims.width; x++) {
-                sum += grad_output[plane + y * dims.width + x];
-            }
+    let positions = dims.height * dims.width;
+    var n = dims.begin / positions;
+    var p = dims.begin % positions;
+    var sum = select(0.0, grad_bias[c], (dims.flags & FLAG_ACCUMULATE) != 0u);
+    for (var t = 0u; t < dims.m; t++) {
+        sum += grad_output[(n * dims.channels + c) * positions + p];
+        p++;
+        if p == positions {
+            p = 0u;
+            n++;
         }
     }
     grad_bias[c] = sum;

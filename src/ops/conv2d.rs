@@ -11,7 +11,7 @@
 use std::cell::RefCell;
 use std::ops::Range;
 
-use super::launch::{flat_groups, Dims, Geometry, Launch};
+use super::launch::{flat_groups, sum_windows, whole, Dims, Geometry, Launch, REDUCTION_WINDOW};
 use super::{reads, writes, HostBuffers, Kernel, Operand, Region, Shader};
 use crate::activation::Activation;
 use crate::host::gemm::gemm_serial;
@@ -222,6 +222,17 @@ impl Kernel for Conv2dBackwardWeights {
             ],
             groups: flat_groups(g.patch() * outs),
         }
+    }
+
+    /// Each weight's sum over samples × output positions runs in windows (llvmpipe's loop limit).
+    fn launches(&self, _max_binding: usize) -> Vec<Launch> {
+        let g = self.geometry;
+        let mut base = whole(self.launch());
+        let terms = g.batch * g.out_height() * g.out_width();
+        base.dims.m = terms as u32;
+        sum_windows(&base, terms, REDUCTION_WINDOW, |w, _, len| {
+            w.dims.m = len as u32
+        })
     }
 }
 

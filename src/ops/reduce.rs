@@ -97,6 +97,11 @@ impl ChannelSum {
     fn len(&self) -> usize {
         self.batch * self.channels * self.height * self.width
     }
+
+    /// Terms of each channel's sum: samples × positions.
+    fn terms(&self) -> usize {
+        self.batch * self.height * self.width
+    }
 }
 
 impl Kernel for ChannelSum {
@@ -132,11 +137,21 @@ impl Kernel for ChannelSum {
                 channels: self.channels as u32,
                 height: self.height as u32,
                 width: self.width as u32,
+                m: self.terms() as u32,
                 ..Dims::default()
             },
             bindings: vec![(1, self.grad_output), (2, self.grad_bias)],
             groups: flat_groups(self.channels),
         }
+    }
+
+    fn launches(&self, _max_binding: usize) -> Vec<Launch> {
+        sum_windows(
+            &whole(self.launch()),
+            self.terms(),
+            REDUCTION_WINDOW,
+            |w, _, len| w.dims.m = len as u32,
+        )
     }
 }
 

@@ -237,6 +237,24 @@ fn conv2d_backward_weights_over_partials() {
     }
 }
 
+/// Regression: llvmpipe ends an invocation after 65535 loop iterations in total, which cut the weight
+/// gradient's sum over batch × positions short (100 samples of 28×28: 78400 terms) until it ran in windows.
+#[test]
+fn conv2d_backward_weights_past_the_loop_limit() {
+    let Some(mut gpu) = gpu_backend() else { return };
+    let g = geometry((100, 1, 28, 28, 3, 1, 1));
+    let outs = 2;
+    let [x, _, _, dy] = operands(&g, outs, 11);
+    let buffers = [x, dy, vec![f32::NAN; g.patch() * outs]];
+    parity(
+        &mut gpu,
+        "conv2d_backward_weights 100x1x28x28",
+        &buffers,
+        MATMUL,
+        &backward_weights(g, outs),
+    );
+}
+
 /// Random geometries, 24 cases from a fixed seed: every op agrees between the backends.
 #[test]
 fn random_conv2d_geometries_agree_between_cpu_and_gpu() {
