@@ -68,3 +68,8 @@ pub use loss::{CrossEntropy, Loss};
 pub use model::{EpochStats, Model, OptimizerState, TrainConfig, STEPS_PER_SUBMIT};
 pub use network::{LayerParams, Network};
 pub use optim::{Clipping, Optimizer};
+
+/// The README's Rust example runs as a doc test, so the front page cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -246,7 +246,7 @@ impl WgpuBackend {
         if cols * loops > LLVMPIPE_LOOP_LIMIT {
             return Err(Error::shape(
                 format!("{what} on {}", self.info.adapter),
-                format!("at most {} classes (it stops a shader after {LLVMPIPE_LOOP_LIMIT} loop iterations)", LLVMPIPE_LOOP_LIMIT / loops),
+                format!("at most {} values a row (it stops a shader after {LLVMPIPE_LOOP_LIMIT} loop iterations)", LLVMPIPE_LOOP_LIMIT / loops),
                 cols,
             ));
         }

@@ -263,7 +263,8 @@ pub struct TrainArgs {
     pub save_state: bool,
     /// Continue the run saved in this checkpoint (--save-state) up to --epochs in total, with its flags
     /// and data; a flag given again must agree with the saved run's, except --epochs, --data,
-    /// --test-data, --out, --plot, --device and the output flags [default --out: this file]
+    /// --test-data, --max-record-bytes, --out, --plot, --device, --save-state, --quiet and --json
+    /// [default --out: this file]
     #[arg(long, conflicts_with = "init")]
     pub resume: Option<PathBuf>,
     /// The command line after `train`, kept for --save-state.
@@ -272,7 +273,8 @@ pub struct TrainArgs {
     /// Write the trained model here (safetensors)
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Write loss (and accuracy) curves here (PNG)
+    /// Write the loss and accuracy curves here (PNG), with validation F1 or R² and the learning rate
+    /// when there are any
     #[arg(long)]
     pub plot: Option<PathBuf>,
     /// No progress bar and no per-epoch lines
