@@ -5,7 +5,7 @@ mod common;
 use wgtrain::data::{Dataset, Task};
 use wgtrain::fit::{fit, FitConfig};
 use wgtrain::schedule::{LrSchedule, Schedule};
-use wgtrain::{Activation, Device, Loss, Model, Network, Optimizer};
+use wgtrain::{Activation, Device, Loss, Model, Network, Optimizer, TrainConfig};
 
 fn dataset(rows: usize) -> Dataset {
     let features: Vec<f32> = (0..rows * 2)
@@ -59,7 +59,10 @@ fn an_unshuffled_epoch_is_consecutive_batches_in_file_order() {
             .train_step(
                 &data.features[start * 2..end * 2],
                 &data.targets[start..end],
-                0.5,
+                &TrainConfig {
+                    learning_rate: 0.5,
+                    ..TrainConfig::default()
+                },
             )
             .expect("step");
     }

@@ -4,7 +4,9 @@
 mod common;
 
 use common::{assert_close, gpu_backend, uniform, TRAINING};
-use wgtrain::{Activation, Backend, Device, Error, LayerParams, Loss, Model, Network, TrainConfig};
+use wgtrain::{
+    Activation, Backend, Device, Error, LayerParams, Loss, Model, Network, Optimizer, TrainConfig,
+};
 
 fn invalid_network(result: wgtrain::Result<Network>, words: &[&str]) {
     match result {
@@ -322,7 +324,14 @@ fn mini_batches_are_consecutive_row_slices() {
     // 5 rows in batches of 2: rows 0-1, 2-3, the partial batch 4, then wrap to 0-1.
     for (start, end) in [(0, 2), (2, 4), (4, 5), (0, 2)] {
         manual
-            .train_step(&x[start * 2..end * 2], &y[start..end], 0.1)
+            .train_step(
+                &x[start * 2..end * 2],
+                &y[start..end],
+                &TrainConfig {
+                    learning_rate: 0.1,
+                    ..TrainConfig::default()
+                },
+            )
             .expect("step");
     }
     assert_eq!(
@@ -585,4 +594,63 @@ fn batch_norm_follows_pytorch_conventions() {
             );
         }
     }
+}
+
+/// `train_step` takes the rule: Adam steps by hand equal `train` with Adam. Switching to another rule
+/// after steps of one with state is an error that changes nothing, until `reset_optimizer`; from a rule
+/// without state (SGD) to Adam is allowed, and Adam then starts from zeroed moments, as a fresh model
+/// given the same parameters does.
+#[test]
+fn train_step_takes_the_optimizer_and_switching_rules_is_explicit() -> wgtrain::Result<()> {
+    let network = || {
+        Network::builder(2)
+            .dense(3, Activation::Tanh)
+            .dense(1, Activation::Sigmoid)
+            .build(Loss::Bce)
+    };
+    let x = [0., 0., 0., 1., 1., 0., 1., 1.];
+    let y = [0., 1., 1., 0.];
+    let adam = TrainConfig {
+        optimizer: Optimizer::ADAM,
+        learning_rate: 0.01,
+        ..TrainConfig::default()
+    };
+    let sgd = TrainConfig::default();
+    let mut trained = Model::new(network()?, Device::Cpu, 3)?;
+    trained.train(
+        &x,
+        &y,
+        &TrainConfig {
+            iterations: 3,
+            ..adam
+        },
+    )?;
+    let mut stepped = Model::new(network()?, Device::Cpu, 3)?;
+    for _ in 0..3 {
+        stepped.train_step(&x, &y, &adam)?;
+    }
+    assert_eq!(trained.parameters()?, stepped.parameters()?);
+
+    let err = stepped.train_step(&x, &y, &sgd).unwrap_err().to_string();
+    assert!(
+        err.contains("sgd after 3 steps of adam") && err.contains("reset_optimizer"),
+        "{err}"
+    );
+    trained.train_step(&x, &y, &adam)?;
+    stepped.train_step(&x, &y, &adam)?;
+    assert_eq!(
+        trained.parameters()?,
+        stepped.parameters()?,
+        "the refused switch kept Adam's state"
+    );
+
+    stepped.reset_optimizer();
+    stepped.train_step(&x, &y, &sgd)?;
+    let start = stepped.parameters()?;
+    stepped.train_step(&x, &y, &adam)?;
+    let mut fresh = Model::new(network()?, Device::Cpu, 3)?;
+    fresh.set_parameters(&start)?;
+    fresh.train_step(&x, &y, &adam)?;
+    assert_eq!(stepped.parameters()?, fresh.parameters()?);
+    Ok(())
 }

@@ -296,8 +296,9 @@ fn optimizers_follow_pytorch_on_gpu() {
     follows_pytorch(Box::new(gpu));
 }
 
-/// Switching optimizers starts the new one from fresh state (zero moments, step 1), as a new PyTorch
-/// optimizer would: Adam's first step moves every parameter by about the learning rate.
+/// Switching optimizers is asked for: after Adam's steps another rule is refused until
+/// `reset_optimizer`, and then the new one starts from fresh state (zero moments, step 1), as a new
+/// PyTorch optimizer would: Adam's first step moves every parameter by about the learning rate.
 #[test]
 fn switching_optimizer_resets_its_state() {
     let network = Network::builder(2)
@@ -321,16 +322,14 @@ fn switching_optimizer_resets_its_state() {
             },
         )
         .expect("adam");
-    model
-        .train(
-            &x,
-            &y,
-            &TrainConfig {
-                optimizer: Optimizer::Sgd,
-                ..adam
-            },
-        )
-        .expect("sgd");
+    let sgd = TrainConfig {
+        optimizer: Optimizer::Sgd,
+        ..adam
+    };
+    let refused = model.train(&x, &y, &sgd).expect_err("a silent switch");
+    assert!(refused.to_string().contains("reset_optimizer"), "{refused}");
+    model.reset_optimizer();
+    model.train(&x, &y, &sgd).expect("sgd");
     let before = flatten(&model.parameters().expect("params"));
     model.train(&x, &y, &adam).expect("adam again");
     let after = flatten(&model.parameters().expect("params"));

@@ -365,7 +365,10 @@ pub fn cold_start(device: Device, data: &Path, started: Instant) -> Result<f64> 
     model.train_step(
         &mnist.features[..batch * widths[0]],
         &mnist.targets[..batch],
-        LEARNING_RATE,
+        &crate::TrainConfig {
+            learning_rate: LEARNING_RATE,
+            ..crate::TrainConfig::default()
+        },
     )?;
     model.loss()?;
     Ok(started.elapsed().as_secs_f64() * 1e3)

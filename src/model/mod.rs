@@ -78,6 +78,9 @@ pub struct Model {
     /// `[last step's loss, Σ row losses, Σ hits, steps, first non-finite step]` (see the `loss_sum` op).
     stats: BufferId,
     steps: u64,
+    /// Steps taken with the current optimizer rule since its state was zeroed or restored: a rule change
+    /// after any would throw that state away, so it must be asked for ([`Model::reset_optimizer`]).
+    rule_steps: u64,
     after_first_step: Option<Counters>,
     workspace: Option<Workspace>,
     plans: HashMap<(Plan, usize), Vec<KernelId>>,
@@ -164,6 +167,7 @@ impl Model {
             optimizer_state: Vec::new(),
             stats,
             steps: 0,
+            rule_steps: 0,
             after_first_step: None,
             workspace: None,
             plans: HashMap::new(),
@@ -248,6 +252,14 @@ impl Model {
     /// Training steps taken so far.
     pub fn steps(&self) -> u64 {
         self.steps
+    }
+
+    /// Forgets the optimizer's state (momentum, Adam's moments and step count) so that the next step
+    /// starts its rule afresh, as a new `torch.optim` optimizer would; the parameters are kept. Switching
+    /// to another rule after steps of a rule with state is an error until this is called.
+    pub fn reset_optimizer(&mut self) {
+        self.hyper_host = None;
+        self.rule_steps = 0;
     }
 
     /// The current parameters, one entry per layer that has parameters (see
@@ -437,7 +449,22 @@ impl Model {
         let same_rule = self
             .hyper_host
             .is_some_and(|(current, _)| current.name() == optimizer.name());
+        if let Some((current, _)) = self.hyper_host.filter(|_| !same_rule) {
+            if current.state_buffers() > 0 && self.rule_steps > 0 {
+                return Err(Error::value(
+                    "optimizer",
+                    format!(
+                        "{} after {} step{} of {}, whose state switching would zero; call Model::reset_optimizer() first to start afresh",
+                        optimizer.name(),
+                        self.rule_steps,
+                        if self.rule_steps == 1 { "" } else { "s" },
+                        current.name()
+                    ),
+                ));
+            }
+        }
         if !same_rule {
+            self.rule_steps = 0;
             let missing = optimizer
                 .state_buffers()
                 .saturating_sub(self.optimizer_state.len());
@@ -493,6 +520,7 @@ impl Model {
     /// Counts a training step; remembers the backend's counters after the first one.
     fn count_step(&mut self) {
         self.steps += 1;
+        self.rule_steps += 1;
         if self.steps == 1 {
             self.after_first_step = Some(self.backend.counters());
         }

@@ -89,6 +89,8 @@ impl Model {
         self.backend
             .write(self.hyper, hyper::HOST_LEN, &state.counters)?;
         self.steps = state.steps;
+        // The restored state is worth keeping: another rule may not silently zero it.
+        self.rule_steps = state.steps.max(1);
         Ok(())
     }
 }

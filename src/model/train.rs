@@ -167,19 +167,19 @@ impl Model {
         Ok(())
     }
 
-    /// One gradient-descent step on exactly this batch, with plain SGD.
+    /// One optimizer step on exactly this batch, with `config`'s rule, learning rate, weight decay and
+    /// clipping (its `iterations` and `batch_size` are not used): the building block of a training loop
+    /// of one's own. The rule's state (momentum, Adam's moments and step count) carries over from step
+    /// to step and from the other training methods; changing the rule after steps of one with state is an
+    /// error until [`Model::reset_optimizer`].
     pub fn train_step(
         &mut self,
         inputs: &[f32],
         targets: &[f32],
-        learning_rate: f32,
+        config: &TrainConfig,
     ) -> Result<()> {
         let rows = self.check_data(inputs, Some(targets))?;
-        let config = TrainConfig {
-            learning_rate,
-            ..TrainConfig::default()
-        };
-        self.set_config(&config)?;
+        self.set_config(config)?;
         self.ensure_capacity(rows)?;
         self.upload(inputs, targets)?;
         let plan = self.plan(config.plan(self.weighting_key()), rows)?;
