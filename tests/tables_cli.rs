@@ -184,7 +184,25 @@ fn drop_and_init_keep_to_the_saved_encoder() {
         &strs(&train_cpu(&train, &["--init", &model, "--missing", "mean"])),
         &["--missing", "drop"],
     );
-    let again = train_cpu(&train, &["--init", &model, "--json"]);
+    // So is a --categorical the model does not share; one it shares is accepted.
+    fails(
+        &strs(&train_cpu(
+            &train,
+            &[
+                "--init",
+                &model,
+                "--missing",
+                "drop",
+                "--categorical",
+                "income",
+            ],
+        )),
+        &["--categorical", "`income`", "reads as a number", "city"],
+    );
+    let again = train_cpu(
+        &train,
+        &["--init", &model, "--categorical", "city", "--json"],
+    );
     assert!(report(&strs(&again))["loss"].as_f64().is_some());
 }
 

@@ -39,9 +39,28 @@ pub fn cell_options(
                     ),
                 ));
             }
+            let saved_categorical = encoder.categorical_names();
+            if let Some(name) = options
+                .categorical
+                .iter()
+                .find(|name| !saved_categorical.contains(name))
+            {
+                return Err(invalid(
+                    "--categorical",
+                    format!(
+                        "names {}, which --init's model reads as a number (its categorical columns: {})",
+                        quote(name),
+                        if saved_categorical.is_empty() {
+                            "none".to_string()
+                        } else {
+                            saved_categorical.join(", ")
+                        }
+                    ),
+                ));
+            }
             options.missing = encoder.missing;
             options.features = Some(encoder.input_names());
-            options.categorical = encoder.categorical_names();
+            options.categorical = saved_categorical;
         }
         None if args.missing.fills() => {
             return Err(invalid(
