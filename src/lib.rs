@@ -65,7 +65,7 @@ pub use error::{Error, Result};
 pub use gpu::WgpuBackend;
 pub use layers::{Dense, Layer, Mode, Shape};
 pub use loss::{CrossEntropy, Loss};
-pub use model::{EpochStats, Model, OptimizerState, TrainConfig, STEPS_PER_SUBMIT};
+pub use model::{EpochStats, Model, NamedTensor, OptimizerState, TrainConfig, STEPS_PER_SUBMIT};
 pub use network::{LayerParams, Network};
 pub use optim::{Clipping, Optimizer};
 

@@ -654,3 +654,69 @@ fn train_step_takes_the_optimizer_and_switching_rules_is_explicit() -> wgtrain::
     assert_eq!(stepped.parameters()?, fresh.parameters()?);
     Ok(())
 }
+
+/// Parameters and gradients by name, in PyTorch's layout: the names a checkpoint uses, each dense weight
+/// `[out, in]` (the transpose of `parameters()`'s), the running statistics among the parameters but not
+/// the gradients, and the gradient values those of `gradients()`.
+#[test]
+fn named_parameters_and_gradients_follow_pytorch() -> wgtrain::Result<()> {
+    let network = Network::builder(3)
+        .spec("dense:4,batchnorm,relu,dense:2,softmax")?
+        .build(Loss::Ce)?;
+    let mut model = Model::new(network, Device::Cpu, 5)?;
+    let x = uniform(1, 5 * 3, -1.0, 1.0);
+    let y = [0., 1., 1., 0., 1.];
+    model.train(&x, &y, &TrainConfig::default())?;
+    let named = model.named_parameters()?;
+    let names: Vec<&str> = named.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "layers.0.weight",
+            "layers.0.bias",
+            "layers.1.weight",
+            "layers.1.bias",
+            "layers.1.running_mean",
+            "layers.1.running_var",
+            "layers.1.num_batches_tracked",
+            "layers.3.weight",
+            "layers.3.bias"
+        ]
+    );
+    let params = model.parameters()?;
+    assert_eq!(named[0].shape, [4, 3]);
+    for o in 0..4 {
+        for i in 0..3 {
+            assert_eq!(named[0].values[o * 3 + i], params[0].weights[i * 4 + o]);
+        }
+    }
+    assert_eq!(named[7].shape, [2, 4]);
+    assert_eq!(named[4].values, params[1].state[0], "running_mean");
+
+    let (loss, grads) = model.gradients(&x, &y)?;
+    let (named_loss, named_grads) = model.named_gradients(&x, &y)?;
+    assert_eq!(loss, named_loss);
+    let grad_names: Vec<&str> = named_grads.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(
+        grad_names,
+        [
+            "layers.0.weight",
+            "layers.0.bias",
+            "layers.1.weight",
+            "layers.1.bias",
+            "layers.3.weight",
+            "layers.3.bias"
+        ]
+    );
+    for o in 0..2 {
+        for i in 0..4 {
+            assert_eq!(
+                named_grads[4].values[o * 4 + i],
+                grads[2].weights[i * 2 + o]
+            );
+        }
+    }
+    assert_eq!(named_grads[5].values, grads[2].bias);
+    assert!(named_grads[0].values.iter().any(|&g| g != 0.0));
+    Ok(())
+}

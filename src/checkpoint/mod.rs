@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 use tensors::{read_file, read_tensors};
-pub use tensors::{torch_tensors, TorchTensor};
+pub use tensors::{torch_gradients, torch_tensors, TorchTensor};
 
 pub mod state;
 mod tensors;

@@ -114,6 +114,20 @@ pub struct TorchTensor {
 /// Every parameter and state tensor of `network` from `params` (one entry per layer with parameters), in
 /// PyTorch's layout; an error names a tensor whose size does not match.
 pub fn torch_tensors(network: &Network, params: &[LayerParams]) -> Result<Vec<TorchTensor>> {
+    layer_tensors(network, params, true)
+}
+
+/// Gradients in PyTorch's layout: [`torch_tensors`] of the trained parameters alone (running statistics
+/// have no gradient), from one entry per layer with parameters whose `state` is empty.
+pub fn torch_gradients(network: &Network, grads: &[LayerParams]) -> Result<Vec<TorchTensor>> {
+    layer_tensors(network, grads, false)
+}
+
+fn layer_tensors(
+    network: &Network,
+    params: &[LayerParams],
+    with_state: bool,
+) -> Result<Vec<TorchTensor>> {
     let indices = network.parametrised_layers();
     if params.len() != indices.len() {
         return Err(Error::shape(
@@ -124,7 +138,11 @@ pub fn torch_tensors(network: &Network, params: &[LayerParams]) -> Result<Vec<To
     }
     let mut tensors = Vec::new();
     for (layer, &i) in params.iter().zip(&indices) {
-        let state_specs = network.state(i);
+        let state_specs = if with_state {
+            network.state(i)
+        } else {
+            Vec::new()
+        };
         if layer.state.len() != state_specs.len() {
             return Err(Error::shape(
                 format!("layer {i} state"),
@@ -135,7 +153,12 @@ pub fn torch_tensors(network: &Network, params: &[LayerParams]) -> Result<Vec<To
         let values = [&layer.weights, &layer.bias]
             .into_iter()
             .chain(&layer.state);
-        for (spec, values) in tensors_of(network, i).into_iter().zip(values) {
+        let specs = if with_state {
+            tensors_of(network, i)
+        } else {
+            network.params(i)
+        };
+        for (spec, values) in specs.into_iter().zip(values) {
             if values.len() as u128 != spec.len() {
                 return Err(Error::shape(
                     format!("layer {i} {}", spec.name),

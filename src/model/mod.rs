@@ -4,11 +4,13 @@
 
 mod distributed;
 mod held;
+mod named;
 mod plans;
 mod resume;
 mod train;
 
 pub use held::STEPS_PER_SUBMIT;
+pub use named::NamedTensor;
 
 pub use resume::OptimizerState;
 pub use train::{EpochStats, TrainConfig};
