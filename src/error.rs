@@ -10,22 +10,40 @@ pub enum Error {
     /// Data or parameters whose size does not match the network.
     #[error("{what} expects {expected}, got {got}")]
     Shape {
+        /// The data or parameter that was checked (`targets`, `layer 0 weights`, …).
         what: String,
+        /// The size or count the network requires.
         expected: String,
+        /// The size or count that was passed.
         got: String,
     },
 
     /// A value outside its allowed range (learning rate, class index, device name, ...).
     #[error("invalid {what}: {message}")]
-    InvalidValue { what: String, message: String },
+    InvalidValue {
+        /// The setting or input the value was given for (`learning rate`, `optimizer`, …).
+        what: String,
+        /// Why it is refused, usually with the allowed range and the value received.
+        message: String,
+    },
 
     /// A file that cannot be opened, read or written.
     #[error("{path}: {message}")]
-    File { path: String, message: String },
+    File {
+        /// The file's path as given, displayed.
+        path: String,
+        /// Why, often the operating system's error.
+        message: String,
+    },
 
     /// A file whose content is not what its format requires (CSV, IDX, gzip, safetensors, metadata).
     #[error("{path}: {message}")]
-    Format { path: String, message: String },
+    Format {
+        /// The file's path as given, displayed.
+        path: String,
+        /// What in the content breaks the format, and where.
+        message: String,
+    },
 
     /// Training produced a non-finite loss or parameters.
     #[error("training diverged: {0}")]

@@ -14,15 +14,22 @@ use rand::SeedableRng;
 /// How [`fit`] trains.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FitConfig {
+    /// Epochs in all, at least 1 (default 20); for a resumed run, the epochs already trained included.
     pub epochs: usize,
+    /// Rows per step, at least 1 (default 32); an epoch's last batch is smaller when the rows do not divide
+    /// evenly.
     pub batch_size: usize,
     /// Visit rows in a fresh seeded order each epoch; otherwise in file order.
     pub shuffle: bool,
+    /// Seed of the generator that draws the shuffled orders (default 0).
     pub seed: u64,
     /// The base learning rate, which `schedule` moves epoch by epoch.
     pub learning_rate: f32,
+    /// How the learning rate moves from epoch to epoch (constant by default).
     pub schedule: LrSchedule,
+    /// The update rule (Adam with PyTorch's defaults by default).
     pub optimizer: Optimizer,
+    /// Weight decay `wd`: coupled (`wd · w` added to every gradient), or decoupled for AdamW (default 0).
     pub weight_decay: f32,
     /// Gradient clipping before each update.
     pub clipping: Clipping,
@@ -74,8 +81,12 @@ pub struct EpochRecord {
     pub epoch: usize,
     /// Mean training loss over the epoch's samples, each measured before its batch's update.
     pub loss: f32,
+    /// Classification: fraction of the training rows predicted correctly, each before its batch's update.
     pub accuracy: Option<f32>,
+    /// Mean loss on the validation data after the epoch's last update (plain cross-entropy for `ce`, without
+    /// class weights or label smoothing); `None` without validation data.
     pub val_loss: Option<f32>,
+    /// Classification: fraction of the validation rows predicted correctly after the epoch.
     pub val_accuracy: Option<f32>,
     /// The learning rate the epoch ran at.
     pub learning_rate: f32,
@@ -90,13 +101,16 @@ pub struct EpochRecord {
 /// Every epoch's record, and where early stopping left the model.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct History {
+    /// One record per epoch trained, in order; a resumed run's earlier epochs come first.
     pub epochs: Vec<EpochRecord>,
     /// The epoch whose parameters the model holds at the end when `patience` is set (lowest validation loss).
     pub best_epoch: Option<usize>,
+    /// Whether `patience` ended training before `epochs` were done.
     pub stopped_early: bool,
 }
 
 impl History {
+    /// The record of the last epoch trained; `None` when there is none.
     pub fn last(&self) -> Option<&EpochRecord> {
         self.epochs.last()
     }

@@ -26,19 +26,17 @@
 //! Choose the device with [`Device`] or the `WGTRAIN_DEVICE` environment variable (`auto`, `gpu`,
 //! `fallback`, `cpu`).
 
+#![warn(missing_docs)]
+
 pub mod activation;
 pub mod backend;
-/// The benchmark's JSON lines, shared by `wgtrain bench` and `examples/bench.rs`.
-pub mod bench;
 pub mod checkpoint;
 pub mod cpu;
 pub mod data;
 pub mod device;
 pub mod distributed;
 pub mod error;
-pub mod files;
 pub mod fit;
-pub mod fuzzing;
 pub mod gpu;
 mod graph;
 mod host;
@@ -51,11 +49,24 @@ pub mod model;
 pub mod mpi;
 pub mod network;
 pub mod onnx;
-pub mod ops;
 pub mod optim;
-pub mod plot;
 pub mod schedule;
 pub mod verify;
+
+// Engine internals: public only so that the `wgtrain` binary, the examples, the parity tests and the fuzz
+// targets can reach them (they are other crates). Hidden from the documentation and not part of the API
+// that stays stable: an op's fields, the bench's lines and the plot helpers change with the engine.
+/// The benchmark's JSON lines, shared by `wgtrain bench` and `examples/bench.rs`.
+#[doc(hidden)]
+pub mod bench;
+#[doc(hidden)]
+pub mod files;
+#[doc(hidden)]
+pub mod fuzzing;
+#[doc(hidden)]
+pub mod ops;
+#[doc(hidden)]
+pub mod plot;
 
 pub use activation::Activation;
 pub use backend::{Backend, Counters, DeviceInfo};

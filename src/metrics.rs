@@ -8,9 +8,13 @@ use serde::Serialize;
 /// One class's scores; a score whose denominator is 0 is 0, as scikit-learn's `zero_division=0`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ClassScores {
+    /// The class's name, as the data labels it.
     pub class: String,
+    /// Of the rows predicted as this class, the fraction that are: `TP / (TP + FP)`.
     pub precision: f64,
+    /// Of the rows of this class, the fraction predicted as it: `TP / (TP + FN)`.
     pub recall: f64,
+    /// Harmonic mean of precision and recall, `2·P·R / (P + R)`.
     pub f1: f64,
     /// Rows whose true class this is.
     pub support: usize,
@@ -19,17 +23,26 @@ pub struct ClassScores {
 /// Precision, recall and F1 averaged over classes: `macro` unweighted, `weighted` by support.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Averages {
+    /// The average of the classes' precisions.
     pub precision: f64,
+    /// The average of the classes' recalls.
     pub recall: f64,
+    /// The average of the classes' F1 scores (not the F1 of the averaged precision and recall).
     pub f1: f64,
 }
 
+/// A classifier's metrics over a set of rows, each row's predicted class being its most probable (the
+/// first of equal maxima).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Classification {
+    /// Fraction of the rows whose predicted class is the true one.
     pub accuracy: f64,
+    /// Each class's scores, in class-index order.
     pub per_class: Vec<ClassScores>,
+    /// The unweighted mean over the classes (scikit-learn's `average="macro"`).
     #[serde(rename = "macro")]
     pub macro_avg: Averages,
+    /// The mean over the classes weighted by their support (`average="weighted"`).
     pub weighted: Averages,
     /// `confusion[true][predicted]` row counts.
     pub confusion: Vec<Vec<usize>>,
@@ -42,10 +55,14 @@ pub struct Classification {
     pub top_3_accuracy: Option<f64>,
 }
 
+/// A regression model's errors over a set of rows, computed in f64.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Regression {
+    /// Mean of the squared errors, in the target's units squared.
     pub mse: f64,
+    /// Square root of `mse`, in the target's units.
     pub rmse: f64,
+    /// Mean of the absolute errors, in the target's units.
     pub mae: f64,
     /// `1 − SS_res / SS_tot`; for a constant target, 1 when predicted exactly and 0 otherwise, as
     /// scikit-learn's `force_finite`.

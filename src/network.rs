@@ -147,8 +147,12 @@ fn check_activation(i: usize, last: usize, activation: Activation, here: &str) -
 /// [`crate::layers::LayerKind::state`] order; they are not trained.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LayerParams {
+    /// The weights in wgtrain's layout: dense `[inputs, units]`, conv `[in·k·k, out]`, both row-major;
+    /// batch norm's γ (one per feature or channel).
     pub weights: Vec<f32>,
+    /// One bias per output unit or channel (batch norm's β).
     pub bias: Vec<f32>,
+    /// The running statistics, one vector per state tensor; empty for a layer that keeps none.
     pub state: Vec<Vec<f32>>,
 }
 
@@ -208,6 +212,7 @@ impl Network {
         self.input.size()
     }
 
+    /// The shape of one input sample: a row of features, or an image.
     pub fn input_shape(&self) -> Shape {
         self.input
     }
@@ -217,6 +222,7 @@ impl Network {
         self.shapes[self.shapes.len() - 1].size()
     }
 
+    /// The layers in order, activation layers included.
     pub fn layers(&self) -> &[Layer] {
         &self.layers
     }
@@ -235,6 +241,7 @@ impl Network {
         }
     }
 
+    /// The loss the network trains on, fixed at build time.
     pub fn loss(&self) -> Loss {
         self.loss
     }

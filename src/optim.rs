@@ -8,11 +8,17 @@ use std::str::FromStr;
 
 /// Indices into the hyperparameter buffer (`HYPER_*` in `shaders/optim.wgsl`).
 pub mod hyper {
+    /// The learning rate `lr` that scales every update.
     pub const LEARNING_RATE: usize = 0;
+    /// The momentum factor μ of SGD with momentum, Nesterov and RMSprop.
     pub const MOMENTUM: usize = 1;
+    /// Adam's β1, the decay rate of the first moment.
     pub const BETA1: usize = 2;
+    /// Adam's β2, the decay rate of the second moment.
     pub const BETA2: usize = 3;
+    /// The ε added to the denominator by Adam and RMSprop.
     pub const EPSILON: usize = 4;
+    /// The weight decay `wd` (coupled L2 penalty, or AdamW's decoupled decay).
     pub const WEIGHT_DECAY: usize = 5;
     /// RMSprop's smoothing constant α.
     pub const ALPHA: usize = 6;
@@ -35,6 +41,7 @@ pub mod hyper {
     pub const GRAD_SCALE: usize = 14;
     /// Entries the host owns (the rest belong to the device).
     pub const HOST_LEN: usize = 10;
+    /// Entries in the whole buffer, host-owned and device-owned.
     pub const LEN: usize = 15;
 }
 
@@ -44,7 +51,9 @@ pub mod hyper {
 /// Weight decay is added after clipping, inside the optimizer, as in PyTorch.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Clipping {
+    /// The largest global L2 norm of the gradients (`clip_grad_norm_`'s `max_norm`); `None`: not clipped.
     pub norm: Option<f32>,
+    /// The largest magnitude of any one gradient (`clip_grad_value_`'s `clip_value`); `None`: not clipped.
     pub value: Option<f32>,
 }
 
@@ -58,28 +67,44 @@ pub enum Optimizer {
     /// `w ← w − lr · g`.
     Sgd,
     /// `v ← μ · v + g;  w ← w − lr · v` (PyTorch `SGD(momentum=μ)`, no dampening, not Nesterov).
-    Momentum { momentum: f32 },
+    Momentum {
+        /// The momentum factor μ, in `[0, 1)`.
+        momentum: f32,
+    },
     /// `v ← μ · v + g;  w ← w − lr · (g + μ · v)` (PyTorch `SGD(momentum=μ, nesterov=True)`).
-    Nesterov { momentum: f32 },
+    Nesterov {
+        /// The momentum factor μ, in `[0, 1)`.
+        momentum: f32,
+    },
     /// `m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²;
     ///  w ← w − lr/(1−β1^t) · m / (√v / √(1−β2^t) + ε)` (PyTorch `Adam`).
     Adam {
+        /// Decay rate β1 of the first-moment average (`torch.optim.Adam`'s `betas[0]`), in `[0, 1)`.
         beta1: f32,
+        /// Decay rate β2 of the second-moment average (`betas[1]`), in `[0, 1)`.
         beta2: f32,
+        /// Added to the denominator for numerical stability (`eps`), > 0.
         epsilon: f32,
     },
     /// Adam on the raw gradient after the decoupled decay `w ← w · (1 − lr · wd)` (PyTorch `AdamW`).
     AdamW {
+        /// Decay rate β1 of the first-moment average (`torch.optim.AdamW`'s `betas[0]`), in `[0, 1)`.
         beta1: f32,
+        /// Decay rate β2 of the second-moment average (`betas[1]`), in `[0, 1)`.
         beta2: f32,
+        /// Added to the denominator for numerical stability (`eps`), > 0.
         epsilon: f32,
     },
     /// `s ← α·s + (1−α)·g²`; centered: `ḡ ← α·ḡ + (1−α)·g`, `d = √(s − ḡ²) + ε`, else `d = √s + ε`;
     /// with momentum `b ← μ·b + g/d;  w ← w − lr·b`, else `w ← w − lr·g/d` (PyTorch `RMSprop`).
     Rmsprop {
+        /// Smoothing constant α of the square average (`torch.optim.RMSprop`'s `alpha`), in `[0, 1)`.
         alpha: f32,
+        /// Added to the denominator for numerical stability (`eps`), > 0.
         epsilon: f32,
+        /// Momentum factor μ, in `[0, 1)`; 0: no momentum buffer is used.
         momentum: f32,
+        /// Whether to divide by the estimated variance `s − ḡ²` instead of the square average `s`.
         centered: bool,
     },
 }
@@ -108,6 +133,7 @@ impl Optimizer {
         centered: false,
     };
 
+    /// The rule's lower-case name as the CLI spells it (`sgd`, `adamw`, …); also its `Display`.
     pub fn name(self) -> &'static str {
         match self {
             Optimizer::Sgd => "sgd",

@@ -12,14 +12,30 @@ pub enum Schedule {
     #[default]
     Constant,
     /// `base · gamma^⌊e / step_size⌋` (`StepLR`).
-    Step { step_size: usize, gamma: f32 },
+    Step {
+        /// Epochs between two decays, at least 1.
+        step_size: usize,
+        /// Factor the rate is multiplied by at each decay, in `(0, 1]`.
+        gamma: f32,
+    },
     /// `base · gamma^(milestones ≤ e)` (`MultiStepLR`; milestones are 0-based epochs).
-    MultiStep { milestones: Vec<usize>, gamma: f32 },
+    MultiStep {
+        /// The 0-based epochs at which the rate decays, strictly increasing and not empty.
+        milestones: Vec<usize>,
+        /// Factor the rate is multiplied by at each milestone, in `(0, 1]`.
+        gamma: f32,
+    },
     /// `base · gamma^e` (`ExponentialLR`).
-    Exponential { gamma: f32 },
+    Exponential {
+        /// Factor the rate is multiplied by every epoch, in `(0, 1]`.
+        gamma: f32,
+    },
     /// Cosine from `base` down towards `min_lr` over the epochs after the warm-up
     /// (`CosineAnnealingLR` with `T_max` = those epochs).
-    Cosine { min_lr: f32 },
+    Cosine {
+        /// The rate the cosine falls towards (`eta_min`), >= 0 and below `base`.
+        min_lr: f32,
+    },
     /// One cycle with `base` as the peak (`OneCycleLR` with `total_steps` = the epochs, cosine annealing,
     /// `pct_start` 0.3, `div_factor` 25, `final_div_factor` 1e4; the learning rate only: momentum is not
     /// cycled).
@@ -27,8 +43,11 @@ pub enum Schedule {
     /// Multiply by `factor` when the validation loss has not improved (by 1e-4 relative) for more than
     /// `patience` epochs, down to `min_lr` (`ReduceLROnPlateau`, mode min, no cooldown).
     Plateau {
+        /// Factor the rate is multiplied by at each reduction, in `(0, 1)`.
         factor: f32,
+        /// Epochs without improvement tolerated; the rate drops on the next one.
         patience: usize,
+        /// Floor the rate never drops below, >= 0 and below `base`.
         min_lr: f32,
     },
 }
@@ -38,11 +57,14 @@ pub enum Schedule {
 /// `Cosine`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LrSchedule {
+    /// The schedule that runs after the warm-up.
     pub schedule: Schedule,
+    /// Epochs of linear warm-up before the schedule starts (0: none); fewer than the run's epochs.
     pub warmup: usize,
 }
 
 impl Schedule {
+    /// The schedule's lower-case name, as the CLI's `--schedule` spells it (`step`, `onecycle`, …).
     pub fn name(&self) -> &'static str {
         match self {
             Schedule::Constant => "constant",
@@ -146,6 +168,8 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
+    /// A scheduler for a run of `epochs` epochs at base rate `base`; fails with [`Error::InvalidValue`]
+    /// when [`LrSchedule::check`] refuses the plan.
     pub fn new(plan: LrSchedule, base: f32, epochs: usize) -> Result<Scheduler> {
         plan.check(epochs, base)?;
         Ok(Scheduler {

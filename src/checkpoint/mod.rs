@@ -42,7 +42,9 @@ pub enum LayerMeta {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DenseMeta {
+    /// Output features of the layer.
     pub units: usize,
+    /// The activation after it, by name (`relu`, `leaky_relu`, `softmax`, …).
     pub activation: String,
     /// Leaky ReLU's slope.
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -54,15 +56,22 @@ pub struct DenseMeta {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelMeta {
+    /// The metadata layout the file was written in, 1 to [`FORMAT_VERSION`].
     pub format_version: u32,
+    /// Floats per input sample, as the network takes them (after any encoder).
     pub inputs: usize,
     /// Channels, height and width of an image input (`inputs` is their product); absent for rows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_shape: Option<[usize; 3]>,
+    /// The network's layers in order: tokens in format 2, dense layers in format 1.
     pub layers: Vec<LayerMeta>,
+    /// The loss's name (`mse`, `sse`, `ce`, `bce`).
     pub loss: String,
+    /// Whether the model classifies or regresses.
     pub task: Task,
+    /// The target column's name; empty when not known.
     pub target: String,
+    /// The name of each network input, in input order; empty when not known.
     pub feature_names: Vec<String>,
     /// Applied to inputs before the network, when the model was trained on standardised data.
     pub standardizer: Option<Standardizer>,

@@ -56,6 +56,7 @@ fn state_name(i: usize) -> String {
 /// A saved run's state (see [`load_state`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SavedRun {
+    /// The optimizer's state tensors and step counters, for [`crate::Model::restore_optimizer_state`].
     pub state: OptimizerState,
     /// The parameters to continue from, when the file's own are early stopping's best so far.
     pub current: Option<Vec<LayerParams>>,

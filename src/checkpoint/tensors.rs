@@ -106,6 +106,7 @@ fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 pub struct TorchTensor {
     /// The layer's index in the network.
     pub layer: usize,
+    /// The tensor's PyTorch name in its layer, its shape and how wgtrain stores it.
     pub spec: ParamSpec,
     /// Row-major in `spec.torch_shape`.
     pub values: Vec<f32>,

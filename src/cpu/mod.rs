@@ -68,6 +68,7 @@ fn simd_features() -> String {
 }
 
 impl CpuBackend {
+    /// A backend with no buffers yet, its [`DeviceInfo`] naming the processor and the SIMD extensions found.
     pub fn new() -> Self {
         CpuBackend {
             info: DeviceInfo {

@@ -39,6 +39,7 @@ pub enum Missing {
 }
 
 impl Missing {
+    /// The policy's name, as `--missing` spells it (`error`, `drop`, `mean`, `median`, `mode`).
     pub fn name(self) -> &'static str {
         match self {
             Missing::Error => "error",

@@ -20,6 +20,7 @@ pub const DEFAULT_MAX_RECORD_BYTES: usize = 1 << 20;
 pub struct CsvOptions {
     /// The target column's name; `None` is the last column.
     pub target: Option<String>,
+    /// Classification, regression, or decided from the target column (`Auto` by default).
     pub task: TaskChoice,
     /// Classes already known (from a trained model): targets are mapped onto them, in their order.
     pub classes: Option<Vec<String>>,
@@ -521,6 +522,7 @@ fn encode_target_column(
 pub struct CsvFeatures {
     /// `[rows, cols]`, row-major.
     pub features: Vec<f32>,
+    /// Features per row.
     pub cols: usize,
     /// Columns of the file that were not used.
     pub ignored: Vec<String>,

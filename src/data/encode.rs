@@ -28,22 +28,29 @@ pub struct Encoder {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ColumnCoding {
+    /// A column of numbers, passed through as one input.
     Numeric {
+        /// The column's name in the file's header.
         name: String,
         /// What a missing cell becomes; `None`: a missing cell is an error.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         fill: Option<f32>,
     },
+    /// A column of text, one-hot encoded over the categories of the training rows.
     Categorical {
+        /// The column's name in the file's header.
         name: String,
         /// One input per category, in this order; any other category encodes as all zeros.
         categories: Vec<String>,
+        /// The category a missing cell becomes (the training rows' most frequent); `None`: a missing cell
+        /// is an error.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         fill: Option<String>,
     },
 }
 
 impl ColumnCoding {
+    /// The column's name in the file's header.
     pub fn name(&self) -> &str {
         match self {
             ColumnCoding::Numeric { name, .. } | ColumnCoding::Categorical { name, .. } => name,
@@ -61,6 +68,7 @@ impl ColumnCoding {
 /// Cells whose category was not seen in training, encoded as all zeros.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Unseen {
+    /// Cells met whose category the column's list does not hold.
     pub count: usize,
     /// The first: its row (`line N`), column and text.
     pub first: Option<(String, String, String)>,

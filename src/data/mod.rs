@@ -34,16 +34,22 @@ pub const MAX_AUTO_CLASSES: usize = 20;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Task {
+    /// Each target is a class: an index into [`Dataset::class_names`].
     Classify,
+    /// Each target is a number, predicted in its own units.
     Regress,
 }
 
 /// The `--task` choice: a fixed task, or [`TaskChoice::Auto`] to decide from the target column.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum TaskChoice {
+    /// Classification when the target holds text, or whole numbers with at most [`MAX_AUTO_CLASSES`]
+    /// distinct values; regression otherwise (`auto`, the default).
     #[default]
     Auto,
+    /// Classification whatever the target holds (`classify`).
     Classify,
+    /// Regression; every target must be a finite number (`regress`).
     Regress,
 }
 
@@ -70,10 +76,13 @@ impl FromStr for TaskChoice {
 pub struct Dataset {
     /// `[rows, feature_names.len()]`, row-major.
     pub features: Vec<f32>,
+    /// Each feature column's name, in column order (`pixel0`, `pixel1`, … for IDX images).
     pub feature_names: Vec<String>,
+    /// The target column's name (`label` for IDX data).
     pub target_name: String,
     /// The class index (classification) or the value (regression) of each row.
     pub targets: Vec<f32>,
+    /// Whether `targets` are class indices or values.
     pub task: Task,
     /// Class names in class-index order (empty for regression).
     pub class_names: Vec<String>,
@@ -90,10 +99,12 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// Rows of data, one per target.
     pub fn rows(&self) -> usize {
         self.targets.len()
     }
 
+    /// Features per row.
     pub fn cols(&self) -> usize {
         self.feature_names.len()
     }
@@ -206,6 +217,7 @@ pub fn row_name(lines: &[u64], row: usize) -> String {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Standardizer {
+    /// Each feature's mean over the rows, in the feature's units.
     pub mean: Vec<f32>,
     /// Population standard deviation; 1 for constant columns, so they stay finite (and become 0).
     pub std: Vec<f32>,

@@ -55,18 +55,25 @@ fn api_rank(backend: wgpu::Backend) -> u8 {
 /// the limits that decide what fits on it.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct AdapterSummary {
+    /// Place in the list, from 0: the `N` of `--device gpu:N`.
     pub index: usize,
+    /// The adapter's name as the driver reports it.
     pub name: String,
     /// The graphics API: vulkan, metal, dx12 or gl.
     pub api: String,
     /// discrete, integrated, virtual, cpu (a software adapter) or other.
     pub device_type: String,
+    /// The driver's name and version information, as wgpu reports them (may be empty).
     pub driver: String,
     /// Largest buffer, and largest storage binding, in bytes.
     pub max_buffer_size: u64,
+    /// Largest range of a buffer one shader binding may see, in bytes.
     pub max_storage_buffer_binding_size: u64,
+    /// Most invocations in one compute workgroup.
     pub max_compute_invocations_per_workgroup: u32,
+    /// Most workgroup-shared memory one compute shader may use, in bytes.
     pub max_compute_workgroup_storage_size: u32,
+    /// Whether the adapter can time kernels (wgpu's `TIMESTAMP_QUERY`), which the benchmark uses.
     pub timestamp_queries: bool,
 }
 

@@ -13,6 +13,7 @@ use crate::ops::{
 
 /// PyTorch's defaults.
 pub const MOMENTUM: f32 = 0.1;
+/// Added to the variance before its square root, for numerical stability (PyTorch's `eps`).
 pub const EPS: f32 = 1e-5;
 
 /// `batchnorm`: over the features of rows, or the channels of images.

@@ -16,9 +16,13 @@ use crate::ops::{
 /// `conv:OUT:K[:stride=S][:pad=P]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conv2d {
+    /// Output channels, each one `kernel × kernel` filter over every input channel (`out_channels`).
     pub out_channels: usize,
+    /// Side of the square window, in pixels (`kernel_size`).
     pub kernel: usize,
+    /// Pixels from one window to the next, both ways (`stride`; 1 when the token has no `stride=`).
     pub stride: usize,
+    /// Zero pixels added on every side of the image (`padding`; 0 when the token has no `pad=`).
     pub padding: usize,
 }
 

@@ -8,6 +8,7 @@ use crate::ops::{BiasGrad, MatmulBiasAct, MatmulNt, MatmulTn, Op};
 /// `units` outputs, each a weighted sum of every input plus a bias.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Dense {
+    /// Output features (`nn.Linear`'s `out_features`), at least 1.
     pub units: usize,
 }
 

@@ -9,6 +9,7 @@ use crate::ops::{Dropout as DropoutOp, Op};
 /// `dropout:P`, `0 ≤ P < 1`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Dropout {
+    /// Probability that a value is zeroed while training, in `[0, 1)`.
     pub p: f32,
 }
 

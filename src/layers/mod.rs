@@ -29,10 +29,16 @@ pub const MAX_WIDTH: usize = u32::MAX as usize;
 /// The shape of one sample: a row of features, or channels × height × width (the batch is not part of it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shape {
+    /// A row of this many features.
     Flat(usize),
+    /// An image of `channels × height × width` values, channel by channel, each row-major (NCHW without
+    /// the N).
     Image {
+        /// Channels (planes), the C of NCHW.
         channels: usize,
+        /// Rows of pixels per channel.
         height: usize,
+        /// Pixels per row.
         width: usize,
     },
 }
@@ -77,14 +83,20 @@ impl fmt::Display for Shape {
 /// Training (batch statistics, dropout) or evaluation (running statistics, no dropout).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Mode {
+    /// Training: batch norm normalises with the batch's statistics and updates its running ones; dropout
+    /// drops.
     Train,
+    /// Evaluation and prediction: batch norm normalises with its running statistics; dropout passes values
+    /// through.
     Eval,
 }
 
 /// How a parameter starts.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Init {
+    /// Every value 0 (biases, batch norm's β and running mean).
     Zeros,
+    /// Every value 1 (batch norm's γ and running variance).
     Ones,
     /// Uniform in `(−limit, limit)`, drawn from the network's seeded stream.
     Uniform(f32),
@@ -99,6 +111,7 @@ pub struct ParamSpec {
     pub torch_shape: Vec<usize>,
     /// Stored as the transpose of `torch_shape` (a dense layer keeps `[in, out]`, so `input · weights`).
     pub transposed: bool,
+    /// How the values start in a new network.
     pub init: Init,
     /// Values must be ≥ 0 (a variance, a count): a file holding a negative one is refused.
     pub nonnegative: bool,
@@ -130,11 +143,17 @@ pub enum Fusion {
 
 /// What one layer's forward or backward pass reads and writes for a batch of `rows`.
 pub struct LayerStep {
+    /// Samples in the batch.
     pub rows: usize,
+    /// Whether the pass trains or evaluates.
     pub mode: Mode,
+    /// The shape of one input sample.
     pub input_shape: Shape,
+    /// The shape of one output sample.
     pub output_shape: Shape,
+    /// The batch's input: `rows` samples of `input_shape`, one after another.
     pub input: Region,
+    /// Where the batch's output goes: `rows` samples of `output_shape`, one after another.
     pub output: Region,
     /// The loss gradient with respect to `output`.
     pub grad_output: Region,
@@ -142,6 +161,7 @@ pub struct LayerStep {
     pub grad_input: Option<Region>,
     /// The layer's parameters in [`LayerKind::params`] order, and their gradients.
     pub params: Vec<Region>,
+    /// The gradients of `params`, one region per parameter in the same order and layout.
     pub param_grads: Vec<Region>,
     /// The layer's state tensors in [`LayerKind::state`] order.
     pub state: Vec<Region>,
@@ -223,11 +243,11 @@ pub trait LayerKind {
 
 /// Declares [`Layer`] from the kinds: the only place that lists every kind.
 macro_rules! layers {
-    ($($variant:ident($kind:ty)),* $(,)?) => {
+    ($($(#[$attr:meta])* $variant:ident($kind:ty)),* $(,)?) => {
         /// One layer of a network.
         #[derive(Clone, Copy, Debug, PartialEq)]
         pub enum Layer {
-            $($variant($kind)),*
+            $($(#[$attr])* $variant($kind)),*
         }
 
         impl Layer {
@@ -242,14 +262,23 @@ macro_rules! layers {
 }
 
 layers! {
+    /// A fully connected layer, `input · weights + bias` (`nn.Linear`).
     Dense(Dense),
+    /// A 2-D convolution over images (`nn.Conv2d`).
     Conv2d(Conv2d),
+    /// The maximum of each window of an image (`nn.MaxPool2d`).
     MaxPool2d(MaxPool2d),
+    /// The mean of each window of an image (`nn.AvgPool2d`).
     AvgPool2d(AvgPool2d),
+    /// One mean per channel of an image (`nn.AdaptiveAvgPool2d(1)`).
     GlobalAvgPool(GlobalAvgPool),
+    /// An image as one row of features, in NCHW order (`nn.Flatten`).
     Flatten(Flatten),
+    /// Zeroes values at random while training (`nn.Dropout`).
     Dropout(Dropout),
+    /// Normalises each feature or channel (`nn.BatchNorm1d`, `nn.BatchNorm2d`).
     BatchNorm(BatchNorm),
+    /// An activation function as a layer of its own (`relu`, `leaky_relu:0.01`, `softmax`, …).
     Activation(Activation),
 }
 

@@ -9,14 +9,20 @@ use crate::ops::{AvgPool, AvgPoolBackward, Geometry, MaxPool, MaxPoolBackward, O
 /// `maxpool:K[:stride=S]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MaxPool2d {
+    /// Side of the square window, in pixels (`kernel_size`).
     pub kernel: usize,
+    /// Pixels from one window to the next, both ways (`stride`; the window's size when the token has no
+    /// `stride=`).
     pub stride: usize,
 }
 
 /// `avgpool:K[:stride=S]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AvgPool2d {
+    /// Side of the square window, in pixels (`kernel_size`).
     pub kernel: usize,
+    /// Pixels from one window to the next, both ways (`stride`; the window's size when the token has no
+    /// `stride=`).
     pub stride: usize,
 }
 

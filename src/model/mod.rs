@@ -232,6 +232,7 @@ impl Model {
         self.backend
     }
 
+    /// The network the model trains: its layers, shapes and loss.
     pub fn network(&self) -> &Network {
         &self.network
     }

@@ -18,7 +18,9 @@ pub struct TrainConfig {
     pub iterations: usize,
     /// Rows per step; `None` is full-batch. A partial batch at the end of the data is kept as a smaller step.
     pub batch_size: Option<usize>,
+    /// Learning rate `lr` of every step, finite and > 0 (default 0.01).
     pub learning_rate: f32,
+    /// The update rule (plain SGD by default).
     pub optimizer: Optimizer,
     /// Weight decay: coupled (`weight_decay · w` added to every gradient), or decoupled for AdamW.
     pub weight_decay: f32,
@@ -57,6 +59,8 @@ impl Default for TrainConfig {
 /// Mean loss per sample (per element for `mse` and `bce`) and the fraction of correct predictions.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct EpochStats {
+    /// Mean loss per sample (per element for `mse` and `bce`); in a training pass, each batch's is taken
+    /// before its update.
     pub loss: f32,
     /// Meaningful for classification; see [`crate::Loss::row_hits`] for what counts as correct.
     pub accuracy: f32,

@@ -10,6 +10,7 @@
 //!   `prediction` `[N, outputs]` in the target's units for regression.
 
 mod graph;
+#[doc(hidden)]
 pub mod proto;
 
 use crate::checkpoint::{self, ModelMeta};

@@ -23,6 +23,7 @@ pub struct Lockstep {
 }
 
 impl Lockstep {
+    /// Runs on `reference` and replays every op on `device`, with nothing found yet.
     pub fn new(reference: Box<dyn Backend>, device: Box<dyn Backend>) -> Lockstep {
         Lockstep {
             reference,

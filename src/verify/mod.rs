@@ -21,7 +21,9 @@ pub use lockstep::Lockstep;
 /// least 1), so sums of large values are not held to the tolerance of small ones.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Tolerance {
+    /// The absolute part, multiplied by `scale`.
     pub abs: f32,
+    /// The relative part, multiplied by `|expected|`.
     pub rel: f32,
 }
 
@@ -76,6 +78,8 @@ impl Tolerance {
         }
     }
 
+    /// Whether `actual` is within the tolerance of `expected` at `scale`; a NaN must meet a NaN, an
+    /// infinity the same infinity.
     pub fn allows(&self, expected: f32, actual: f32, scale: f32) -> bool {
         if expected.is_nan() || actual.is_nan() {
             return expected.is_nan() && actual.is_nan();
@@ -86,6 +90,7 @@ impl Tolerance {
         (actual - expected).abs() <= self.abs * scale + self.rel * expected.abs()
     }
 
+    /// The tolerance at `scale` as the report prints it: `exact`, or `abs·scale + rel·|x|`.
     pub fn describe(&self, scale: f32) -> String {
         if self.abs == 0.0 && self.rel == 0.0 {
             "exact".into()
@@ -98,16 +103,20 @@ impl Tolerance {
 /// The worst difference found by one check and whether every compared value held.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Check {
+    /// The largest `|actual − expected|` over the values compared; infinite when one side alone was NaN.
     pub max_abs_error: f32,
+    /// What the values are held to.
     pub tolerance: Tolerance,
     /// The largest `scale` the tolerance was applied with.
     pub scale: f32,
+    /// Whether every value compared was within the tolerance.
     pub ok: bool,
     /// Values compared.
     pub values: usize,
 }
 
 impl Check {
+    /// A check against `tolerance` at `scale` that has compared nothing yet (and so holds).
     pub fn new(tolerance: Tolerance, scale: f32) -> Check {
         Check {
             max_abs_error: 0.0,
@@ -148,15 +157,20 @@ pub struct Row {
     pub kind: &'static str,
     /// The op's entry point, or the network checked.
     pub name: String,
+    /// What was checked (the shapes met, or the steps or parameters run), or the shape that failed.
     pub shapes: String,
+    /// The largest absolute difference found; NaN for an op no check exercised.
     pub max_abs_error: f32,
+    /// What the values were held to, as printed (`-` for an op no check exercised).
     pub tolerance: String,
+    /// Whether the check passed (false for an op no check exercised).
     pub ok: bool,
 }
 
 /// How much to run: `quick` leaves out the edge shapes whose sums run in windows.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Options {
+    /// Leave out the edge shapes whose sums run in windows (a faster run).
     pub quick: bool,
 }
 
