@@ -14,6 +14,7 @@ pub const TANH_CLAMP: f32 = 15.0;
 
 /// The non-linearity applied after `input · weights + bias`.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Activation {
     /// Identity.
     Linear,

@@ -28,6 +28,7 @@ pub fn quiet_headless_drivers() {
 
 /// Where to run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Device {
     /// The best hardware GPU, else the CPU backend (far faster than a software adapter).
     #[default]

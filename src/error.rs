@@ -2,6 +2,7 @@
 
 /// Every failure wgtrain reports. Messages are one line and name the thing and what was expected.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The network description itself is inconsistent (layer widths, activation placement, loss pairing).
     #[error("invalid network: {0}")]

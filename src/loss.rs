@@ -17,6 +17,7 @@ pub const REDUCTION_WINDOW: usize = 16384;
 
 /// The training objective.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Loss {
     /// Sum of squared errors over the batch and outputs: `Σ (a − y)²` (the classic XOR tutorial's loss).
     Sse,

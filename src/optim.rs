@@ -63,6 +63,7 @@ pub const DEFAULT_MOMENTUM: f32 = 0.9;
 /// How gradients become parameter updates. With weight decay `wd`, every rule but AdamW first takes
 /// `g ← g + wd · w` (PyTorch's coupled L2 penalty); AdamW shrinks the weights instead.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Optimizer {
     /// `w ← w − lr · g`.
     Sgd,

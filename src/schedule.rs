@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 /// How the learning rate moves from epoch to epoch; `base` below is the configured learning rate and `e`
 /// the 0-based epoch.
 #[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
 pub enum Schedule {
     /// `base` throughout.
     #[default]

@@ -91,6 +91,7 @@ fn reference_step(
                     w[i] -= lr * coupled / avg;
                 }
             }
+            other => panic!("no reference rule for {other:?}: add its torch.optim formula here"),
         }
     }
 }

@@ -24,6 +24,7 @@ pub fn is_missing(cell: &str) -> bool {
 /// What to do with missing cells (`--missing`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Missing {
     /// Refuse the file, naming the column, the count and the first line.
     #[default]

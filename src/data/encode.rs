@@ -27,6 +27,7 @@ pub struct Encoder {
 /// One feature column: a number passed through, or a category one-hot encoded.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+#[non_exhaustive]
 pub enum ColumnCoding {
     /// A column of numbers, passed through as one input.
     Numeric {

@@ -42,6 +42,7 @@ pub enum Task {
 
 /// The `--task` choice: a fixed task, or [`TaskChoice::Auto`] to decide from the target column.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TaskChoice {
     /// Classification when the target holds text, or whole numbers with at most [`MAX_AUTO_CLASSES`]
     /// distinct values; regression otherwise (`auto`, the default).

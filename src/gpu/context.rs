@@ -190,6 +190,7 @@ pub fn api_adapter(api: GpuApi) -> Result<wgpu::Adapter> {
 
 /// A graphics API wgpu runs compute on, for picking an adapter by API rather than by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum GpuApi {
     /// Vulkan (Linux, Windows, Android; lavapipe is a Vulkan driver).
     Vulkan,

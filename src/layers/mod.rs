@@ -28,6 +28,7 @@ pub const MAX_WIDTH: usize = u32::MAX as usize;
 
 /// The shape of one sample: a row of features, or channels × height × width (the batch is not part of it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Shape {
     /// A row of this many features.
     Flat(usize),
@@ -93,6 +94,7 @@ pub enum Mode {
 
 /// How a parameter starts.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Init {
     /// Every value 0 (biases, batch norm's β and running mean).
     Zeros,
@@ -131,6 +133,7 @@ impl ParamSpec {
 
 /// How an activation layer runs, decided by the graph from its neighbours.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Fusion {
     /// It runs its own ops.
     Own,
@@ -246,6 +249,7 @@ macro_rules! layers {
     ($($(#[$attr:meta])* $variant:ident($kind:ty)),* $(,)?) => {
         /// One layer of a network.
         #[derive(Clone, Copy, Debug, PartialEq)]
+        #[non_exhaustive]
         pub enum Layer {
             $($(#[$attr])* $variant($kind)),*
         }

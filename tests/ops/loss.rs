@@ -13,6 +13,7 @@ fn loss_data(loss: Loss, rows: usize, cols: usize, seed: u64) -> (Vec<f32>, Vec<
     let mut prediction = match loss {
         Loss::Sse | Loss::Mse => uniform(seed, rows * cols, 0.0, 1.0),
         Loss::Bce | Loss::Ce => uniform(seed, rows * cols, -8.0, 8.0),
+        other => panic!("no test predictions for {other:?}: add them here"),
     };
     if loss.is_fused() {
         prediction[0] = 50.0;
@@ -30,6 +31,7 @@ fn loss_data(loss: Loss, rows: usize, cols: usize, seed: u64) -> (Vec<f32>, Vec<
             .iter()
             .map(|v| v.floor())
             .collect(),
+        other => panic!("no test targets for {other:?}: add them here"),
     };
     (prediction, target)
 }

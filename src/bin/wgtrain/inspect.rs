@@ -320,9 +320,9 @@ impl Context<'_> {
                     "c{k}(row,col) of channel k".into(),
                 )
             }
-            (_, Shape::Flat(n)) => (
+            (_, shape) => (
                 Inputs::Channels,
-                format!("the {n} outputs of {from}"),
+                format!("the {shape} outputs of {from}"),
                 "c{k}".into(),
             ),
         }
@@ -370,7 +370,7 @@ fn input_image(
             height,
             width,
         } => Some([channels, height, width]),
-        Shape::Flat(_) => None,
+        _ => None,
     };
     let given = given.and_then(as_array);
     if let Some(model) = as_array(network.input_shape()) {

@@ -87,6 +87,12 @@ pub fn choose(args: &TrainArgs) -> Result<(Optimizer, f32, f32)> {
             *momentum = unit("--momentum", args.momentum.unwrap_or(*momentum))?;
             *centered = args.centered;
         }
+        other => {
+            return Err(invalid(
+                "--optimizer",
+                format!("{other} has no command-line flags yet"),
+            ))
+        }
     }
     if matches!(optimizer, Optimizer::Nesterov { momentum } if momentum == 0.0) {
         return Err(invalid(
