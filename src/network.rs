@@ -124,6 +124,10 @@ fn check_layers(input: Shape, layers: &[Layer]) -> Result<Vec<Shape>> {
 fn shape_too_wide(shape: Shape) -> bool {
     match shape {
         Shape::Flat(n) => n > MAX_WIDTH,
+        Shape::Sequence {
+            positions,
+            features,
+        } => positions > MAX_WIDTH || features > MAX_WIDTH,
         Shape::Image {
             channels,
             height,

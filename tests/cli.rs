@@ -903,8 +903,8 @@ fn bad_arch_specs_are_one_error_line() {
             &["--input-shape", "1x8x9 holds 72 values", "64"],
         ),
         (
-            &["--arch", "flatten,dense:10", "--input-shape", "8,8"],
-            &["--input-shape", "expected C,H,W"],
+            &["--arch", "flatten,dense:10", "--input-shape", "64"],
+            &["--input-shape", "expected C,H,W", "or T,D"],
         ),
         (&["--arch", "@/nonexistent/spec"], &["/nonexistent/spec"]),
         (&["--input-shape", "1,8,8"], &["--arch"]),
@@ -1116,4 +1116,66 @@ fn bench_rejects_an_unknown_workload_conv_or_data_file() {
     );
     let missing = "/nonexistent/mnist-images-idx3-ubyte.gz";
     fails(&["bench", "--device", "cpu", "--data", missing], &[missing]);
+}
+
+/// `--input-shape T,D` reads each CSV row as a sequence of T positions of D features: dense layers act on
+/// every position, `summary`, `inspect` and `predict` work on the model, and ONNX export refuses it by
+/// name instead of writing a graph that would not run.
+#[test]
+fn sequences_from_the_command_line() {
+    let dir = scratch("sequence");
+    let mut csv = String::from("a,b,c,d,e,f,y\n");
+    for i in 0..90 {
+        let v: Vec<f32> = (0..6)
+            .map(|j| ((i * 7 + j * 3) % 11) as f32 / 5.0 - 1.0)
+            .collect();
+        let y = u8::from(v[0] + v[2] + v[4] > 0.0);
+        let cells: Vec<String> = v.iter().map(|x| x.to_string()).collect();
+        csv += &format!("{},{y}\n", cells.join(","));
+    }
+    let data = dir.join("seq.csv");
+    std::fs::write(&data, csv).expect("write");
+    let (data, model) = (text(&data), text(&dir.join("seq.safetensors")));
+    let arch = "dense:8,relu,flatten,dense:1";
+    let summary = ok(&["summary", "--input-shape", "3,2", "--arch", arch]);
+    assert!(summary.contains("3x8 (positions x features)"), "{summary}");
+    assert!(summary.contains("total parameters: 49"), "{summary}");
+    let args = train_cpu(
+        &data,
+        &[
+            "--arch",
+            arch,
+            "--input-shape",
+            "3,2",
+            "--epochs",
+            "20",
+            "--lr",
+            "0.01",
+            "--out",
+            &model,
+            "--json",
+        ],
+    );
+    assert!(number(&report(&strs(&args)), "accuracy") > 0.7);
+    let listing = ok(&["inspect", "--model", &model, "--top", "2"]);
+    assert!(
+        listing.contains("input sequences of 3x2") && listing.contains("d0"),
+        "{listing}"
+    );
+    let predictions = ok(&[
+        "predict", "--model", &model, "--data", &data, "--device", "cpu",
+    ]);
+    assert_eq!(predictions.lines().count(), 91);
+    let onnx = text(&dir.join("seq.onnx"));
+    fails(
+        &["export", "--model", &model, "--onnx", &onnx],
+        &["ONNX export", "sequences", "not exported yet"],
+    );
+    fails(
+        &strs(&train_cpu(
+            &data,
+            &["--arch", arch, "--input-shape", "3,2,1,1"],
+        )),
+        &["--input-shape", "C,H,W", "T,D"],
+    );
 }

@@ -176,3 +176,24 @@ fn cnn_layers_in_the_middle() {
         check(network, what);
     }
 }
+
+/// Dense layers over a sequence, in the middle: every position a row of its own, so the weight and bias
+/// gradients sum over samples × positions (`nn.Linear` on `[N, T, d]`), with dropout's mask fixed and an
+/// activation between them.
+#[test]
+fn dense_over_a_sequence_in_the_middle() {
+    let sequence = Shape::Sequence {
+        positions: 3,
+        features: 4,
+    };
+    for spec in [
+        "dense:5,tanh,dense:3,sigmoid,flatten,dense:3,softmax",
+        "dense:5,leaky_relu:0.1,flatten,dense:4,tanh,dense:3,softmax",
+    ] {
+        let network = Network::builder_for(sequence)
+            .spec(spec)
+            .and_then(|b| b.build(Loss::Ce))
+            .unwrap_or_else(|e| panic!("{spec}: {e}"));
+        check(network, &format!("sequence {spec}"));
+    }
+}

@@ -5,7 +5,8 @@ mod common;
 
 use common::{assert_close, gpu_backend, uniform, TRAINING};
 use wgtrain::{
-    Activation, Backend, Device, Error, LayerParams, Loss, Model, Network, Optimizer, TrainConfig,
+    Activation, Backend, Device, Error, LayerParams, Loss, Model, Network, Optimizer, Shape,
+    TrainConfig,
 };
 
 fn invalid_network(result: wgtrain::Result<Network>, words: &[&str]) {
@@ -718,5 +719,82 @@ fn named_parameters_and_gradients_follow_pytorch() -> wgtrain::Result<()> {
     }
     assert_eq!(named_grads[5].values, grads[2].bias);
     assert!(named_grads[0].values.iter().any(|&g| g != 0.0));
+    Ok(())
+}
+
+/// A dense layer over a sequence acts on every position alike, as `nn.Linear` on `[N, T, d]`: its outputs
+/// are those of the same layer over the positions as rows; a checkpoint keeps the sequence shape; the
+/// layers that need rows or images refuse one, naming the layer and the shape.
+#[test]
+fn dense_over_a_sequence_is_dense_at_every_position() -> wgtrain::Result<()> {
+    let (positions, features, rows) = (3, 4, 5);
+    let sequence = Shape::Sequence {
+        positions,
+        features,
+    };
+    let over_sequence = Network::builder_for(sequence)
+        .spec("dense:6,tanh,flatten,dense:2,softmax")?
+        .build(Loss::Ce)?;
+    assert_eq!(
+        over_sequence.shapes()[0].to_string(),
+        "3x6 (positions x features)"
+    );
+    assert_eq!(over_sequence.inputs(), 12);
+    let mut model = Model::new(over_sequence.clone(), Device::Cpu, 2)?;
+    let x = uniform(9, rows * positions * features, -1.0, 1.0);
+    let hidden = model.layer_outputs(&x)?.remove(0);
+
+    let per_position = Network::builder(features)
+        .dense(6, Activation::Tanh)
+        .build(Loss::Mse)?;
+    let mut rows_model = Model::new(per_position, Device::Cpu, 0)?;
+    let first = model.parameters()?.remove(0);
+    rows_model.set_parameters(&[first])?;
+    let expected = rows_model.predict(&x)?; // the same floats read as rows*positions rows of 4
+    assert_close("dense over a sequence", &hidden, &expected, TRAINING);
+
+    let dir = std::env::temp_dir().join(format!("wgtrain-seq-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("seq.safetensors");
+    let mut meta = wgtrain::checkpoint::ModelMeta::describe(&over_sequence);
+    meta.task = wgtrain::data::Task::Classify;
+    meta.class_names = vec!["a".into(), "b".into()];
+    wgtrain::checkpoint::save(&path, &model.parameters()?, &meta)?;
+    let (loaded, params, saved) = wgtrain::checkpoint::load(&path)?;
+    assert_eq!(loaded.input_shape(), sequence);
+    assert_eq!(saved.input_shape, Some(vec![positions, features]));
+    let mut reloaded = Model::new(loaded, Device::Cpu, 0)?;
+    reloaded.set_parameters(&params)?;
+    assert_eq!(reloaded.predict(&x)?, model.predict(&x)?);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    for (spec, loss, words) in [
+        (
+            "conv:2:3,flatten,dense:2,softmax",
+            Loss::Ce,
+            "layer 0 (conv:2:3) takes an image",
+        ),
+        (
+            "batchnorm,flatten,dense:2,softmax",
+            Loss::Ce,
+            "layer 0 (batchnorm) takes rows or images",
+        ),
+        (
+            "dense:2,softmax",
+            Loss::Ce,
+            "layer 1 (softmax) takes a flat input",
+        ),
+        ("dense:2", Loss::Mse, "must give a flat output"),
+    ] {
+        let err = Network::builder_for(sequence)
+            .spec(spec)
+            .and_then(|b| b.build(loss))
+            .expect_err(spec)
+            .to_string();
+        assert!(
+            err.contains(words) && err.contains("(positions x features)"),
+            "{spec}: {err}"
+        );
+    }
     Ok(())
 }

@@ -288,6 +288,45 @@ fn cnn_run_parity() {
     }
 }
 
+/// Dense layers over a sequence (every position a row of the product) train alike on the CPU and the GPU:
+/// 20 Adam steps with a short last batch, every step's loss, the parameters and the predictions.
+#[test]
+fn sequence_run_parity() {
+    let Some(gpu) = gpu_backend() else { return };
+    let sequence = wgtrain::Shape::Sequence {
+        positions: 5,
+        features: 3,
+    };
+    let network = Network::builder_for(sequence)
+        .spec("dense:7,tanh,dropout:0.2,dense:4,relu,flatten,dense:3,softmax")
+        .and_then(|b| b.build(Loss::Ce))
+        .expect("valid network");
+    let rows = 21;
+    let x = uniform(71, rows * network.inputs(), -1.0, 1.0);
+    let y: Vec<f32> = (0..rows).map(|i| (i % 3) as f32).collect();
+    let config = TrainConfig {
+        iterations: 1,
+        batch_size: Some(8),
+        learning_rate: 0.01,
+        optimizer: Optimizer::ADAM,
+        ..TrainConfig::default()
+    };
+    let cpu = twenty_steps(
+        &mut Model::new(network.clone(), Device::Cpu, 3).expect("cpu model"),
+        &x,
+        &y,
+        &config,
+    );
+    assert!(cpu.0[19] < cpu.0[0], "loss did not fall: {:?}", cpu.0);
+    let run = twenty_steps(
+        &mut Model::with_backend(network, Box::new(gpu), 3).expect("gpu model"),
+        &x,
+        &y,
+        &config,
+    );
+    assert_runs_agree("sequence", &run, &cpu);
+}
+
 /// The two ways of running conv layers train alike on the CPU too (no GPU needed): the patch matrix and
 /// its transposes against the direct ops, 20 steps of a CNN with a strided conv and a first layer whose
 /// input gradient is never needed.

@@ -26,7 +26,8 @@ fn forward_macs(net: &Network) -> u128 {
             let weights: u128 = net.params(i).first().map_or(0, |w| w.len());
             match net.shapes()[i] {
                 Shape::Image { height, width, .. } => weights * (height * width) as u128,
-                Shape::Flat(_) => weights,
+                Shape::Sequence { positions, .. } => weights * positions as u128,
+                _ => weights,
             }
         })
         .sum()
@@ -77,7 +78,7 @@ impl Bench<'_> {
         // Image networks name how their conv layers ran.
         let conv_name = match net.input_shape() {
             Shape::Image { .. } => Some(model.conv_algorithm().name()),
-            Shape::Flat(_) => None,
+            _ => None,
         };
         let conv_field = conv_name.map_or(String::new(), |c| format!(",\"conv\":\"{c}\""));
         let config = TrainConfig {

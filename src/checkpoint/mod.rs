@@ -60,9 +60,10 @@ pub struct ModelMeta {
     pub format_version: u32,
     /// Floats per input sample, as the network takes them (after any encoder).
     pub inputs: usize,
-    /// Channels, height and width of an image input (`inputs` is their product); absent for rows.
+    /// Channels, height and width of an image input, or positions and features of a sequence (`inputs`
+    /// is their product); absent for rows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub input_shape: Option<[usize; 3]>,
+    pub input_shape: Option<Vec<usize>>,
     /// The network's layers in order: tokens in format 2, dense layers in format 1.
     pub layers: Vec<LayerMeta>,
     /// The loss's name (`mse`, `sse`, `ce`, `bce`).
@@ -105,8 +106,12 @@ impl ModelMeta {
                     channels,
                     height,
                     width,
-                } => Some([channels, height, width]),
-                Shape::Flat(_) => None,
+                } => Some(vec![channels, height, width]),
+                Shape::Sequence {
+                    positions,
+                    features,
+                } => Some(vec![positions, features]),
+                _ => None,
             },
             layers: network
                 .layers()
@@ -253,16 +258,27 @@ impl ModelMeta {
 
     /// Rebuilds the network the metadata describes.
     pub fn network(&self) -> Result<Network> {
-        let mut builder = match self.input_shape {
-            Some([channels, height, width]) => {
-                let shape = Shape::Image {
-                    channels,
-                    height,
-                    width,
+        let mut builder = match self.input_shape.as_deref() {
+            Some(dims) => {
+                let shape = match *dims {
+                    [channels, height, width] => Shape::Image {
+                        channels,
+                        height,
+                        width,
+                    },
+                    [positions, features] => Shape::Sequence {
+                        positions,
+                        features,
+                    },
+                    _ => {
+                        return Err(Error::InvalidNetwork(format!(
+                            "input_shape {dims:?}: expected [channels, height, width] or [positions, features]"
+                        )))
+                    }
                 };
                 if shape.len() != self.inputs as u128 {
                     return Err(Error::InvalidNetwork(format!(
-                        "input_shape {channels}x{height}x{width} does not hold the {} inputs",
+                        "input_shape {shape} does not hold the {} inputs",
                         self.inputs
                     )));
                 }

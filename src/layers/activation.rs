@@ -26,7 +26,7 @@ impl LayerKind for Activation {
 
     fn output_shape(&self, input: Shape) -> Result<Shape, String> {
         match (self, input) {
-            (Activation::Softmax, Shape::Image { .. }) => Err(format!(
+            (Activation::Softmax, Shape::Image { .. } | Shape::Sequence { .. }) => Err(format!(
                 "a flat input for softmax over classes, got {input}"
             )),
             _ => Ok(input),

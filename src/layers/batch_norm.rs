@@ -24,6 +24,8 @@ pub struct BatchNorm;
 fn channels(input: Shape) -> (usize, usize) {
     match input {
         Shape::Flat(features) => (features, 1),
+        // Refused by `output_shape`; kept total for the match.
+        Shape::Sequence { features, .. } => (features, 1),
         Shape::Image {
             channels,
             height,
@@ -52,7 +54,12 @@ impl LayerKind for BatchNorm {
     }
 
     fn output_shape(&self, input: Shape) -> Result<Shape, String> {
-        Ok(input)
+        match input {
+            Shape::Sequence { .. } => Err(format!(
+                "rows or images (batch norm over a sequence is not supported yet), got {input}"
+            )),
+            _ => Ok(input),
+        }
     }
 
     fn params(&self, input: Shape, _next: Option<&Layer>) -> Vec<ParamSpec> {

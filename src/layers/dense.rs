@@ -30,8 +30,13 @@ impl LayerKind for Dense {
     fn output_shape(&self, input: Shape) -> Result<Shape, String> {
         match input {
             Shape::Flat(_) => Ok(Shape::Flat(self.units)),
+            // Every position alike, as `nn.Linear` on `[N, T, d]`.
+            Shape::Sequence { positions, .. } => Ok(Shape::Sequence {
+                positions,
+                features: self.units,
+            }),
             Shape::Image { .. } => Err(format!(
-                "a flat input (add a flatten layer before it), got {input}"
+                "a flat input or a sequence (add a flatten layer before it), got {input}"
             )),
         }
     }
@@ -40,7 +45,7 @@ impl LayerKind for Dense {
     /// transposed. He-uniform `±√(6 / in)` before ReLU and leaky ReLU, Glorot-uniform
     /// `±√(6 / (in + units))` otherwise; zero bias.
     fn params(&self, input: Shape, next: Option<&Layer>) -> Vec<ParamSpec> {
-        let fan_in = input.size();
+        let fan_in = features(input);
         let limit = match next.and_then(Layer::activation) {
             Some(Activation::Relu | Activation::LeakyRelu(_)) => (6.0 / fan_in as f32).sqrt(),
             _ => (6.0 / (fan_in + self.units) as f32).sqrt(),
@@ -73,29 +78,32 @@ impl LayerKind for Dense {
             weights: step.params[0],
             bias: step.params[1],
             output: step.output,
-            m: step.rows,
-            k: step.input_shape.size(),
+            m: step.rows * positions(step.input_shape),
+            k: features(step.input_shape),
             n: self.units,
             activation: step.epilogue,
             workgroup: None,
         }));
     }
 
+    /// Over a sequence every position is a row of its own: the weight and bias gradients sum over
+    /// samples × positions, as `nn.Linear`'s do over `[N, T]`.
     fn backward(&self, step: &LayerStep, ops: &mut Vec<Op>) {
-        let fan_in = step.input_shape.size();
+        let fan_in = features(step.input_shape);
+        let rows = step.rows * positions(step.input_shape);
         ops.push(Op::MatmulTn(MatmulTn {
             input: step.input,
             grad_output: step.grad_output,
             grad_weights: step.param_grads[0],
             m: fan_in,
-            k: step.rows,
+            k: rows,
             n: self.units,
             workgroup: None,
         }));
         ops.push(Op::BiasGrad(BiasGrad {
             grad_output: step.grad_output,
             grad_bias: step.param_grads[1],
-            rows: step.rows,
+            rows,
             cols: self.units,
         }));
         if let Some(grad_input) = step.grad_input {
@@ -103,13 +111,25 @@ impl LayerKind for Dense {
                 grad_output: step.grad_output,
                 weights: step.params[0],
                 grad_input,
-                m: step.rows,
+                m: rows,
                 k: self.units,
                 n: fan_in,
                 workgroup: None,
             }));
         }
     }
+}
+
+/// Positions of a sequence input, 1 for a flat one.
+fn positions(input: Shape) -> usize {
+    input.positions_and_features().map_or(1, |(t, _)| t)
+}
+
+/// Features at each position: the layer's `in_features`.
+fn features(input: Shape) -> usize {
+    input
+        .positions_and_features()
+        .map_or(input.size(), |(_, d)| d)
 }
 
 /// `dense:UNITS`.

@@ -32,6 +32,15 @@ pub const MAX_WIDTH: usize = u32::MAX as usize;
 pub enum Shape {
     /// A row of this many features.
     Flat(usize),
+    /// `positions` rows of `features` each, position by position (`[T, d]` of `[N, T, d]`): what dense
+    /// layers, activations and dropout act on position by position, as `torch.nn.Linear` does on the last
+    /// axis.
+    Sequence {
+        /// Positions (time steps, tokens), the T of `[N, T, d]`.
+        positions: usize,
+        /// Features at each position, the d of `[N, T, d]`.
+        features: usize,
+    },
     /// An image of `channels × height × width` values, channel by channel, each row-major (NCHW without
     /// the N).
     Image {
@@ -49,6 +58,10 @@ impl Shape {
     pub fn len(&self) -> u128 {
         match *self {
             Shape::Flat(n) => n as u128,
+            Shape::Sequence {
+                positions,
+                features,
+            } => positions as u128 * features as u128,
             Shape::Image {
                 channels,
                 height,
@@ -66,12 +79,30 @@ impl Shape {
     pub(crate) fn size(&self) -> usize {
         self.len() as usize
     }
+
+    /// A sample as rows of its last axis, for layers that act on every position alike: `(positions,
+    /// features)` of a sequence, `(1, n)` of a flat row; `None` for an image (its last axis is a row of
+    /// pixels, not features).
+    pub fn positions_and_features(&self) -> Option<(usize, usize)> {
+        match *self {
+            Shape::Flat(n) => Some((1, n)),
+            Shape::Sequence {
+                positions,
+                features,
+            } => Some((positions, features)),
+            Shape::Image { .. } => None,
+        }
+    }
 }
 
 impl fmt::Display for Shape {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Shape::Flat(n) => write!(f, "{n}"),
+            Shape::Sequence {
+                positions,
+                features,
+            } => write!(f, "{positions}x{features} (positions x features)"),
             Shape::Image {
                 channels,
                 height,

@@ -135,7 +135,7 @@ impl GlobalAvgPool {
     fn geometry(&self, input: Shape, rows: usize) -> Result<Geometry, String> {
         let (height, width) = match input {
             Shape::Image { height, width, .. } => (height, width),
-            Shape::Flat(_) => (1, 1),
+            _ => (1, 1),
         };
         geometry(input, rows, (height, width), 1)
     }

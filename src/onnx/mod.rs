@@ -31,6 +31,17 @@ const IR_VERSION: i64 = 8;
 
 /// The ONNX model of a saved network, serialised.
 pub fn export(network: &Network, params: &[LayerParams], meta: &ModelMeta) -> Result<Vec<u8>> {
+    // ONNX's Gemm takes matrices; dense layers over `[N, T, d]` would need MatMul and Add instead.
+    let shapes = std::iter::once(network.input_shape()).chain(network.shapes().iter().copied());
+    if let Some(shape) = shapes
+        .into_iter()
+        .find(|s| matches!(s, Shape::Sequence { .. }))
+    {
+        return Err(Error::value(
+            "ONNX export",
+            format!("networks over sequences ({shape}) are not exported yet; rows and images are"),
+        ));
+    }
     let mut g = Graph::default();
     let tensors = checkpoint::torch_tensors(network, params)?;
     let tensor = |layer: usize, name: &str| -> &[f32] {
@@ -53,15 +64,7 @@ pub fn export(network: &Network, params: &[LayerParams], meta: &ModelMeta) -> Re
     let mut x = "input".to_string();
     let input_dims = match (&meta.encoder, sample) {
         (Some(encoder), _) => vec![encoder.columns.len() as i64],
-        (None, Shape::Flat(n)) => vec![n as i64],
-        (
-            None,
-            Shape::Image {
-                channels,
-                height,
-                width,
-            },
-        ) => vec![channels as i64, height as i64, width as i64],
+        (None, sample) => image_dims(sample),
     };
     if let Some(encoder) = &meta.encoder {
         x = encode(&mut g, encoder, &x);
@@ -225,14 +228,19 @@ pub fn export_file(model: &Path, out: &Path) -> Result<()> {
     crate::files::write_atomically(out, &bytes)
 }
 
+/// A sample's dimensions after the batch: `[n]`, `[C, H, W]` (or `[T, d]`, refused by [`export`]).
 fn image_dims(shape: Shape) -> Vec<i64> {
     match shape {
-        Shape::Flat(n) => vec![n as i64],
         Shape::Image {
             channels,
             height,
             width,
         } => vec![channels as i64, height as i64, width as i64],
+        Shape::Sequence {
+            positions,
+            features,
+        } => vec![positions as i64, features as i64],
+        _ => vec![shape.len() as i64],
     }
 }
 
@@ -348,7 +356,7 @@ fn input_doc(meta: &ModelMeta, sample: Shape) -> String {
         (None, Shape::Image { .. }) => {
             "images as wgtrain reads them (IDX bytes divided by 255, or the CSV's values)".into()
         }
-        (None, Shape::Flat(_)) => format!("the columns {}", meta.feature_names.join(", ")),
+        (None, _) => format!("the columns {}", meta.feature_names.join(", ")),
     }
 }
 

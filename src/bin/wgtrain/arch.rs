@@ -55,27 +55,36 @@ pub fn read_spec(text: &str) -> Result<Vec<Layer>> {
     }
 }
 
-/// `--input-shape C,H,W`.
+/// `--input-shape C,H,W` for images, or `T,D` for sequences (positions, features).
 pub fn parse_input_shape(text: &str) -> Result<Shape> {
     let dims: Vec<usize> = text
         .split(',')
         .map(|d| d.trim().parse::<usize>())
         .collect::<std::result::Result<_, _>>()
         .ok()
-        .filter(|d: &Vec<usize>| d.len() == 3 && d.iter().all(|&v| (1..=wgtrain::network::MAX_WIDTH).contains(&v)))
+        .filter(|d: &Vec<usize>| {
+            (d.len() == 2 || d.len() == 3)
+                && d.iter().all(|&v| (1..=wgtrain::network::MAX_WIDTH).contains(&v))
+        })
         .ok_or_else(|| {
             invalid(
                 "--input-shape",
                 format!(
-                    "expected C,H,W (channels, height, width; whole numbers >= 1, e.g. 1,28,28), got {}",
+                    "expected C,H,W (channels, height, width, e.g. 1,28,28) or T,D (positions, features, e.g. 8,16), whole numbers >= 1, got {}",
                     wgtrain::error::quote(text)
                 ),
             )
         })?;
-    Ok(Shape::Image {
-        channels: dims[0],
-        height: dims[1],
-        width: dims[2],
+    Ok(match dims[..] {
+        [positions, features] => Shape::Sequence {
+            positions,
+            features,
+        },
+        _ => Shape::Image {
+            channels: dims[0],
+            height: dims[1],
+            width: dims[2],
+        },
     })
 }
 

@@ -158,9 +158,10 @@ pub fn check_init(path: &Path, saved: &ModelMeta, run: &ModelMeta) -> Result<()>
         ));
     }
     if saved.input_shape != run.input_shape {
-        let shape = |m: &ModelMeta| match m.input_shape {
+        let shape = |m: &ModelMeta| match m.input_shape.as_deref() {
             Some([c, h, w]) => format!("{c}x{h}x{w} images"),
-            None => format!("rows of {}", m.inputs),
+            Some([t, d]) => format!("sequences of {t} positions x {d} features"),
+            _ => format!("rows of {}", m.inputs),
         };
         return differ(format!(
             "it takes {}, this run's input is {} (see --input-shape)",

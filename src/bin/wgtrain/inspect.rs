@@ -110,6 +110,8 @@ enum Inputs<'a> {
     Neurons { number: usize },
     /// One value per channel (global average pooling's means), `c{k}`.
     Channels,
+    /// The features of a sequence, the same at every position (a dense layer over `[T, d]`), `d{k}`.
+    PerPosition,
 }
 
 impl Inputs<'_> {
@@ -121,6 +123,7 @@ impl Inputs<'_> {
             }
             Inputs::Neurons { number } => format!("h{number}.{i}"),
             Inputs::Channels => format!("c{i}"),
+            Inputs::PerPosition => format!("d{i}"),
         }
     }
 }
@@ -251,6 +254,17 @@ impl Context<'_> {
     /// flatten (those keep their inputs' order).
     fn inputs_of(&self, i: usize) -> (Inputs<'_>, String, String) {
         let layers = self.network.layers();
+        if let Shape::Sequence {
+            positions,
+            features,
+        } = self.network.input_of(i)
+        {
+            return (
+                Inputs::PerPosition,
+                format!("the {features} features at each of {positions} positions"),
+                "d{k} (feature k at every position)".into(),
+            );
+        }
         let source = (0..i).rev().find(|&j| {
             !matches!(
                 layers[j],
@@ -364,6 +378,12 @@ fn input_image(
     flag: Option<&str>,
 ) -> Result<Option<[usize; 3]>> {
     let given = flag.map(arch::parse_input_shape).transpose()?;
+    if let Some(shape @ Shape::Sequence { .. }) = given {
+        return Err(invalid(
+            "--input-shape",
+            format!("reads the inputs as images, C,H,W; got the sequence {shape}"),
+        ));
+    }
     let as_array = |shape: Shape| match shape {
         Shape::Image {
             channels,
@@ -416,7 +436,11 @@ fn weighted_layers<'a>(network: &Network, params: &'a [LayerParams]) -> Vec<Weig
     let mut found = Vec::new();
     for (p, &i) in parametrised.iter().enumerate() {
         let layer = network.layers()[i];
-        let fan_in = network.input_of(i).len() as usize;
+        // Over a sequence a dense layer's weights see one position's features.
+        let fan_in = network
+            .input_of(i)
+            .positions_and_features()
+            .map_or(network.input_of(i).len() as usize, |(_, d)| d);
         let (units, fan_in) = match (layer, network.input_of(i)) {
             (Layer::Dense(d), _) => (d.units, fan_in),
             (Layer::Conv2d(c), Shape::Image { channels, .. }) => {
@@ -469,6 +493,7 @@ fn describe_model(
     let tokens: Vec<String> = network.layers().iter().map(ToString::to_string).collect();
     let inputs = match (image, network.input_shape()) {
         (_, Shape::Image { .. }) => format!("{} input images", network.input_shape()),
+        (_, Shape::Sequence { .. }) => format!("input sequences of {}", network.input_shape()),
         (Some(shape), _) => format!("{} inputs read as {} images", network.inputs(), dims(shape)),
         (None, _) if meta.feature_names.is_empty() => format!("{} inputs", network.inputs()),
         (None, _) => format!("{} input features", network.inputs()),

@@ -129,8 +129,9 @@ pub struct TrainArgs {
     /// --layers and --activation)
     #[arg(long, conflicts_with_all = ["layers", "activation"])]
     pub arch: Option<String>,
-    /// The shape of one sample for --arch, C,H,W (e.g. 1,8,8 for digits.csv) [default: IDX images keep
-    /// theirs, 1,H,W; CSV rows are flat]
+    /// The shape of one sample for --arch: an image C,H,W (e.g. 1,8,8 for digits.csv), or a sequence
+    /// T,D of T positions of D features, which dense layers act on position by position [default: IDX
+    /// images keep theirs, 1,H,W; CSV rows are flat]
     #[arg(long, requires = "arch")]
     pub input_shape: Option<String>,
     /// The output layer's activation; auto: softmax for 3+ classes, sigmoid for 2, linear for regression
@@ -375,7 +376,7 @@ pub struct SummaryArgs {
     /// The network as layer tokens (see train --help), instead of --layers and --activation
     #[arg(long, conflicts_with_all = ["layers", "activation"])]
     pub arch: Option<String>,
-    /// The shape of one sample, C,H,W (instead of --inputs)
+    /// The shape of one sample, C,H,W or T,D (instead of --inputs)
     #[arg(long, conflicts_with = "inputs")]
     pub input_shape: Option<String>,
     /// Output activation: linear, sigmoid or softmax
