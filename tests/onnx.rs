@@ -273,6 +273,50 @@ fn convolutional_models_export_every_layer_kind() {
     }
 }
 
+/// A sequence model (`--input-shape T,D`): its input `[N, T, D]`, standardised per position and feature,
+/// dense layers over it as MatMul and Add (Gemm takes matrices), and ONNX Runtime agreeing with `predict`.
+#[test]
+fn sequence_models_export_their_dense_layers_as_matmul() {
+    let dir = scratch("onnx-sequence");
+    let model = decode(&export_and_check(
+        &dir,
+        "sequence",
+        &[
+            "--data",
+            &iris(),
+            "--input-shape",
+            "2,2",
+            "--arch",
+            "dense:6,tanh,dense:5,relu,flatten,dense:3",
+            "--epochs",
+            "5",
+        ],
+        &iris(),
+    ));
+    let graph = model.graph.as_ref().unwrap();
+    assert_eq!(dims(&graph.input[0]), vec![None, Some(2), Some(2)]);
+    assert_eq!(metadata(&model, "wgtrain.input_shape"), "[2,2]");
+    assert_eq!(
+        ops(&model),
+        [
+            "Sub",
+            "Div",
+            "Transpose",
+            "MatMul",
+            "Add",
+            "Tanh",
+            "Transpose",
+            "MatMul",
+            "Add",
+            "Relu",
+            "Flatten",
+            "Gemm",
+            "Softmax",
+            "ArgMax"
+        ]
+    );
+}
+
 #[test]
 fn export_refuses_bad_paths_and_files() {
     let dir = scratch("onnx-bad");

@@ -2,7 +2,8 @@
 //! preprocessing saved in the checkpoint included, so its first output is what `wgtrain predict` prints.
 //!
 //! - Input `input`, `[N, columns]` for a table (the checkpoint's source columns in their order) or
-//!   `[N, C, H, W]` for an image model; `N` is dynamic.
+//!   `[N, C, H, W]` for an image model, `[N, T, D]` for a sequence model (its dense layers as MatMul and
+//!   Add); `N` is dynamic.
 //! - A table's missing cells are NaN and are filled as in training; a category column is given as a number,
 //!   its category's value when every category is a number, else the category's index in
 //!   `wgtrain.inputs` of the metadata; any other value encodes as all zeros (an unseen category).
@@ -31,17 +32,6 @@ const IR_VERSION: i64 = 8;
 
 /// The ONNX model of a saved network, serialised.
 pub fn export(network: &Network, params: &[LayerParams], meta: &ModelMeta) -> Result<Vec<u8>> {
-    // ONNX's Gemm takes matrices; dense layers over `[N, T, d]` would need MatMul and Add instead.
-    let shapes = std::iter::once(network.input_shape()).chain(network.shapes().iter().copied());
-    if let Some(shape) = shapes
-        .into_iter()
-        .find(|s| matches!(s, Shape::Sequence { .. }))
-    {
-        return Err(Error::value(
-            "ONNX export",
-            format!("networks over sequences ({shape}) are not exported yet; rows and images are"),
-        ));
-    }
     let mut g = Graph::default();
     let tensors = checkpoint::torch_tensors(network, params)?;
     let tensor = |layer: usize, name: &str| -> &[f32] {
@@ -80,9 +70,9 @@ pub fn export(network: &Network, params: &[LayerParams], meta: &ModelMeta) -> Re
         let centred = g.node("Sub", &[&x, &mean], vec![]);
         x = g.node("Div", &[&centred, &std], vec![]);
     }
-    if let (Some(_), Shape::Image { .. }) = (&meta.encoder, sample) {
+    if let (Some(_), Shape::Image { .. } | Shape::Sequence { .. }) = (&meta.encoder, sample) {
         let dims: Vec<i64> = std::iter::once(-1).chain(image_dims(sample)).collect();
-        let shape = g.constant_i64("input.shape", &[4], &dims);
+        let shape = g.constant_i64("input.shape", &[dims.len() as i64], &dims);
         x = g.node("Reshape", &[&x, &shape], vec![]);
     }
 
@@ -94,7 +84,15 @@ pub fn export(network: &Network, params: &[LayerParams], meta: &ModelMeta) -> Re
             Layer::Dense(_) => {
                 let w = g.constant(&p("weight"), &tensor_dims(i, "weight"), tensor(i, "weight"));
                 let b = g.constant(&p("bias"), &tensor_dims(i, "bias"), tensor(i, "bias"));
-                g.node("Gemm", &[&x, &w, &b], vec![attr_int("transB", 1)])
+                if let Shape::Sequence { .. } = input {
+                    // `[N, T, d] · weightᵀ + bias` at every position, as `nn.Linear` on three axes:
+                    // Gemm takes matrices only.
+                    let wt = g.node("Transpose", &[&w], vec![attr_ints("perm", &[1, 0])]);
+                    let product = g.node("MatMul", &[&x, &wt], vec![]);
+                    g.node("Add", &[&product, &b], vec![])
+                } else {
+                    g.node("Gemm", &[&x, &w, &b], vec![attr_int("transB", 1)])
+                }
             }
             Layer::Conv2d(c) => {
                 let w = g.constant(&p("weight"), &tensor_dims(i, "weight"), tensor(i, "weight"));
@@ -228,7 +226,7 @@ pub fn export_file(model: &Path, out: &Path) -> Result<()> {
     crate::files::write_atomically(out, &bytes)
 }
 
-/// A sample's dimensions after the batch: `[n]`, `[C, H, W]` (or `[T, d]`, refused by [`export`]).
+/// A sample's dimensions after the batch: `[n]`, `[C, H, W]` or `[T, d]`.
 fn image_dims(shape: Shape) -> Vec<i64> {
     match shape {
         Shape::Image {
@@ -408,11 +406,11 @@ fn metadata(meta: &ModelMeta, sample: Shape) -> Result<Vec<StringStringEntryProt
             json(&serde_json::json!(meta.class_names))?,
         ),
         ("wgtrain.inputs", json(&serde_json::Value::Array(inputs))?),
-        // The image shape the input takes after the batch, or null for rows.
+        // The image or sequence shape the input takes after the batch, or null for rows.
         (
             "wgtrain.input_shape",
             json(&match sample {
-                Shape::Image { .. } if meta.encoder.is_none() => {
+                Shape::Image { .. } | Shape::Sequence { .. } if meta.encoder.is_none() => {
                     serde_json::json!(image_dims(sample))
                 }
                 _ => serde_json::Value::Null,
