@@ -359,12 +359,7 @@ fn write(
         } else {
             (Dtype::F32, bytemuck::cast_slice(&tensor.values).to_vec())
         };
-        tensors.push((
-            format!("layers.{}.{}", tensor.layer, spec.name),
-            spec.torch_shape.clone(),
-            dtype,
-            bytes,
-        ));
+        tensors.push((tensor.name(), spec.torch_shape.clone(), dtype, bytes));
     }
     for (name, values) in extra {
         let shape = vec![values.len()];

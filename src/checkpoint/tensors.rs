@@ -112,6 +112,13 @@ pub struct TorchTensor {
     pub values: Vec<f32>,
 }
 
+impl TorchTensor {
+    /// Its name in a checkpoint: `layers.{i}.{name}`, `i` counting every layer as `nn.Sequential` does.
+    pub fn name(&self) -> String {
+        format!("layers.{}.{}", self.layer, self.spec.name)
+    }
+}
+
 /// Every parameter and state tensor of `network` from `params` (one entry per layer with parameters), in
 /// PyTorch's layout; an error names a tensor whose size does not match.
 pub fn torch_tensors(network: &Network, params: &[LayerParams]) -> Result<Vec<TorchTensor>> {

@@ -45,7 +45,7 @@ impl LayerKind for Dense {
     /// transposed. He-uniform `±√(6 / in)` before ReLU and leaky ReLU, Glorot-uniform
     /// `±√(6 / (in + units))` otherwise; zero bias.
     fn params(&self, input: Shape, next: Option<&Layer>) -> Vec<ParamSpec> {
-        let fan_in = features(input);
+        let (_, fan_in) = input.positions_and_features();
         let limit = match next.and_then(Layer::activation) {
             Some(Activation::Relu | Activation::LeakyRelu(_)) => (6.0 / fan_in as f32).sqrt(),
             _ => (6.0 / (fan_in + self.units) as f32).sqrt(),
@@ -73,13 +73,14 @@ impl LayerKind for Dense {
     }
 
     fn forward(&self, step: &LayerStep, ops: &mut Vec<Op>) {
+        let (positions, features) = step.input_shape.positions_and_features();
         ops.push(Op::MatmulBiasAct(MatmulBiasAct {
             input: step.input,
             weights: step.params[0],
             bias: step.params[1],
             output: step.output,
-            m: step.rows * positions(step.input_shape),
-            k: features(step.input_shape),
+            m: step.rows * positions,
+            k: features,
             n: self.units,
             activation: step.epilogue,
             workgroup: None,
@@ -89,8 +90,8 @@ impl LayerKind for Dense {
     /// Over a sequence every position is a row of its own: the weight and bias gradients sum over
     /// samples × positions, as `nn.Linear`'s do over `[N, T]`.
     fn backward(&self, step: &LayerStep, ops: &mut Vec<Op>) {
-        let fan_in = features(step.input_shape);
-        let rows = step.rows * positions(step.input_shape);
+        let (positions, fan_in) = step.input_shape.positions_and_features();
+        let rows = step.rows * positions;
         ops.push(Op::MatmulTn(MatmulTn {
             input: step.input,
             grad_output: step.grad_output,
@@ -118,18 +119,6 @@ impl LayerKind for Dense {
             }));
         }
     }
-}
-
-/// Positions of a sequence input, 1 for a flat one.
-fn positions(input: Shape) -> usize {
-    input.positions_and_features().map_or(1, |(t, _)| t)
-}
-
-/// Features at each position: the layer's `in_features`.
-fn features(input: Shape) -> usize {
-    input
-        .positions_and_features()
-        .map_or(input.size(), |(_, d)| d)
 }
 
 /// `dense:UNITS`.

@@ -80,17 +80,15 @@ impl Shape {
         self.len() as usize
     }
 
-    /// A sample as rows of its last axis, for layers that act on every position alike: `(positions,
-    /// features)` of a sequence, `(1, n)` of a flat row; `None` for an image (its last axis is a row of
-    /// pixels, not features).
-    pub fn positions_and_features(&self) -> Option<(usize, usize)> {
+    /// A sample as `(rows, width)` for layers that act on every position alike (`nn.Linear`'s last
+    /// axis): `(positions, features)` of a sequence, `(1, n)` of a flat row, `(1, C·H·W)` of an image.
+    pub fn positions_and_features(&self) -> (usize, usize) {
         match *self {
-            Shape::Flat(n) => Some((1, n)),
             Shape::Sequence {
                 positions,
                 features,
-            } => Some((positions, features)),
-            Shape::Image { .. } => None,
+            } => (positions, features),
+            _ => (1, self.size()),
         }
     }
 }

@@ -19,7 +19,7 @@ pub struct NamedTensor {
 impl From<TorchTensor> for NamedTensor {
     fn from(tensor: TorchTensor) -> Self {
         NamedTensor {
-            name: format!("layers.{}.{}", tensor.layer, tensor.spec.name),
+            name: tensor.name(),
             shape: tensor.spec.torch_shape,
             values: tensor.values,
         }

@@ -54,7 +54,7 @@ pub fn export(network: &Network, params: &[LayerParams], meta: &ModelMeta) -> Re
     let mut x = "input".to_string();
     let input_dims = match (&meta.encoder, sample) {
         (Some(encoder), _) => vec![encoder.columns.len() as i64],
-        (None, sample) => image_dims(sample),
+        (None, sample) => sample_dims(sample),
     };
     if let Some(encoder) = &meta.encoder {
         x = encode(&mut g, encoder, &x);
@@ -71,7 +71,7 @@ pub fn export(network: &Network, params: &[LayerParams], meta: &ModelMeta) -> Re
         x = g.node("Div", &[&centred, &std], vec![]);
     }
     if let (Some(_), Shape::Image { .. } | Shape::Sequence { .. }) = (&meta.encoder, sample) {
-        let dims: Vec<i64> = std::iter::once(-1).chain(image_dims(sample)).collect();
+        let dims: Vec<i64> = std::iter::once(-1).chain(sample_dims(sample)).collect();
         let shape = g.constant_i64("input.shape", &[dims.len() as i64], &dims);
         x = g.node("Reshape", &[&x, &shape], vec![]);
     }
@@ -227,7 +227,7 @@ pub fn export_file(model: &Path, out: &Path) -> Result<()> {
 }
 
 /// A sample's dimensions after the batch: `[n]`, `[C, H, W]` or `[T, d]`.
-fn image_dims(shape: Shape) -> Vec<i64> {
+fn sample_dims(shape: Shape) -> Vec<i64> {
     match shape {
         Shape::Image {
             channels,
@@ -411,7 +411,7 @@ fn metadata(meta: &ModelMeta, sample: Shape) -> Result<Vec<StringStringEntryProt
             "wgtrain.input_shape",
             json(&match sample {
                 Shape::Image { .. } | Shape::Sequence { .. } if meta.encoder.is_none() => {
-                    serde_json::json!(image_dims(sample))
+                    serde_json::json!(sample_dims(sample))
                 }
                 _ => serde_json::Value::Null,
             })?,

@@ -437,10 +437,7 @@ fn weighted_layers<'a>(network: &Network, params: &'a [LayerParams]) -> Vec<Weig
     for (p, &i) in parametrised.iter().enumerate() {
         let layer = network.layers()[i];
         // Over a sequence a dense layer's weights see one position's features.
-        let fan_in = network
-            .input_of(i)
-            .positions_and_features()
-            .map_or(network.input_of(i).len() as usize, |(_, d)| d);
+        let (_, fan_in) = network.input_of(i).positions_and_features();
         let (units, fan_in) = match (layer, network.input_of(i)) {
             (Layer::Dense(d), _) => (d.units, fan_in),
             (Layer::Conv2d(c), Shape::Image { channels, .. }) => {
